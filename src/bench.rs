@@ -1,0 +1,158 @@
+//! `modeldeck bench`: load time, forward-pass latency percentiles and throughput for one model at
+//! one batch size, on the same inputs as `bench/pytorch_bench.py` so the two compare side by side.
+//! Only the forward pass is timed (as on the PyTorch side); preprocessing is reported apart.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::model::{self, LoadedModel, Request, Task};
+use crate::source::{ModelSource, ResolveOptions};
+use crate::Error;
+
+/// The text both benchmarks tokenize; each input is this paragraph truncated to `seq_len` tokens.
+/// Must stay identical to `BENCH_TEXT` in bench/pytorch_bench.py.
+pub const BENCH_TEXT: &str = "The quick brown fox jumps over the lazy dog while the curious cat watches from the warm windowsill, \
+wondering whether the afternoon sun will last long enough for another nap before dinner. Meanwhile, in the busy city \
+across the river, engineers deploy a new version of their machine learning model, compare it with the old one, and \
+watch latency, inputs and outputs drift over time as real traffic arrives from users all around the world.";
+
+/// Zero-shot candidate labels used by both benchmarks.
+pub const BENCH_LABELS: [&str; 2] = ["a cat", "a dog"];
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub batch: usize,
+    pub iters: usize,
+    pub warmup: usize,
+    /// Tokens per text input.
+    pub seq_len: usize,
+    pub image: Option<PathBuf>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self { batch: 1, iters: 20, warmup: 3, seq_len: 17, image: None }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencySummary {
+    pub p50: f64,
+    pub p95: f64,
+    pub mean: f64,
+    pub min: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub framework: &'static str,
+    pub model: String,
+    pub architecture: String,
+    pub batch: usize,
+    pub seq_len: Option<usize>,
+    pub threads: usize,
+    pub iters: usize,
+    pub load_ms: f64,
+    pub preprocess_ms: f64,
+    pub latency_ms: LatencySummary,
+    pub throughput_per_s: f64,
+}
+
+/// Percentile with linear interpolation between order statistics (numpy's default).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let h = (sorted.len() - 1) as f64 * q;
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+}
+
+/// The image benchmarks feed: the given file, else the shipped sample photo, else a gradient.
+fn bench_image(path: Option<&PathBuf>) -> Result<image::RgbImage, Error> {
+    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/samples/chelsea.png");
+    match path {
+        Some(p) => Ok(model::decode_image_file(p).map_err(model::ModelError::from)?),
+        None if default.is_file() => Ok(model::decode_image_file(&default).map_err(model::ModelError::from)?),
+        None => Ok(image::RgbImage::from_fn(320, 240, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]))),
+    }
+}
+
+/// Loads `source` and times its forward pass.
+pub fn run(source: &ModelSource, options: &BenchOptions, resolve: &ResolveOptions) -> Result<BenchReport, Error> {
+    if options.batch == 0 || options.iters == 0 {
+        return Err(Error::Usage("--batch and --iters must be at least 1".into()));
+    }
+    let started = Instant::now();
+    let model = model::load_source(source, resolve)?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let task = model.task();
+    let prep_started = Instant::now();
+    let batch = prepare(&model, task, options)?;
+    let preprocess_ms = prep_started.elapsed().as_secs_f64() * 1e3;
+    for _ in 0..options.warmup {
+        model.forward(&batch)?;
+    }
+    let mut times = Vec::with_capacity(options.iters);
+    for _ in 0..options.iters {
+        let t = Instant::now();
+        model.forward(&batch)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let p50 = percentile(&times, 0.5);
+    Ok(BenchReport {
+        framework: "modeldeck",
+        model: source.to_string(),
+        architecture: model.card().architecture.clone(),
+        batch: options.batch,
+        seq_len: (!task.takes_images()).then_some(options.seq_len),
+        threads: candle_core::utils::get_num_threads(),
+        iters: options.iters,
+        load_ms,
+        preprocess_ms,
+        latency_ms: LatencySummary {
+            p50,
+            p95: percentile(&times, 0.95),
+            mean: times.iter().sum::<f64>() / times.len() as f64,
+            min: times[0],
+        },
+        throughput_per_s: options.batch as f64 * 1000.0 / p50,
+    })
+}
+
+fn prepare(model: &LoadedModel, task: Task, options: &BenchOptions) -> Result<model::Batch, Error> {
+    let n = options.batch;
+    Ok(match task {
+        Task::ImageClassification => {
+            let images = vec![bench_image(options.image.as_ref())?; n];
+            model.prepare(&Request::Images(&images))?
+        }
+        Task::ZeroShotImageClassification => {
+            let images = vec![bench_image(options.image.as_ref())?; n];
+            let labels: Vec<String> = BENCH_LABELS.iter().map(|s| s.to_string()).collect();
+            model.prepare(&Request::ZeroShot { images: &images, labels: &labels })?
+        }
+        Task::TextClassification | Task::TextEmbedding => {
+            let texts = vec![BENCH_TEXT.to_string(); n];
+            model.prepare(&Request::Texts { texts: &texts, max_tokens: Some(options.seq_len) })?
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_interpolate_like_numpy() {
+        let v = [1.0, 2.0, 3.0, 4.0, 10.0];
+        assert_eq!(percentile(&v, 0.5), 3.0);
+        // numpy.percentile([1,2,3,4,10], 95) == 8.8
+        assert!((percentile(&v, 0.95) - 8.8).abs() < 1e-12);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+    }
+}

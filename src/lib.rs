@@ -1,0 +1,21 @@
+//! ModelDeck: run, compare and monitor machine-learning models on your own machine.
+//!
+//! Data flows one way: `source` (where model files come from) → `model` (architectures,
+//! preprocessing, prediction) → `predict`/`bench` (what the CLI and, later, the GUI call).
+//! The library never imports a GUI toolkit; the `modeldeck` binary is a thin shell over it.
+
+pub mod bench;
+pub mod model;
+pub mod predict;
+pub mod source;
+
+/// Any error the library can report to a user; each layer has its own typed error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Model(#[from] model::ModelError),
+    #[error("{0}")]
+    Usage(String),
+}

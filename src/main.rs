@@ -1,0 +1,223 @@
+//! The `modeldeck` command line: a thin shell over the library. Every subcommand prints a
+//! readable summary, or JSON with `--json`; errors are one line on stderr and a non-zero exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use modeldeck::model::{self, Task};
+use modeldeck::predict::{self, PredictInput};
+use modeldeck::source::{self, DownloadUpdate, ModelSource, ResolveOptions};
+
+#[derive(Parser)]
+#[command(name = "modeldeck", version, about = "Run, compare and monitor machine-learning models on your own machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Predict with one model on an image or text.
+    Predict(PredictArgs),
+    /// Download a model from the Hugging Face Hub into the shared cache.
+    Download(DownloadArgs),
+    /// Measure load time, forward latency and throughput.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct CommonSource {
+    /// Never use the network (also HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// Hub repo id (org/name[@revision]), a local folder or file, or demo:<name>.
+    #[arg(long)]
+    model: String,
+    /// Image file(s) for image models.
+    #[arg(long)]
+    image: Vec<PathBuf>,
+    /// Text input(s); give two to an embedding model for their cosine similarity.
+    #[arg(long)]
+    text: Vec<String>,
+    /// Candidate labels for zero-shot (CLIP) models, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// How many labels to show.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonSource,
+}
+
+#[derive(Args)]
+struct DownloadArgs {
+    /// org/name[@revision]
+    repo: String,
+    #[command(flatten)]
+    common: CommonSource,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long)]
+    model: String,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Tokens per text input (text models).
+    #[arg(long, default_value_t = 17)]
+    seq_len: usize,
+    /// Image to feed image models (default: the shipped sample photo).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Worker threads for the maths (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonSource,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("MODELDECK_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => {
+            println!("The ModelDeck desktop app is not built yet; use a subcommand. Try `modeldeck --help`.");
+            Ok(())
+        }
+        Some(Command::Predict(args)) => run_predict(args),
+        Some(Command::Download(args)) => run_download(args),
+        Some(Command::Bench(args)) => run_bench(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn resolve_options(common: &CommonSource, progress: bool) -> ResolveOptions {
+    let mut options = ResolveOptions { offline: common.offline, ..Default::default() };
+    if progress {
+        options.progress = Some(progress_bar());
+    }
+    options
+}
+
+/// A terminal progress bar per file, on stderr.
+fn progress_bar() -> source::ProgressFn {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:30!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let current = std::sync::Mutex::new(String::new());
+    Arc::new(move |u: &DownloadUpdate| {
+        let Ok(mut current) = current.lock() else { return };
+        if *current != u.file {
+            *current = u.file.clone();
+            bar.reset();
+            bar.set_message(format!("[{}/{}] {}", u.file_index, u.file_count, u.file));
+        }
+        if u.bytes_total > 0 {
+            bar.set_length(u.bytes_total);
+        }
+        bar.set_position(u.bytes_done);
+    })
+}
+
+fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
+    let source = ModelSource::parse(&args.model)?;
+    let show_progress = !args.json && matches!(source, ModelSource::Hub { .. });
+    let model = model::load_source(&source, &resolve_options(&args.common, show_progress))?;
+    let input = PredictInput { images: args.image, texts: args.text, labels: args.labels, top_k: args.top_k };
+    let output = predict::predict(&model, &input)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&output.to_json())?);
+        return Ok(());
+    }
+    let card = &output.model;
+    println!("{} ({}, {}) loaded in {:.0} ms", card.name, card.architecture, card.task, card.load_ms);
+    for result in &output.results {
+        println!("\n{}", result.input);
+        if let Some(predictions) = &result.predictions {
+            for p in predictions {
+                let bar = "#".repeat((p.score * 30.0).round() as usize);
+                println!("  {:>6.2}%  {:<30} {}", p.score * 100.0, bar, p.label);
+            }
+        }
+        if let Some(e) = &result.embedding {
+            let head: Vec<String> = e.iter().take(6).map(|v| format!("{v:.4}")).collect();
+            println!("  embedding [{}] = [{}, ...]", e.len(), head.join(", "));
+        }
+    }
+    if let Some(s) = output.similarity {
+        println!("\ncosine similarity of the first two texts: {s:.4}");
+    }
+    if output.task == Task::TextEmbedding && output.results.len() == 1 {
+        println!("(give a second --text to compare two sentences)");
+    }
+    println!("\nlatency: {:.1} ms", output.latency_ms);
+    Ok(())
+}
+
+fn run_download(args: DownloadArgs) -> anyhow::Result<()> {
+    let ModelSource::Hub { repo_id, revision } = ModelSource::parse(&args.repo)? else {
+        anyhow::bail!("`{}` is not a Hub repo id (org/name[@revision])", args.repo);
+    };
+    let options = resolve_options(&args.common, true);
+    let files = source::download(&repo_id, revision.as_deref(), &options)?;
+    println!(
+        "{repo_id} is in the cache at {} ({:.1} MB)",
+        files.root.display(),
+        files.size_bytes() as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(threads) = args.threads {
+        // candle sizes its thread pools from this variable on first use.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    let source = ModelSource::parse(&args.model)?;
+    let options = modeldeck::bench::BenchOptions {
+        batch: args.batch,
+        iters: args.iters,
+        warmup: args.warmup,
+        seq_len: args.seq_len,
+        image: args.image,
+    };
+    let report = modeldeck::bench::run(&source, &options, &resolve_options(&args.common, !args.json))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let l = &report.latency_ms;
+        println!("{} ({}) batch {} threads {}", report.model, report.architecture, report.batch, report.threads);
+        println!("  load        {:>9.1} ms", report.load_ms);
+        println!("  preprocess  {:>9.1} ms", report.preprocess_ms);
+        println!("  latency p50 {:>9.2} ms   p95 {:.2} ms   mean {:.2} ms", l.p50, l.p95, l.mean);
+        println!("  throughput  {:>9.1} inputs/s", report.throughput_per_s);
+    }
+    Ok(())
+}

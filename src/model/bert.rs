@@ -1,0 +1,379 @@
+//! The BERT family (BERT, DistilBERT, RoBERTa, XLM-RoBERTa) with the sequence-classification
+//! heads of `transformers`, and sentence-transformers embedding models (BERT + pooling +
+//! optional normalisation).
+
+use candle_core::{Device, Module, Tensor, D};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+
+use super::config::{Architecture, ModelConfig};
+use super::layers::{self, Activation, Encoder, EncoderSpec};
+use super::text::{EncodedBatch, TextEncoder};
+use super::weights::Weights;
+use super::{Batch, ModelError, Network, Request, Response};
+use crate::source::ModelFiles;
+
+/// Token, position and (optional) token-type embeddings followed by a layer norm.
+struct TextEmbeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Option<Tensor>,
+    norm: LayerNorm,
+    /// RoBERTa numbers positions from `padding_idx + 1`, skipping padding.
+    roberta_padding_idx: Option<u32>,
+}
+
+impl TextEmbeddings {
+    fn forward(&self, batch: &EncodedBatch) -> candle_core::Result<Tensor> {
+        let (b, t) = batch.input_ids.dims2()?;
+        let device = batch.input_ids.device();
+        let words = self.word.forward(&batch.input_ids)?;
+        let positions: Vec<u32> = match self.roberta_padding_idx {
+            None => (0..b).flat_map(|_| 0..t as u32).collect(),
+            Some(pad) => batch
+                .input_ids
+                .to_vec2::<u32>()?
+                .iter()
+                .flat_map(|seq| {
+                    let mut count = 0u32;
+                    seq.iter()
+                        .map(|&id| {
+                            if id == pad {
+                                pad
+                            } else {
+                                count += 1;
+                                pad + count
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        };
+        let positions = Tensor::from_vec(positions, (b, t), device)?;
+        let mut x = (words + self.position.forward(&positions)?)?;
+        if let Some(token_type) = &self.token_type {
+            x = x.broadcast_add(token_type)?;
+        }
+        self.norm.forward(&x)
+    }
+}
+
+/// The encoder shared by the family: embeddings and transformer layers.
+struct BertBackbone {
+    embeddings: TextEmbeddings,
+    encoder: Encoder,
+    hidden: usize,
+}
+
+impl BertBackbone {
+    fn forward(&self, batch: &EncodedBatch) -> candle_core::Result<Tensor> {
+        let x = self.embeddings.forward(batch)?;
+        let mask = if batch.has_padding { Some(layers::padding_mask(&batch.attention_mask)?) } else { None };
+        self.encoder.forward(&x, mask.as_ref())
+    }
+}
+
+/// Reads the backbone of `architecture` from `vb` (already at the model prefix) and returns it
+/// with the longest sequence its position table allows.
+fn load_backbone(
+    vb: VarBuilder,
+    config: &ModelConfig,
+    architecture: Architecture,
+    weights: &Weights,
+) -> Result<(BertBackbone, usize), ModelError> {
+    let act = |name: &str| Activation::from_name(name).map_err(|e| config.error(e));
+    let (spec, vocab, max_positions) = if architecture == Architecture::DistilBert {
+        let hidden = config.usize_or("dim", 768)?;
+        (
+            EncoderSpec {
+                hidden,
+                heads: config.usize_or("n_heads", 12)?,
+                intermediate: config.usize_or("hidden_dim", 4 * hidden)?,
+                layers: config.usize_or("n_layers", 6)?,
+                eps: 1e-12,
+                activation: act(config.str_or("activation", "gelu"))?,
+                pre_norm: false,
+                qkv_bias: true,
+            },
+            config.usize_or("vocab_size", 30522)?,
+            config.usize_or("max_position_embeddings", 512)?,
+        )
+    } else {
+        let hidden = config.usize_or("hidden_size", 768)?;
+        (
+            EncoderSpec {
+                hidden,
+                heads: config.usize_or("num_attention_heads", 12)?,
+                intermediate: config.usize_or("intermediate_size", 4 * hidden)?,
+                layers: config.usize_or("num_hidden_layers", 12)?,
+                eps: config.f64_or("layer_norm_eps", 1e-12)?,
+                activation: act(config.str_or("hidden_act", "gelu"))?,
+                pre_norm: false,
+                qkv_bias: true,
+            },
+            config.usize_or("vocab_size", 30522)?,
+            config.usize_or("max_position_embeddings", 512)?,
+        )
+    };
+    let position_type = config.str_or("position_embedding_type", "absolute");
+    if position_type != "absolute" {
+        return Err(config.error(format!("position_embedding_type `{position_type}` is not supported (only absolute)")));
+    }
+    let is_roberta = matches!(architecture, Architecture::Roberta | Architecture::XlmRoberta);
+    let pad = config.usize_or("pad_token_id", if is_roberta { 1 } else { 0 })?;
+    let h = spec.hidden;
+    let build = || -> candle_core::Result<BertBackbone> {
+        let e = vb.pp("embeddings");
+        let token_type = if architecture == Architecture::DistilBert {
+            None
+        } else {
+            let types = config.usize_or("type_vocab_size", 2).unwrap_or(2);
+            // Every input is a single segment: add row 0 of the token-type table.
+            Some(e.get((types, h), "token_type_embeddings.weight")?.narrow(0, 0, 1)?)
+        };
+        let layer_prefix = if architecture == Architecture::DistilBert { "transformer.layer" } else { "encoder.layer" };
+        let names = if architecture == Architecture::DistilBert { &layers::DISTILBERT_NAMES } else { &layers::BERT_NAMES };
+        Ok(BertBackbone {
+            embeddings: TextEmbeddings {
+                word: candle_nn::embedding(vocab, h, e.pp("word_embeddings"))?,
+                position: candle_nn::embedding(max_positions, h, e.pp("position_embeddings"))?,
+                token_type,
+                norm: candle_nn::layer_norm(h, spec.eps, e.pp("LayerNorm"))?,
+                roberta_padding_idx: is_roberta.then_some(pad as u32),
+            },
+            encoder: Encoder::load(vb.pp(layer_prefix), spec, names)?,
+            hidden: h,
+        })
+    };
+    let limit = if is_roberta { max_positions.saturating_sub(pad + 1) } else { max_positions };
+    Ok((build().map_err(|e| weights.mismatch(architecture.name(), e))?, limit))
+}
+
+/// A `transformers` `*ForSequenceClassification` model of the BERT family.
+pub struct TextClassifier {
+    backbone: BertBackbone,
+    head: ClassifierHead,
+    text: TextEncoder,
+    sigmoid: bool,
+    device: Device,
+}
+
+enum ClassifierHead {
+    /// BERT: tanh pooler on [CLS], then a linear classifier.
+    Pooler { pooler: Linear, classifier: Linear },
+    /// DistilBERT: ReLU pre-classifier on [CLS], then a linear classifier.
+    PreClassifier { pre: Linear, classifier: Linear },
+    /// RoBERTa: dense + tanh on <s>, then out_proj.
+    Roberta { dense: Linear, out_proj: Linear },
+}
+
+impl ClassifierHead {
+    fn forward(&self, cls: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Pooler { pooler, classifier } => classifier.forward(&pooler.forward(cls)?.tanh()?),
+            Self::PreClassifier { pre, classifier } => classifier.forward(&pre.forward(cls)?.relu()?),
+            Self::Roberta { dense, out_proj } => out_proj.forward(&dense.forward(cls)?.tanh()?),
+        }
+    }
+}
+
+impl TextClassifier {
+    pub fn load(
+        files: &ModelFiles,
+        config: &ModelConfig,
+        weights: &Weights,
+        architecture: Architecture,
+    ) -> Result<Self, ModelError> {
+        let name = architecture.name();
+        let prefix = match architecture {
+            Architecture::DistilBert => "distilbert",
+            Architecture::Roberta | Architecture::XlmRoberta => "roberta",
+            _ => "bert",
+        };
+        let vb = weights.builder();
+        let (backbone, limit) = load_backbone(vb.pp(prefix), config, architecture, weights)?;
+        let labels = config.labels().len();
+        let h = backbone.hidden;
+        let head = (|| -> candle_core::Result<ClassifierHead> {
+            Ok(match architecture {
+                Architecture::DistilBert => ClassifierHead::PreClassifier {
+                    pre: candle_nn::linear(h, h, vb.pp("pre_classifier"))?,
+                    classifier: candle_nn::linear(h, labels, vb.pp("classifier"))?,
+                },
+                Architecture::Roberta | Architecture::XlmRoberta => ClassifierHead::Roberta {
+                    dense: candle_nn::linear(h, h, vb.pp("classifier.dense"))?,
+                    out_proj: candle_nn::linear(h, labels, vb.pp("classifier.out_proj"))?,
+                },
+                _ => ClassifierHead::Pooler {
+                    pooler: candle_nn::linear(h, h, vb.pp(prefix).pp("pooler.dense"))?,
+                    classifier: candle_nn::linear(h, labels, vb.pp("classifier"))?,
+                },
+            })
+        })()
+        .map_err(|e| weights.mismatch(name, e))?;
+        let pad = config.usize_or("pad_token_id", 0).ok().map(|p| p as u32);
+        Ok(Self {
+            backbone,
+            head,
+            text: TextEncoder::load(files, limit, pad)?,
+            sigmoid: config.uses_sigmoid(labels),
+            device: Device::Cpu,
+        })
+    }
+}
+
+fn text_batch(encoder: &TextEncoder, request: &Request, device: &Device, task: super::Task) -> Result<Batch, ModelError> {
+    match request {
+        Request::Texts { texts, max_tokens } => {
+            Ok(Batch { size: texts.len(), pixel_values: None, text: Some(encoder.encode(texts, *max_tokens, device)?) })
+        }
+        Request::Images(_) | Request::ZeroShot { .. } => {
+            Err(ModelError::WrongInput { task, expected: "text", given: "images" })
+        }
+    }
+}
+
+fn take_text(batch: &Batch) -> Result<&EncodedBatch, ModelError> {
+    batch.text.as_ref().ok_or_else(|| ModelError::Input("this batch holds no text".into()))
+}
+
+impl Network for TextClassifier {
+    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
+        text_batch(&self.text, request, &self.device, super::Task::TextClassification)
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        let text = take_text(batch)?;
+        let hidden = self.backbone.forward(text)?;
+        let logits = self.head.forward(&layers::token_at(&hidden, 0)?)?;
+        super::scores_from_logits(&logits, self.sigmoid)
+    }
+
+    fn text_encoder(&self) -> Option<&TextEncoder> {
+        Some(&self.text)
+    }
+}
+
+/// How token vectors become one sentence vector (sentence-transformers' Pooling module).
+#[derive(Debug, Clone, Copy, Default)]
+struct Pooling {
+    cls: bool,
+    max: bool,
+    mean: bool,
+    mean_sqrt_len: bool,
+}
+
+/// A sentence-transformers model: BERT, pooling, optional normalisation.
+pub struct SentenceEmbedder {
+    backbone: BertBackbone,
+    pooling: Pooling,
+    normalize: bool,
+    text: TextEncoder,
+    device: Device,
+}
+
+impl SentenceEmbedder {
+    pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
+        let vb = weights.builder();
+        let vb = if weights.contains("bert.embeddings.word_embeddings.weight") { vb.pp("bert") } else { vb };
+        let (backbone, limit) = load_backbone(vb, config, Architecture::SentenceBert, weights)?;
+        let (pooling, normalize) = read_sentence_modules(files)?;
+        let pad = config.usize_or("pad_token_id", 0).ok().map(|p| p as u32);
+        Ok(Self { backbone, pooling, normalize, text: TextEncoder::load(files, limit, pad)?, device: Device::Cpu })
+    }
+
+    fn pool(&self, hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let mask3 = mask.unsqueeze(D::Minus1)?; // (b, t, 1)
+        let mut parts = Vec::new();
+        if self.pooling.cls {
+            parts.push(layers::token_at(hidden, 0)?);
+        }
+        if self.pooling.max {
+            let masked = hidden.broadcast_add(&((mask3.ones_like()? - &mask3)? * -1e9)?)?;
+            parts.push(masked.max(1)?);
+        }
+        if self.pooling.mean || self.pooling.mean_sqrt_len {
+            let summed = hidden.broadcast_mul(&mask3)?.sum(1)?;
+            let counts = mask3.sum(1)?.maximum(1e-9)?;
+            if self.pooling.mean {
+                parts.push(summed.broadcast_div(&counts)?);
+            }
+            if self.pooling.mean_sqrt_len {
+                parts.push(summed.broadcast_div(&counts.sqrt()?)?);
+            }
+        }
+        let pooled = Tensor::cat(&parts, 1)?;
+        if self.normalize {
+            layers::l2_normalize(&pooled)
+        } else {
+            Ok(pooled)
+        }
+    }
+}
+
+/// Reads modules.json and the pooling config. Without them: mean pooling, no normalisation.
+fn read_sentence_modules(files: &ModelFiles) -> Result<(Pooling, bool), ModelError> {
+    let read = |path: &std::path::Path| -> Result<serde_json::Value, ModelError> {
+        let text = std::fs::read(path).map_err(|e| ModelError::Config { path: path.into(), reason: e.to_string() })?;
+        serde_json::from_slice(&text)
+            .map_err(|e| ModelError::Config { path: path.into(), reason: format!("not valid JSON: {e}") })
+    };
+    let mut normalize = false;
+    if let Some(path) = &files.st_modules {
+        let modules = read(path)?;
+        for module in modules.as_array().into_iter().flatten() {
+            let kind = module.get("type").and_then(|t| t.as_str()).unwrap_or("");
+            let short = kind.rsplit('.').next().unwrap_or(kind);
+            match short {
+                "Transformer" | "Pooling" => {}
+                "Normalize" => normalize = true,
+                other => {
+                    return Err(ModelError::Config {
+                        path: path.clone(),
+                        reason: format!(
+                            "sentence-transformers module `{other}` is not supported (supported: Transformer, Pooling, Normalize)"
+                        ),
+                    })
+                }
+            }
+        }
+    }
+    let pooling = match &files.st_pooling {
+        None => Pooling { mean: true, ..Default::default() },
+        Some(path) => {
+            let json = read(path)?;
+            let flag = |k: &str| json.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+            let pooling = Pooling {
+                cls: flag("pooling_mode_cls_token"),
+                max: flag("pooling_mode_max_tokens"),
+                mean: flag("pooling_mode_mean_tokens"),
+                mean_sqrt_len: flag("pooling_mode_mean_sqrt_len_tokens"),
+            };
+            let other = ["pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"].into_iter().find(|k| flag(k));
+            if let Some(mode) = other {
+                return Err(ModelError::Config { path: path.clone(), reason: format!("`{mode}` pooling is not supported") });
+            }
+            if !(pooling.cls || pooling.max || pooling.mean || pooling.mean_sqrt_len) {
+                return Err(ModelError::Config { path: path.clone(), reason: "no pooling mode is enabled".into() });
+            }
+            pooling
+        }
+    };
+    Ok((pooling, normalize))
+}
+
+impl Network for SentenceEmbedder {
+    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
+        text_batch(&self.text, request, &self.device, super::Task::TextEmbedding)
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        let text = take_text(batch)?;
+        let hidden = self.backbone.forward(text)?;
+        let pooled = self.pool(&hidden, &text.attention_mask)?;
+        Ok(Response::Embeddings(layers::rows(&pooled)?))
+    }
+
+    fn text_encoder(&self) -> Option<&TextEncoder> {
+        Some(&self.text)
+    }
+}

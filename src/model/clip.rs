@@ -1,0 +1,193 @@
+//! CLIP (`CLIPModel`) for zero-shot image classification, as transformers'
+//! `zero-shot-image-classification` pipeline runs it: each candidate label goes through the
+//! hypothesis template "This is a photo of {}.", image and text embeddings are normalised, and
+//! `logit_scale.exp() * cosine` is soft-maxed over the labels.
+
+use candle_core::{Device, Module, Tensor};
+use candle_nn::{Conv2d, Embedding, LayerNorm, Linear};
+
+use super::config::{Architecture, ModelConfig};
+use super::image::{ImagePreprocessor, ProcessorFamily};
+use super::layers::{self, Activation, Encoder, EncoderSpec};
+use super::text::TextEncoder;
+use super::weights::Weights;
+use super::{softmax, Batch, ModelError, Network, Request, Response, Scores, Task};
+use crate::source::ModelFiles;
+
+pub const HYPOTHESIS_TEMPLATE: &str = "This is a photo of {}.";
+
+pub struct ClipZeroShot {
+    // Vision tower.
+    patch: Conv2d,
+    class_embedding: Tensor,
+    vision_positions: Tensor,
+    pre_norm: LayerNorm,
+    vision_encoder: Encoder,
+    post_norm: LayerNorm,
+    visual_projection: Linear,
+    image_size: usize,
+    // Text tower.
+    token_embedding: Embedding,
+    text_positions: Embedding,
+    text_encoder: Encoder,
+    final_norm: LayerNorm,
+    text_projection: Linear,
+    eos_token_id: Option<u32>,
+    logit_scale: f64,
+    preprocessor: ImagePreprocessor,
+    tokenizer: TextEncoder,
+    device: Device,
+}
+
+fn spec(config: &ModelConfig, hidden_default: usize) -> Result<EncoderSpec, ModelError> {
+    let hidden = config.usize_or("hidden_size", hidden_default)?;
+    Ok(EncoderSpec {
+        hidden,
+        heads: config.usize_or("num_attention_heads", if hidden_default == 512 { 8 } else { 12 })?,
+        intermediate: config.usize_or("intermediate_size", 4 * hidden)?,
+        layers: config.usize_or("num_hidden_layers", 12)?,
+        eps: config.f64_or("layer_norm_eps", 1e-5)?,
+        activation: Activation::from_name(config.str_or("hidden_act", "quick_gelu")).map_err(|e| config.error(e))?,
+        pre_norm: true,
+        qkv_bias: true,
+    })
+}
+
+impl ClipZeroShot {
+    pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
+        let (text_cfg, vision_cfg) = (config.sub("text_config"), config.sub("vision_config"));
+        let (text_spec, vision_spec) = (spec(&text_cfg, 512)?, spec(&vision_cfg, 768)?);
+        let projection = config.usize_or("projection_dim", 512)?;
+        let image_size = vision_cfg.usize_or("image_size", 224)?;
+        let patch_size = vision_cfg.usize_or("patch_size", 32)?;
+        if patch_size == 0 || image_size % patch_size != 0 {
+            return Err(config.error(format!("vision image_size {image_size} is not a multiple of patch_size {patch_size}")));
+        }
+        let vocab = text_cfg.usize_or("vocab_size", 49408)?;
+        let max_positions = text_cfg.usize_or("max_position_embeddings", 77)?;
+        let eos = text_cfg.usize_or("eos_token_id", 2)? as u32;
+        let (vh, th) = (vision_spec.hidden, text_spec.hidden);
+        let patches = (image_size / patch_size).pow(2);
+        let tokenizer = TextEncoder::load(files, max_positions, None)?;
+        let vb = weights.builder();
+        let build = move || -> candle_core::Result<Self> {
+            let v = vb.pp("vision_model");
+            let t = vb.pp("text_model");
+            let conv = candle_nn::Conv2dConfig { stride: patch_size, ..Default::default() };
+            Ok(Self {
+                patch: candle_nn::conv2d_no_bias(3, vh, patch_size, conv, v.pp("embeddings.patch_embedding"))?,
+                class_embedding: v.get(vh, "embeddings.class_embedding")?.reshape((1, 1, vh))?,
+                vision_positions: v.get((patches + 1, vh), "embeddings.position_embedding.weight")?.unsqueeze(0)?,
+                pre_norm: candle_nn::layer_norm(vh, vision_spec.eps, v.pp("pre_layrnorm"))?,
+                vision_encoder: Encoder::load(v.pp("encoder.layers"), vision_spec, &layers::CLIP_NAMES)?,
+                post_norm: candle_nn::layer_norm(vh, vision_spec.eps, v.pp("post_layernorm"))?,
+                visual_projection: candle_nn::linear_no_bias(vh, projection, vb.pp("visual_projection"))?,
+                image_size,
+                token_embedding: candle_nn::embedding(vocab, th, t.pp("embeddings.token_embedding"))?,
+                text_positions: candle_nn::embedding(max_positions, th, t.pp("embeddings.position_embedding"))?,
+                text_encoder: Encoder::load(t.pp("encoder.layers"), text_spec, &layers::CLIP_NAMES)?,
+                final_norm: candle_nn::layer_norm(th, text_spec.eps, t.pp("final_layer_norm"))?,
+                text_projection: candle_nn::linear_no_bias(th, projection, vb.pp("text_projection"))?,
+                // transformers pools at argmax(input_ids) for legacy configs (eos id 2), else at the first eos.
+                eos_token_id: (eos != 2).then_some(eos),
+                logit_scale: vb.get((), "logit_scale")?.to_scalar::<f32>()? as f64,
+                preprocessor: ImagePreprocessor::defaults(ProcessorFamily::Clip, image_size as u32),
+                tokenizer,
+                device: Device::Cpu,
+            })
+        };
+        let mut model = build().map_err(|e| weights.mismatch(Architecture::Clip.name(), e))?;
+        model.preprocessor = ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::Clip, image_size as u32)?;
+        Ok(model)
+    }
+
+    fn image_embeddings(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+        let b = pixels.dim(0)?;
+        let x = self.patch.forward(pixels)?.flatten_from(2)?.transpose(1, 2)?;
+        let cls = self.class_embedding.broadcast_as((b, 1, self.class_embedding.dim(2)?))?;
+        let x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&self.vision_positions)?;
+        let x = self.vision_encoder.forward(&self.pre_norm.forward(&x)?, None)?;
+        let pooled = self.post_norm.forward(&layers::token_at(&x, 0)?)?;
+        layers::l2_normalize(&self.visual_projection.forward(&pooled)?)
+    }
+
+    fn text_embeddings(&self, ids: &[Vec<u32>], input_ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, t) = input_ids.dims2()?;
+        let positions = Tensor::arange(0u32, t as u32, &self.device)?.unsqueeze(0)?;
+        let x = self.token_embedding.forward(input_ids)?.broadcast_add(&self.text_positions.forward(&positions)?)?;
+        let mask = layers::causal_mask(t, &self.device)?;
+        let x = self.final_norm.forward(&self.text_encoder.forward(&x, Some(&mask))?)?;
+        let pooled: Vec<Tensor> = ids
+            .iter()
+            .enumerate()
+            .map(|(row, seq)| {
+                let position = self
+                    .eos_token_id
+                    .and_then(|eos| seq.iter().position(|&id| id == eos))
+                    .unwrap_or_else(|| argmax(seq));
+                x.get(row)?.get(position)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        layers::l2_normalize(&self.text_projection.forward(&Tensor::stack(&pooled, 0)?)?)
+    }
+}
+
+/// Index of the first maximum (torch.argmax semantics).
+fn argmax(seq: &[u32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in seq.iter().enumerate() {
+        if v > seq[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+impl Network for ClipZeroShot {
+    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
+        let Request::ZeroShot { images, labels } = request else {
+            return Err(ModelError::WrongInput {
+                task: Task::ZeroShotImageClassification,
+                expected: "an image with candidate labels",
+                given: if matches!(request, Request::Texts { .. }) { "text alone" } else { "images without labels" },
+            });
+        };
+        let labels: Vec<String> = labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+        if labels.is_empty() {
+            return Err(ModelError::Input("zero-shot classification needs at least one candidate label".into()));
+        }
+        let mut batch = super::image_batch(
+            &self.preprocessor,
+            &Request::Images(images),
+            &self.device,
+            Task::ZeroShotImageClassification,
+        )?;
+        let prompts: Vec<String> = labels.iter().map(|l| HYPOTHESIS_TEMPLATE.replace("{}", l)).collect();
+        batch.text = Some(self.tokenizer.encode(&prompts, None, &self.device)?);
+        Ok(batch)
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        let pixels = super::take_pixels(batch)?;
+        let text = batch.text.as_ref().ok_or_else(|| ModelError::Input("no candidate labels".into()))?;
+        let (_, _, h, w) = pixels.dims4()?;
+        if (h, w) != (self.image_size, self.image_size) {
+            return Err(ModelError::Input(format!(
+                "preprocessing produced {w}x{h} images but the vision tower expects {0}x{0}",
+                self.image_size
+            )));
+        }
+        let images = self.image_embeddings(pixels)?;
+        let texts = self.text_embeddings(&text.ids, &text.input_ids)?;
+        let logits = (images.matmul(&texts.t()?)? * self.logit_scale.exp())?;
+        let scores = layers::rows(&logits)?
+            .into_iter()
+            .map(|logits| Scores { probs: softmax(&logits), logits })
+            .collect();
+        Ok(Response::Scores(scores))
+    }
+
+    fn text_encoder(&self) -> Option<&TextEncoder> {
+        Some(&self.tokenizer)
+    }
+}

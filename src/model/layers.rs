@@ -1,0 +1,257 @@
+//! Building blocks shared by every network: activations, a transformer encoder that covers
+//! post-norm (BERT family) and pre-norm (ViT, CLIP) layers under each family's tensor names,
+//! and attention masks. Speed work on attention and MLPs happens here, once.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact (erf) GELU: transformers' "gelu".
+    Gelu,
+    /// Tanh approximation: "gelu_new", "gelu_pytorch_tanh", "gelu_fast".
+    GeluTanh,
+    Relu,
+    /// CLIP's x * sigmoid(1.702 x).
+    QuickGelu,
+    Tanh,
+}
+
+impl Activation {
+    pub fn from_name(name: &str) -> std::result::Result<Self, String> {
+        Ok(match name {
+            "gelu" => Self::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Self::GeluTanh,
+            "relu" => Self::Relu,
+            "quick_gelu" => Self::QuickGelu,
+            "tanh" => Self::Tanh,
+            other => return Err(format!("unsupported activation `{other}` (supported: gelu, gelu_new, relu, quick_gelu, tanh)")),
+        })
+    }
+
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Gelu => x.gelu_erf(),
+            Self::GeluTanh => x.gelu(),
+            Self::Relu => x.relu(),
+            Self::QuickGelu => x.broadcast_mul(&candle_nn::ops::sigmoid(&(x * 1.702)?)?),
+            Self::Tanh => x.tanh(),
+        }
+    }
+}
+
+/// Tensor names inside one encoder layer, relative to the layer's prefix.
+pub struct LayerNames {
+    pub query: &'static str,
+    pub key: &'static str,
+    pub value: &'static str,
+    pub attn_out: &'static str,
+    pub attn_norm: &'static str,
+    pub ffn_in: &'static str,
+    pub ffn_out: &'static str,
+    pub ffn_norm: &'static str,
+}
+
+pub const BERT_NAMES: LayerNames = LayerNames {
+    query: "attention.self.query",
+    key: "attention.self.key",
+    value: "attention.self.value",
+    attn_out: "attention.output.dense",
+    attn_norm: "attention.output.LayerNorm",
+    ffn_in: "intermediate.dense",
+    ffn_out: "output.dense",
+    ffn_norm: "output.LayerNorm",
+};
+
+pub const DISTILBERT_NAMES: LayerNames = LayerNames {
+    query: "attention.q_lin",
+    key: "attention.k_lin",
+    value: "attention.v_lin",
+    attn_out: "attention.out_lin",
+    attn_norm: "sa_layer_norm",
+    ffn_in: "ffn.lin1",
+    ffn_out: "ffn.lin2",
+    ffn_norm: "output_layer_norm",
+};
+
+pub const VIT_NAMES: LayerNames = LayerNames {
+    query: "attention.attention.query",
+    key: "attention.attention.key",
+    value: "attention.attention.value",
+    attn_out: "attention.output.dense",
+    attn_norm: "layernorm_before",
+    ffn_in: "intermediate.dense",
+    ffn_out: "output.dense",
+    ffn_norm: "layernorm_after",
+};
+
+pub const CLIP_NAMES: LayerNames = LayerNames {
+    query: "self_attn.q_proj",
+    key: "self_attn.k_proj",
+    value: "self_attn.v_proj",
+    attn_out: "self_attn.out_proj",
+    attn_norm: "layer_norm1",
+    ffn_in: "mlp.fc1",
+    ffn_out: "mlp.fc2",
+    ffn_norm: "layer_norm2",
+};
+
+/// Shape of a transformer encoder.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderSpec {
+    pub hidden: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub eps: f64,
+    pub activation: Activation,
+    /// Layer norm before attention/MLP (ViT, CLIP) instead of after the residual (BERT).
+    pub pre_norm: bool,
+    /// Whether query/key/value projections have biases (ViT's `qkv_bias`).
+    pub qkv_bias: bool,
+}
+
+struct EncoderLayer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    ffn_in: Linear,
+    ffn_out: Linear,
+    ffn_norm: LayerNorm,
+}
+
+pub struct Encoder {
+    spec: EncoderSpec,
+    layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    /// `vb` points at the list of layers (e.g. `bert.encoder.layer`).
+    pub fn load(vb: VarBuilder, spec: EncoderSpec, names: &LayerNames) -> Result<Self> {
+        if spec.heads == 0 || spec.hidden % spec.heads != 0 {
+            candle_core::bail!("hidden size {} is not divisible by {} attention heads", spec.hidden, spec.heads);
+        }
+        let h = spec.hidden;
+        let layers = (0..spec.layers)
+            .map(|i| {
+                let vb = vb.pp(i);
+                Ok(EncoderLayer {
+                    query: candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.query))?,
+                    key: candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.key))?,
+                    value: candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.value))?,
+                    attn_out: candle_nn::linear(h, h, vb.pp(names.attn_out))?,
+                    attn_norm: candle_nn::layer_norm(h, spec.eps, vb.pp(names.attn_norm))?,
+                    ffn_in: candle_nn::linear(h, spec.intermediate, vb.pp(names.ffn_in))?,
+                    ffn_out: candle_nn::linear(spec.intermediate, h, vb.pp(names.ffn_out))?,
+                    ffn_norm: candle_nn::layer_norm(h, spec.eps, vb.pp(names.ffn_norm))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { spec, layers })
+    }
+
+    /// `x`: `(batch, seq, hidden)`; `mask`: additive, broadcastable to `(batch, heads, seq, seq)`.
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let mut x = x.clone();
+        for layer in &self.layers {
+            x = self.layer_forward(layer, &x, mask)?;
+        }
+        Ok(x)
+    }
+
+    fn layer_forward(&self, layer: &EncoderLayer, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        if self.spec.pre_norm {
+            let attn = self.attention(layer, &layer.attn_norm.forward(x)?, mask)?;
+            let x = (x + attn)?;
+            let ffn = self.mlp(layer, &layer.ffn_norm.forward(&x)?)?;
+            x + ffn
+        } else {
+            let attn = self.attention(layer, x, mask)?;
+            let x = layer.attn_norm.forward(&(attn + x)?)?;
+            let ffn = self.mlp(layer, &x)?;
+            layer.ffn_norm.forward(&(ffn + x)?)
+        }
+    }
+
+    fn mlp(&self, layer: &EncoderLayer, x: &Tensor) -> Result<Tensor> {
+        let h = self.spec.activation.apply(&layer.ffn_in.forward(x)?)?;
+        layer.ffn_out.forward(&h)
+    }
+
+    fn attention(&self, layer: &EncoderLayer, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, h) = x.dims3()?;
+        let heads = self.spec.heads;
+        let d = h / heads;
+        let split = |t_: Tensor| -> Result<Tensor> { t_.reshape((b, t, heads, d))?.transpose(1, 2)?.contiguous() };
+        let q = split(layer.query.forward(x)?)?;
+        let k = split(layer.key.forward(x)?)?;
+        let v = split(layer.value.forward(x)?)?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
+        layer.attn_out.forward(&context)
+    }
+}
+
+/// `(batch, seq)` 1/0 mask → `(batch, 1, 1, seq)` additive mask (0 or the most negative f32).
+pub fn padding_mask(attention_mask: &Tensor) -> Result<Tensor> {
+    let (b, t) = attention_mask.dims2()?;
+    let inverted = (attention_mask.ones_like()? - attention_mask)?;
+    (inverted * f32::MIN as f64)?.reshape((b, 1, 1, t))
+}
+
+/// `(1, 1, seq, seq)` additive causal mask.
+pub fn causal_mask(seq: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let values: Vec<f32> = (0..seq)
+        .flat_map(|i| (0..seq).map(move |j| if j > i { f32::MIN } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(values, (1, 1, seq, seq), device)
+}
+
+/// Row `index` of every sequence: `(batch, seq, hidden)` → `(batch, hidden)`.
+pub fn token_at(x: &Tensor, index: usize) -> Result<Tensor> {
+    x.narrow(1, index, 1)?.squeeze(1)
+}
+
+/// `(batch, n)` tensor → rows as vectors.
+pub fn rows(x: &Tensor) -> Result<Vec<Vec<f32>>> {
+    x.to_dtype(DType::F32)?.to_vec2::<f32>()
+}
+
+/// L2-normalise each row.
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    x.broadcast_div(&norm.maximum(1e-12)?)
+}
+
+/// `candle_nn::LayerNorm` over the channel axis of `(batch, channels, h, w)` maps.
+pub fn layer_norm_channels_first(norm: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+    norm.forward(&x.permute((0, 2, 3, 1))?)?.permute((0, 3, 1, 2))
+}
+
+/// A convolution followed by an inference-mode batch norm, folded into one convolution with bias:
+/// `w·γ/√(σ²+ε)` and `β − μ·γ/√(σ²+ε)`.
+pub fn conv_bn(
+    conv: VarBuilder,
+    norm: VarBuilder,
+    (in_channels, out_channels, kernel): (usize, usize, usize),
+    stride: usize,
+    eps: f64,
+) -> Result<candle_nn::Conv2d> {
+    let weight = conv.get((out_channels, in_channels, kernel, kernel), "weight")?;
+    let gamma = norm.get(out_channels, "weight")?;
+    let beta = norm.get(out_channels, "bias")?;
+    let mean = norm.get(out_channels, "running_mean")?;
+    let var = norm.get(out_channels, "running_var")?;
+    let scale = (gamma / (var + eps)?.sqrt()?)?;
+    let weight = weight.broadcast_mul(&scale.reshape((out_channels, 1, 1, 1))?)?;
+    let bias = (beta - (mean * &scale)?)?;
+    let config = candle_nn::Conv2dConfig { padding: kernel / 2, stride, ..Default::default() };
+    Ok(candle_nn::Conv2d::new(weight, Some(bias), config))
+}

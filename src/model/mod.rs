@@ -1,0 +1,270 @@
+//! Models: one trait for every architecture, a registry that picks the architecture from
+//! config.json, and the preprocessing each checkpoint declares (image processor, tokenizer).
+//!
+//! Networks are written here against Hugging Face tensor names (candle-transformers lacks the
+//! sequence-classification heads and uses timm names for ResNet/ConvNeXt), on one shared
+//! transformer encoder so that speed work happens in one place.
+
+mod bert;
+mod clip;
+pub mod config;
+mod convnext;
+pub mod image;
+mod layers;
+mod resnet;
+pub mod text;
+mod vit;
+pub mod weights;
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+
+use crate::source::{ModelFiles, ModelSource};
+pub use config::{Architecture, ModelConfig, Task};
+pub use image::{decode_image_file, ImageError, ImagePreprocessor};
+pub use text::TextEncoder;
+
+/// What a user sees about a loaded model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelCard {
+    pub name: String,
+    pub source: String,
+    pub revision: Option<String>,
+    pub architecture: String,
+    pub task: Task,
+    pub labels: Vec<String>,
+    pub parameters: u64,
+    /// The dtype stored in the checkpoint (computation runs in f32).
+    pub dtype: String,
+    pub size_bytes: u64,
+    pub load_ms: f64,
+}
+
+/// One request to a model: a batch of inputs of the kind its task takes.
+#[derive(Debug, Clone)]
+pub enum Request<'a> {
+    Images(&'a [::image::RgbImage]),
+    /// `max_tokens` lowers the model's own truncation length (benchmarks use it).
+    Texts { texts: &'a [String], max_tokens: Option<usize> },
+    /// Zero-shot image classification: every image against the same candidate labels.
+    ZeroShot { images: &'a [::image::RgbImage], labels: &'a [String] },
+}
+
+/// The model's answer, one entry per input.
+#[derive(Debug, Clone)]
+pub enum Response {
+    /// Probabilities (and raw logits) in label order.
+    Scores(Vec<Scores>),
+    Embeddings(Vec<Vec<f32>>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    pub logits: Vec<f32>,
+    pub probs: Vec<f32>,
+}
+
+/// A label and its probability.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LabelScore {
+    pub label: String,
+    pub score: f32,
+}
+
+impl Scores {
+    /// The `k` most probable labels, most probable first (ties keep label order).
+    pub fn top_k(&self, labels: &[String], k: usize) -> Vec<LabelScore> {
+        let mut order: Vec<usize> = (0..self.probs.len()).collect();
+        order.sort_by(|&a, &b| self.probs[b].total_cmp(&self.probs[a]).then(a.cmp(&b)));
+        order
+            .into_iter()
+            .take(k)
+            .map(|i| LabelScore {
+                label: labels.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}")),
+                score: self.probs[i],
+            })
+            .collect()
+    }
+}
+
+/// Inputs turned into tensors, ready for the network.
+pub struct Batch {
+    pub size: usize,
+    pub pixel_values: Option<Tensor>,
+    pub text: Option<text::EncodedBatch>,
+}
+
+/// Every architecture behind one interface. `prepare` does preprocessing/tokenization and
+/// `forward` runs the network, so benchmarks can time the two apart.
+pub trait Network: Send + Sync {
+    fn prepare(&self, request: &Request) -> Result<Batch, ModelError>;
+    fn forward(&self, batch: &Batch) -> Result<Response, ModelError>;
+
+    /// The tokenizer, for text models.
+    fn text_encoder(&self) -> Option<&TextEncoder> {
+        None
+    }
+}
+
+/// A loaded model: its card and its network.
+pub struct LoadedModel {
+    card: ModelCard,
+    network: Box<dyn Network>,
+}
+
+impl LoadedModel {
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+    pub fn task(&self) -> Task {
+        self.card.task
+    }
+    pub fn labels(&self) -> &[String] {
+        &self.card.labels
+    }
+    pub fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
+        self.network.prepare(request)
+    }
+    pub fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        self.network.forward(batch)
+    }
+    pub fn run(&self, request: &Request) -> Result<Response, ModelError> {
+        let batch = self.prepare(request)?;
+        self.forward(&batch)
+    }
+    pub fn text_encoder(&self) -> Option<&TextEncoder> {
+        self.network.text_encoder()
+    }
+}
+
+/// Loads a model from resolved files: reads config.json, picks the architecture, builds the
+/// network from the weights and the preprocessing from the checkpoint's own files.
+pub fn load(files: &ModelFiles) -> Result<LoadedModel, ModelError> {
+    let started = Instant::now();
+    let device = Device::Cpu;
+    let config = ModelConfig::from_file(&files.config)?;
+    let architecture = config.architecture(files)?;
+    let weights = weights::Weights::open(files, &device)?;
+    let network: Box<dyn Network> = match architecture {
+        Architecture::Vit => Box::new(vit::VitClassifier::load(files, &config, &weights)?),
+        Architecture::ResNet => Box::new(resnet::ResNetClassifier::load(files, &config, &weights)?),
+        Architecture::ConvNext => Box::new(convnext::ConvNextClassifier::load(files, &config, &weights)?),
+        Architecture::Bert | Architecture::DistilBert | Architecture::Roberta | Architecture::XlmRoberta => {
+            Box::new(bert::TextClassifier::load(files, &config, &weights, architecture)?)
+        }
+        Architecture::SentenceBert => Box::new(bert::SentenceEmbedder::load(files, &config, &weights)?),
+        Architecture::Clip => Box::new(clip::ClipZeroShot::load(files, &config, &weights)?),
+    };
+    let task = architecture.task();
+    let card = ModelCard {
+        name: model_name(&files.source),
+        source: files.source.to_string(),
+        revision: files.revision.clone(),
+        architecture: architecture.name().to_string(),
+        task,
+        labels: if task.has_fixed_labels() { config.labels() } else { Vec::new() },
+        parameters: weights.parameter_count(),
+        dtype: weights.dtype_name(),
+        size_bytes: files.size_bytes(),
+        load_ms: started.elapsed().as_secs_f64() * 1e3,
+    };
+    Ok(LoadedModel { card, network })
+}
+
+/// Resolves and loads in one call.
+pub fn load_source(
+    source: &ModelSource,
+    options: &crate::source::ResolveOptions,
+) -> Result<LoadedModel, crate::Error> {
+    let files = crate::source::resolve(source, options)?;
+    Ok(load(&files)?)
+}
+
+fn model_name(source: &ModelSource) -> String {
+    match source {
+        ModelSource::Hub { repo_id, .. } => repo_id.clone(),
+        ModelSource::Demo { name } => name.clone(),
+        ModelSource::Local { path } => {
+            let path = if path.is_file() { path.parent().unwrap_or(path) } else { path.as_path() };
+            let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+            canonical
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string())
+        }
+    }
+}
+
+/// Preprocesses the images of a request for an image model.
+pub(crate) fn image_batch(
+    preprocessor: &ImagePreprocessor,
+    request: &Request,
+    device: &Device,
+    task: Task,
+) -> Result<Batch, ModelError> {
+    match request {
+        Request::Images(images) => {
+            if images.is_empty() {
+                return Err(ModelError::Input("no image given".into()));
+            }
+            Ok(Batch { size: images.len(), pixel_values: Some(preprocessor.batch_tensor(images, device)?), text: None })
+        }
+        Request::Texts { .. } => Err(ModelError::WrongInput { task, expected: "images", given: "text" }),
+        Request::ZeroShot { .. } => {
+            Err(ModelError::WrongInput { task, expected: "images without candidate labels", given: "candidate labels" })
+        }
+    }
+}
+
+pub(crate) fn take_pixels(batch: &Batch) -> Result<&Tensor, ModelError> {
+    batch.pixel_values.as_ref().ok_or_else(|| ModelError::Input("this batch holds no images".into()))
+}
+
+/// Turns a `(batch, labels)` logits tensor into scores.
+pub(crate) fn scores_from_logits(logits: &Tensor, use_sigmoid: bool) -> Result<Response, ModelError> {
+    let scores = layers::rows(logits)?
+        .into_iter()
+        .map(|logits| {
+            let probs = if use_sigmoid { sigmoid(&logits) } else { softmax(&logits) };
+            Scores { logits, probs }
+        })
+        .collect();
+    Ok(Response::Scores(scores))
+}
+
+/// Softmax over a slice in f64, as a numerically stable reference for small label sets.
+pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let exps: Vec<f64> = logits.iter().map(|&x| (x as f64 - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|e| (e / sum) as f32).collect()
+}
+
+pub(crate) fn sigmoid(logits: &[f32]) -> Vec<f32> {
+    logits.iter().map(|&x| (1.0 / (1.0 + (-(x as f64)).exp())) as f32).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{}: {reason}", path.display())]
+    Config { path: std::path::PathBuf, reason: String },
+    #[error("unsupported architecture `{found}`; supported: {supported}")]
+    Unsupported { found: String, supported: String },
+    #[error("{}: {reason}", path.display())]
+    Weights { path: std::path::PathBuf, reason: String },
+    #[error("the weights do not fit {architecture}: {reason}")]
+    WeightsMismatch { architecture: String, reason: String },
+    #[error("{}: {reason}", path.display())]
+    Tokenizer { path: std::path::PathBuf, reason: String },
+    #[error("this model needs a tokenizer.json beside config.json in {}", .0.display())]
+    MissingTokenizer(std::path::PathBuf),
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{task} models take {expected}, not {given}")]
+    WrongInput { task: Task, expected: &'static str, given: &'static str },
+    #[error("inference failed: {0}")]
+    Compute(#[from] candle_core::Error),
+}

@@ -1,0 +1,139 @@
+//! ResNet as transformers writes it (`ResNetForImageClassification`): basic and bottleneck
+//! layers, `downsample_in_first_stage` and `downsample_in_bottleneck`. Batch norms are folded
+//! into the convolutions at load time.
+
+use candle_core::{Device, Module, Tensor};
+use candle_nn::{Conv2d, Linear, VarBuilder};
+
+use super::config::{Architecture, ModelConfig};
+use super::image::{ImagePreprocessor, ProcessorFamily};
+use super::layers::{conv_bn, Activation};
+use super::weights::Weights;
+use super::{Batch, ModelError, Network, Request, Response, Task};
+use crate::source::ModelFiles;
+
+const BN_EPS: f64 = 1e-5;
+
+struct ResNetBlock {
+    shortcut: Option<Conv2d>,
+    /// Convolutions in order; every one but the last is followed by the activation.
+    convs: Vec<Conv2d>,
+}
+
+impl ResNetBlock {
+    fn forward(&self, x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
+        let residual = match &self.shortcut {
+            Some(conv) => conv.forward(x)?,
+            None => x.clone(),
+        };
+        let mut h = x.clone();
+        for (i, conv) in self.convs.iter().enumerate() {
+            h = conv.forward(&h)?;
+            if i + 1 < self.convs.len() {
+                h = act.apply(&h)?;
+            }
+        }
+        act.apply(&(h + residual)?)
+    }
+}
+
+pub struct ResNetClassifier {
+    stem: Conv2d,
+    blocks: Vec<ResNetBlock>,
+    classifier: Linear,
+    activation: Activation,
+    preprocessor: ImagePreprocessor,
+    sigmoid: bool,
+    device: Device,
+}
+
+/// `convolution` + `normalization` under `vb`, folded.
+fn conv_layer(vb: &VarBuilder, shape: (usize, usize, usize), stride: usize) -> candle_core::Result<Conv2d> {
+    conv_bn(vb.pp("convolution"), vb.pp("normalization"), shape, stride, BN_EPS)
+}
+
+impl ResNetClassifier {
+    pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
+        let embedding = config.usize_or("embedding_size", 64)?;
+        let hidden = config.usize_list("hidden_sizes")?;
+        let depths = config.usize_list("depths")?;
+        if hidden.is_empty() || hidden.len() != depths.len() {
+            return Err(config.error("`hidden_sizes` and `depths` must be non-empty lists of the same length"));
+        }
+        let bottleneck = match config.str_or("layer_type", "bottleneck") {
+            "bottleneck" => true,
+            "basic" => false,
+            other => return Err(config.error(format!("unknown layer_type `{other}` (basic or bottleneck)"))),
+        };
+        let first_stride = if config.bool_or("downsample_in_first_stage", false) { 2 } else { 1 };
+        let in_bottleneck = config.bool_or("downsample_in_bottleneck", false);
+        let activation = Activation::from_name(config.str_or("hidden_act", "relu")).map_err(|e| config.error(e))?;
+        let channels = config.usize_or("num_channels", 3)?;
+        let labels = config.labels().len();
+        let vb = weights.builder();
+        let build = || -> candle_core::Result<(Conv2d, Vec<ResNetBlock>, Linear)> {
+            let stem = conv_layer(&vb.pp("resnet.embedder.embedder"), (channels, embedding, 7), 2)?;
+            let mut blocks = Vec::new();
+            let mut in_ch = embedding;
+            for (stage, (&out_ch, &depth)) in hidden.iter().zip(&depths).enumerate() {
+                let stage_vb = vb.pp(format!("resnet.encoder.stages.{stage}.layers"));
+                for layer in 0..depth {
+                    let stride = if layer > 0 { 1 } else if stage == 0 { first_stride } else { 2 };
+                    let (cin, lvb) = (if layer == 0 { in_ch } else { out_ch }, stage_vb.pp(layer));
+                    let shortcut = if cin != out_ch || stride != 1 {
+                        Some(conv_layer(&lvb.pp("shortcut"), (cin, out_ch, 1), stride)?)
+                    } else {
+                        None
+                    };
+                    let l = lvb.pp("layer");
+                    let convs = if bottleneck {
+                        let reduced = out_ch / 4;
+                        let (s1, s2) = if in_bottleneck { (stride, 1) } else { (1, stride) };
+                        vec![
+                            conv_layer(&l.pp(0), (cin, reduced, 1), s1)?,
+                            conv_layer(&l.pp(1), (reduced, reduced, 3), s2)?,
+                            conv_layer(&l.pp(2), (reduced, out_ch, 1), 1)?,
+                        ]
+                    } else {
+                        vec![conv_layer(&l.pp(0), (cin, out_ch, 3), stride)?, conv_layer(&l.pp(1), (out_ch, out_ch, 3), 1)?]
+                    };
+                    blocks.push(ResNetBlock { shortcut, convs });
+                }
+                in_ch = out_ch;
+            }
+            let classifier = candle_nn::linear(in_ch, labels, vb.pp("classifier.1"))?;
+            Ok((stem, blocks, classifier))
+        };
+        let (stem, blocks, classifier) = build().map_err(|e| weights.mismatch(Architecture::ResNet.name(), e))?;
+        let preprocessor = ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::ConvNext, 224)?;
+        Ok(Self {
+            stem,
+            blocks,
+            classifier,
+            activation,
+            preprocessor,
+            sigmoid: config.uses_sigmoid(labels),
+            device: Device::Cpu,
+        })
+    }
+}
+
+impl Network for ResNetClassifier {
+    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
+        super::image_batch(&self.preprocessor, request, &self.device, Task::ImageClassification)
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        let pixels = super::take_pixels(batch)?;
+        let x = self.activation.apply(&self.stem.forward(pixels)?)?;
+        // Max pooling 3x3/2 with padding 1; zero padding is exact after the activation (x >= 0).
+        let x = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;
+        let mut x = x;
+        for block in &self.blocks {
+            x = block.forward(&x, self.activation)?;
+        }
+        let pooled = x.mean(3)?.mean(2)?;
+        let logits = self.classifier.forward(&pooled)?;
+        super::scores_from_logits(&logits, self.sigmoid)
+    }
+}

