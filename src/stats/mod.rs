@@ -1,0 +1,61 @@
+//! The one statistics module of ModelDeck: pure functions (no I/O, no GUI, no model code)
+//! shared by the Monitor and Deploy views, the canary judge and the `drift` / `abtest` CLI
+//! verbs.
+//!
+//! Definitions follow DESIGN.md section 6, which are Evidently 0.7's for drift (PSI,
+//! Jensen-Shannon, normed Wasserstein, the default-test rule, data-set drift) and
+//! scipy's / statsmodels' for the tests (KS, chi-square, z, Wilson, Mann-Whitney, McNemar).
+//! `scripts/stats_reference.py` produces the expected values in `tests/fixtures/stats/`,
+//! and `tests/stats_reference.rs` checks them (1e-9 relative, 1e-6 absolute for p-values).
+//!
+//! Distributions come from the `statrs` crate: `Normal` (Φ for z-tests and Mann-Whitney),
+//! `ChiSquared` (chi-square and McNemar χ²), `Binomial` (exact McNemar), and its
+//! `ln_factorial` / `binomial` helpers. The Kolmogorov-Smirnov distributions, which statrs
+//! lacks, are implemented in [`ks`].
+//!
+//! Callers drop missing values before calling in; an empty side is a [`StatsError`], never a
+//! panic.
+
+pub mod ab;
+pub mod binning;
+pub mod describe;
+pub mod drift;
+pub mod ks;
+pub mod mannwhitney;
+pub mod paired;
+
+use serde::Serialize;
+
+pub use ab::{two_proportion_ztest, wilson_ci95, ArmAccuracy};
+pub use drift::{
+    categorical_drift, dataset_drift, numerical_drift, ColumnDrift, ColumnKind, DatasetDrift,
+    DefaultTest, DriftMethod,
+};
+pub use ks::ks_2samp;
+pub use mannwhitney::{kayenta, mann_whitney_u, Kayenta, KayentaVerdict, MannWhitney};
+pub use paired::{correctness_agreement, correctness_table, mcnemar, CorrectnessTable, McNemar};
+
+/// A test statistic with its p-value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TestResult {
+    pub statistic: f64,
+    pub pvalue: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatsError {
+    #[error("the reference side has no values after dropping missing ones")]
+    EmptyReference,
+    #[error("the current side has no values after dropping missing ones")]
+    EmptyCurrent,
+    #[error("{0} needs at least one value on each side")]
+    EmptySample(&'static str),
+    #[error("a value is NaN; drop missing values before computing statistics")]
+    NotANumber,
+    #[error("a value is infinite; drop ±inf as missing before computing statistics")]
+    Infinite,
+    #[error("more successes than trials")]
+    InvalidCounts,
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
