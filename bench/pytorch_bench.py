@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""PyTorch / transformers latency benchmark, the reference side of ModelDeck's
+own benchmark. Times only the model's forward pass (under
+torch.inference_mode()); pre-processing is done once, before timing.
+
+Usage:
+    /work/venv-torch/bin/python bench/pytorch_bench.py --model DIR [--batch N]
+        [--iters K] [--warmup W] [--threads T] [--seq-len L] [--image PATH] [--json]
+    /work/venv-torch/bin/python bench/pytorch_bench.py --make-random vit-b16 OUT_DIR
+    /work/venv-torch/bin/python bench/pytorch_bench.py --make-random resnet50 OUT_DIR
+
+--model DIR is a Hugging Face folder (config.json + weights). The task is
+detected from the folder:
+  * modules.json present (sentence-transformers): AutoModel forward + attention-
+    masked mean pooling + L2 normalise (pooling/normalise are inside the timed
+    region; they are negligible);
+  * architectures[0] ends with ForImageClassification: image classification;
+  * architectures[0] ends with ForSequenceClassification: text classification;
+  * CLIPModel: image encoder + text encoder on the labels ["a cat", "a dog"]
+    (full CLIPModel forward: image embeds, text embeds, logits_per_image);
+  * anything else with a tokenizer: AutoModel forward (feature extraction).
+Text inputs: every sequence is BENCH_TEXT tokenized with truncation=True,
+max_length=L (special tokens included), so it has exactly L tokens whenever
+BENCH_TEXT is long enough; the batch repeats that sequence N times (no padding).
+Image inputs: --image (default assets/samples/chelsea.png) loaded like the
+transformers pipeline (PIL, exif_transpose, RGB), pre-processed once with the
+SLOW (PIL) image processor, repeated to batch N.
+
+JSON (--json prints exactly one object on stdout):
+  {"framework": "pytorch", "model": DIR as given, "task": ..., "batch": N,
+   "seq_len": L or null (image models, CLIP), "threads": T, "iters": K,
+   "warmup": W, "load_ms": model + tokenizer/processor load time,
+   "latency_ms": {"p50", "p95", "mean"} (numpy percentile, linear),
+   "throughput_per_s": batch * 1000 / p50, "torch_version": ...}
+
+--make-random writes a randomly initialised save_pretrained folder
+(model.safetensors + config.json + preprocessor_config.json) for benchmarking
+both frameworks on a realistic size: vit-b16 = default ViTConfig (ViT-B/16,
+224px, 1000 labels) with google/vit-base-patch16-224's processor settings;
+resnet50 = default ResNetConfig (ResNet-50, 1000 labels) with
+microsoft/resnet-50's processor settings. Put them outside the repository,
+e.g. /work/bench-models/vit-b16 (the script refuses a path inside the repo).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Copied verbatim into the Rust benchmark: keep it plain ASCII on one line.
+BENCH_TEXT = (
+    "The quick brown fox jumps over the lazy dog while the farmer watches from the porch of his old wooden house. "
+    "Every morning he drinks a cup of strong black coffee, reads the local newspaper and checks the weather report "
+    "before walking out to feed the chickens, the goats and the two tired horses that have lived on the farm for "
+    "more than twenty years. In the afternoon the children come home from school, drop their bags by the door and "
+    "run down to the river to look for frogs, smooth stones and small silver fish that hide under the roots of the "
+    "willow trees. Their mother works as a software engineer in the nearby town, where she builds tools that help "
+    "doctors read medical images faster and with fewer mistakes. She often says that a good model is not the one "
+    "with the most parameters but the one that gives the right answer quickly, on ordinary hardware, without "
+    "sending private data to somebody else. On weekends the whole family drives to the market to sell eggs, cheese "
+    "and fresh vegetables, and they spend the money on books, seeds and spare parts for the tractor. When the "
+    "evening comes they cook dinner together, talk about the small events of the day, argue about which film to "
+    "watch and usually fall asleep on the sofa before the end. In winter the roads are covered with snow, the "
+    "river freezes, and the farmer repairs fences, sharpens tools and plans what to plant in the spring. He keeps "
+    "careful notes in a thick paper notebook: the date of the first frost, the amount of rain in each month, the "
+    "price of grain at the market and the names of the calves born during the year. His daughter wants to turn "
+    "those notes into a small program that predicts the harvest, and she is learning about statistics, tables, "
+    "charts and neural networks in the evenings after her homework is done. Her brother prefers music and spends "
+    "hours practising the guitar in the barn, where the sound of the strings mixes with the noise of the animals "
+    "and the wind. Nobody in the family is sure what the future will bring, but they agree that hard work, "
+    "curiosity and a little patience will help them face whatever comes next, one season at a time. Late one "
+    "summer night a storm knocked down the old oak tree near the gate, and the next morning neighbours arrived "
+    "with saws, ropes and sandwiches to help clear the road. They worked until noon, shared stories about other "
+    "storms and other summers, and promised to meet again at the harvest festival in the village square, where "
+    "there would be bread, apples, honey, loud music and a long table for everyone who wanted to sit down. The "
+    "farmer smiled, thanked them all, and wrote the date of the storm in his notebook, right below the price of "
+    "grain and the name of the newest calf."
+)
+
+CLIP_LABELS = ["a cat", "a dog"]
+
+
+def _inside_repo(path: Path) -> bool:
+    try:
+        path.resolve().relative_to(REPO.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def make_random(kind: str, out_dir: str) -> None:
+    import torch
+    from transformers import (
+        ConvNextImageProcessor,
+        ResNetConfig,
+        ResNetForImageClassification,
+        ViTConfig,
+        ViTForImageClassification,
+        ViTImageProcessor,
+    )
+
+    out = Path(out_dir)
+    if _inside_repo(out):
+        sys.exit(f"refusing to write a large random checkpoint inside the repository: {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    if kind == "vit-b16":
+        model = ViTForImageClassification(ViTConfig(num_labels=1000))
+        proc = ViTImageProcessor(
+            size={"height": 224, "width": 224}, resample=2, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        )
+    elif kind == "resnet50":
+        model = ResNetForImageClassification(ResNetConfig(num_labels=1000))
+        proc = ConvNextImageProcessor(
+            size={"shortest_edge": 224}, crop_pct=0.875, resample=3,
+            image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+        )
+    else:
+        sys.exit(f"unknown --make-random kind {kind!r}; expected vit-b16 or resnet50")
+    model.eval().save_pretrained(out, safe_serialization=True)
+    proc.save_pretrained(out)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {kind} ({n / 1e6:.1f}M parameters) to {out}")
+
+
+def detect_task(model_dir: Path) -> str:
+    if (model_dir / "modules.json").exists():
+        return "embedding"
+    cfg = json.loads((model_dir / "config.json").read_text())
+    arch = (cfg.get("architectures") or [""])[0]
+    if arch.endswith("ForImageClassification"):
+        return "image-classification"
+    if arch.endswith("ForSequenceClassification"):
+        return "text-classification"
+    if arch == "CLIPModel" or cfg.get("model_type") == "clip":
+        return "zero-shot-image-classification"
+    return "feature-extraction"
+
+
+def text_batch(tok, seq_len: int, batch: int):
+    import torch
+
+    enc = tok(BENCH_TEXT, truncation=True, max_length=seq_len, return_tensors="pt")
+    n = enc["input_ids"].shape[1]
+    if n != seq_len:
+        print(f"warning: BENCH_TEXT gives only {n} tokens (< --seq-len {seq_len})", file=sys.stderr)
+    return {k: v.repeat(batch, 1).contiguous() for k, v in enc.items()}, n
+
+
+def image_batch(proc, image_path: str, batch: int):
+    from transformers.image_utils import load_image
+
+    img = load_image(image_path)
+    pv = proc(images=img, return_tensors="pt")["pixel_values"]
+    return pv.repeat(batch, 1, 1, 1).contiguous()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="PyTorch forward-pass latency benchmark")
+    ap.add_argument("--model", help="Hugging Face model folder")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seq-len", type=int, default=17)
+    ap.add_argument("--image", default=str(REPO / "assets" / "samples" / "chelsea.png"))
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--make-random", nargs=2, metavar=("KIND", "OUT_DIR"),
+                    help="write a random vit-b16 or resnet50 checkpoint and exit")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+
+    if args.make_random:
+        make_random(*args.make_random)
+        return
+    if not args.model:
+        ap.error("--model DIR is required (or --make-random KIND OUT_DIR)")
+    import numpy as np
+    import transformers
+    from transformers import (
+        AutoImageProcessor,
+        AutoModel,
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        CLIPModel,
+    )
+
+    model_dir = Path(args.model)
+    task = detect_task(model_dir)
+    seq_len = None
+
+    t0 = time.perf_counter()
+    if task == "image-classification":
+        model = AutoModelForImageClassification.from_pretrained(model_dir)
+        proc = AutoImageProcessor.from_pretrained(model_dir, use_fast=False)
+    elif task == "zero-shot-image-classification":
+        model = CLIPModel.from_pretrained(model_dir)
+        proc = AutoImageProcessor.from_pretrained(model_dir, use_fast=False)
+        tok = AutoTokenizer.from_pretrained(model_dir)
+    elif task == "text-classification":
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+        tok = AutoTokenizer.from_pretrained(model_dir)
+    else:  # embedding / feature-extraction
+        model = AutoModel.from_pretrained(model_dir)
+        tok = AutoTokenizer.from_pretrained(model_dir)
+    model.eval()
+    load_ms = (time.perf_counter() - t0) * 1000.0
+
+    if task == "image-classification":
+        inputs = {"pixel_values": image_batch(proc, args.image, args.batch)}
+
+        def forward():
+            return model(**inputs).logits
+
+    elif task == "zero-shot-image-classification":
+        txt = tok(CLIP_LABELS, padding=True, return_tensors="pt")
+        inputs = {
+            "pixel_values": image_batch(proc, args.image, args.batch),
+            "input_ids": txt["input_ids"],
+            "attention_mask": txt["attention_mask"],
+        }
+
+        def forward():
+            return model(**inputs).logits_per_image.softmax(-1)
+
+    else:
+        inputs, seq_len = text_batch(tok, args.seq_len, args.batch)
+        if task == "text-classification":
+
+            def forward():
+                return model(**inputs).logits
+
+        else:
+            mask = inputs["attention_mask"].unsqueeze(-1).to(torch.float32)
+
+            def forward():
+                h = model(**inputs)[0]
+                pooled = (h * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                if task == "embedding":
+                    pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                return pooled
+
+    lat = []
+    with torch.inference_mode():
+        for _ in range(args.warmup):
+            forward()
+        for _ in range(args.iters):
+            t = time.perf_counter()
+            forward()
+            lat.append((time.perf_counter() - t) * 1000.0)
+    p50, p95 = (float(x) for x in np.percentile(np.array(lat), [50, 95]))
+    result = {
+        "framework": "pytorch",
+        "model": args.model,
+        "task": task,
+        "batch": args.batch,
+        "seq_len": seq_len,
+        "threads": args.threads,
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "load_ms": load_ms,
+        "latency_ms": {"p50": p50, "p95": p95, "mean": float(np.mean(lat))},
+        "throughput_per_s": args.batch * 1000.0 / p50,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"pytorch {task} {args.model}: batch {args.batch}, seq_len {seq_len}, threads {args.threads}")
+        print(f"  load {load_ms:.1f} ms; latency p50 {p50:.2f} ms, p95 {p95:.2f} ms, mean {np.mean(lat):.2f} ms "
+              f"over {args.iters} iters (+{args.warmup} warmup); {result['throughput_per_s']:.1f} items/s")
+
+
+if __name__ == "__main__":
+    main()
