@@ -58,34 +58,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 REPO = Path(__file__).resolve().parent.parent
 
 # Copied verbatim into the Rust benchmark: keep it plain ASCII on one line.
-BENCH_TEXT = (
-    "The quick brown fox jumps over the lazy dog while the farmer watches from the porch of his old wooden house. "
-    "Every morning he drinks a cup of strong black coffee, reads the local newspaper and checks the weather report "
-    "before walking out to feed the chickens, the goats and the two tired horses that have lived on the farm for "
-    "more than twenty years. In the afternoon the children come home from school, drop their bags by the door and "
-    "run down to the river to look for frogs, smooth stones and small silver fish that hide under the roots of the "
-    "willow trees. Their mother works as a software engineer in the nearby town, where she builds tools that help "
-    "doctors read medical images faster and with fewer mistakes. She often says that a good model is not the one "
-    "with the most parameters but the one that gives the right answer quickly, on ordinary hardware, without "
-    "sending private data to somebody else. On weekends the whole family drives to the market to sell eggs, cheese "
-    "and fresh vegetables, and they spend the money on books, seeds and spare parts for the tractor. When the "
-    "evening comes they cook dinner together, talk about the small events of the day, argue about which film to "
-    "watch and usually fall asleep on the sofa before the end. In winter the roads are covered with snow, the "
-    "river freezes, and the farmer repairs fences, sharpens tools and plans what to plant in the spring. He keeps "
-    "careful notes in a thick paper notebook: the date of the first frost, the amount of rain in each month, the "
-    "price of grain at the market and the names of the calves born during the year. His daughter wants to turn "
-    "those notes into a small program that predicts the harvest, and she is learning about statistics, tables, "
-    "charts and neural networks in the evenings after her homework is done. Her brother prefers music and spends "
-    "hours practising the guitar in the barn, where the sound of the strings mixes with the noise of the animals "
-    "and the wind. Nobody in the family is sure what the future will bring, but they agree that hard work, "
-    "curiosity and a little patience will help them face whatever comes next, one season at a time. Late one "
-    "summer night a storm knocked down the old oak tree near the gate, and the next morning neighbours arrived "
-    "with saws, ropes and sandwiches to help clear the road. They worked until noon, shared stories about other "
-    "storms and other summers, and promised to meet again at the harvest festival in the village square, where "
-    "there would be bread, apples, honey, loud music and a long table for everyone who wanted to sit down. The "
-    "farmer smiled, thanked them all, and wrote the date of the storm in his notebook, right below the price of "
-    "grain and the name of the newest calf."
-)
+# The paragraph both benchmarks tokenize; shared with modeldeck (src/bench.rs reads the same file).
+BENCH_TEXT = (Path(__file__).resolve().parent / "bench_text.txt").read_text(encoding="utf-8")
 
 CLIP_LABELS = ["a cat", "a dog"]
 
@@ -228,7 +202,7 @@ def main() -> None:
             return model(**inputs).logits
 
     elif task == "zero-shot-image-classification":
-        txt = tok(CLIP_LABELS, padding=True, return_tensors="pt")
+        txt = tok([f"This is a photo of {label}." for label in CLIP_LABELS], padding=True, return_tensors="pt")
         inputs = {
             "pixel_values": image_batch(proc, args.image, args.batch),
             "input_ids": txt["input_ids"],

@@ -12,11 +12,8 @@ use crate::source::{ModelSource, ResolveOptions};
 use crate::Error;
 
 /// The text both benchmarks tokenize; each input is this paragraph truncated to `seq_len` tokens.
-/// Must stay identical to `BENCH_TEXT` in bench/pytorch_bench.py.
-pub const BENCH_TEXT: &str = "The quick brown fox jumps over the lazy dog while the curious cat watches from the warm windowsill, \
-wondering whether the afternoon sun will last long enough for another nap before dinner. Meanwhile, in the busy city \
-across the river, engineers deploy a new version of their machine learning model, compare it with the old one, and \
-watch latency, inputs and outputs drift over time as real traffic arrives from users all around the world.";
+/// bench/pytorch_bench.py reads the same file.
+pub const BENCH_TEXT: &str = include_str!("../bench/bench_text.txt");
 
 /// Zero-shot candidate labels used by both benchmarks.
 pub const BENCH_LABELS: [&str; 2] = ["a cat", "a dog"];

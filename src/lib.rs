@@ -2,12 +2,16 @@
 //!
 //! Data flows one way: `source` (where model files come from) → `model` (architectures,
 //! preprocessing, prediction) → `predict`/`bench` (what the CLI and, later, the GUI call).
+//! `stats` holds the pure statistics (drift tests, A/B, shadow and canary statistics) and
+//! `report` reads CSVs into the drift and A/B reports built on them.
 //! The library never imports a GUI toolkit; the `modeldeck` binary is a thin shell over it.
 
 pub mod bench;
 pub mod model;
 pub mod predict;
+pub mod report;
 pub mod source;
+pub mod stats;
 
 /// Any error the library can report to a user; each layer has its own typed error.
 #[derive(Debug, thiserror::Error)]

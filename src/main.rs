@@ -25,6 +25,41 @@ enum Command {
     Download(DownloadArgs),
     /// Measure load time, forward latency and throughput.
     Bench(BenchArgs),
+    /// Drift tests (Evidently's definitions) between a reference and a current CSV.
+    Drift(DriftArgs),
+    /// A/B (and paired shadow) statistics over two prediction logs.
+    Abtest(AbtestArgs),
+}
+
+#[derive(Args)]
+struct DriftArgs {
+    #[arg(long)]
+    reference: PathBuf,
+    #[arg(long)]
+    current: PathBuf,
+    /// Columns to test (default: every column of the reference).
+    #[arg(long)]
+    column: Vec<String>,
+    /// Columns to treat as categorical even if they look numeric.
+    #[arg(long)]
+    categorical: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct AbtestArgs {
+    /// CSV with columns request_id,prediction,label,correct,latency_ms for arm A.
+    #[arg(long)]
+    a: PathBuf,
+    /// The same for arm B.
+    #[arg(long)]
+    b: PathBuf,
+    /// Pair requests by request_id (shadow deployment) and add McNemar's tests.
+    #[arg(long)]
+    paired: bool,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -104,6 +139,8 @@ fn main() -> ExitCode {
         Some(Command::Predict(args)) => run_predict(args),
         Some(Command::Download(args)) => run_download(args),
         Some(Command::Bench(args)) => run_bench(args),
+        Some(Command::Drift(args)) => run_drift(args),
+        Some(Command::Abtest(args)) => run_abtest(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -187,11 +224,7 @@ fn run_download(args: DownloadArgs) -> anyhow::Result<()> {
     };
     let options = resolve_options(&args.common, true);
     let files = source::download(&repo_id, revision.as_deref(), &options)?;
-    println!(
-        "{repo_id} is in the cache at {} ({:.1} MB)",
-        files.root.display(),
-        files.size_bytes() as f64 / 1e6
-    );
+    println!("{repo_id} is in the cache at {} ({:.1} MB)", files.root.display(), files.size_bytes() as f64 / 1e6);
     Ok(())
 }
 
@@ -218,6 +251,26 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("  preprocess  {:>9.1} ms", report.preprocess_ms);
         println!("  latency p50 {:>9.2} ms   p95 {:.2} ms   mean {:.2} ms", l.p50, l.p95, l.mean);
         println!("  throughput  {:>9.1} inputs/s", report.throughput_per_s);
+    }
+    Ok(())
+}
+
+fn run_drift(args: DriftArgs) -> anyhow::Result<()> {
+    let report = modeldeck::report::drift_report(&args.reference, &args.current, &args.column, &args.categorical)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.render_text());
+    }
+    Ok(())
+}
+
+fn run_abtest(args: AbtestArgs) -> anyhow::Result<()> {
+    let report = modeldeck::report::abtest_report(&args.a, &args.b, args.paired)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.render_text());
     }
     Ok(())
 }

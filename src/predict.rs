@@ -87,7 +87,9 @@ pub fn predict(model: &LoadedModel, input: &PredictInput) -> Result<PredictOutpu
         let started = Instant::now();
         let response = if task == Task::ZeroShotImageClassification {
             if input.labels.iter().all(|l| l.trim().is_empty()) {
-                return Err(Error::Usage("zero-shot models need candidate labels: pass --labels \"a cat,a dog\"".into()));
+                return Err(Error::Usage(
+                    "zero-shot models need candidate labels: pass --labels \"a cat,a dog\"".into(),
+                ));
             }
             model.run(&Request::ZeroShot { images: &images, labels: &input.labels })?
         } else {

@@ -19,8 +19,21 @@ fn floats(v: &Value) -> Vec<f32> {
 
 fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
-    assert!(worst <= tol, "{what}: max abs diff {worst} > {tol}\n got {got:?}\nwant {want:?}");
+    let (index, worst) = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .enumerate()
+        .fold((0, 0f32), |best, (i, d)| if d > best.1 { (i, d) } else { best });
+    let bad = got.iter().zip(want).filter(|(g, w)| (*g - *w).abs() > tol).count();
+    let show = |v: &[f32]| format!("{:?}", &v[..v.len().min(12)]);
+    assert!(
+        worst <= tol,
+        "{what}: max abs diff {worst} > {tol} at {index} ({bad} of {} values off)\n got {}\nwant {}",
+        got.len(),
+        show(got),
+        show(want)
+    );
 }
 
 fn load(dir: &Path) -> model::LoadedModel {
@@ -113,6 +126,7 @@ reference_tests! {
     xlm_roberta => "xlm-roberta-cls",
     sentence_bert_mean_normalized => "st-bert-mean",
     sentence_bert_cls => "st-bert-cls",
+    sentence_transformers_v5_layout => "st-bert-mean-v5",
     clip_a => "clip-a",
     clip_b => "clip-b",
 }

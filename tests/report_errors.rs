@@ -11,21 +11,14 @@ fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
     p
 }
 
-const GOOD_ARM: &str =
-    "request_id,prediction,label,correct,latency_ms\nr1,cat,cat,1,10.5\nr2,dog,cat,0,12\n";
+const GOOD_ARM: &str = "request_id,prediction,label,correct,latency_ms\nr1,cat,cat,1,10.5\nr2,dog,cat,0,12\n";
 
 #[test]
 fn missing_column_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = write(
-        dir.path(),
-        "a.csv",
-        "request_id,prediction,label,latency_ms\nr1,cat,cat,10\n",
-    );
+    let a = write(dir.path(), "a.csv", "request_id,prediction,label,latency_ms\nr1,cat,cat,10\n");
     let b = write(dir.path(), "b.csv", GOOD_ARM);
-    let msg = abtest_report(&a, &b, false)
-        .expect_err("must fail")
-        .to_string();
+    let msg = abtest_report(&a, &b, false).expect_err("must fail").to_string();
     assert!(msg.contains("a.csv") && msg.contains("`correct`"), "{msg}");
 }
 
@@ -33,18 +26,9 @@ fn missing_column_is_named() {
 fn ragged_row_names_row_and_column() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = write(dir.path(), "a.csv", GOOD_ARM);
-    let b = write(
-        dir.path(),
-        "b.csv",
-        "request_id,prediction,label,correct,latency_ms\nr1,cat,cat,1,10\nr2,cat,cat\n",
-    );
-    let msg = abtest_report(&a, &b, false)
-        .expect_err("must fail")
-        .to_string();
-    assert!(
-        msg.contains("b.csv") && msg.contains("row 3") && msg.contains("`correct`"),
-        "{msg}"
-    );
+    let b = write(dir.path(), "b.csv", "request_id,prediction,label,correct,latency_ms\nr1,cat,cat,1,10\nr2,cat,cat\n");
+    let msg = abtest_report(&a, &b, false).expect_err("must fail").to_string();
+    assert!(msg.contains("b.csv") && msg.contains("row 3") && msg.contains("`correct`"), "{msg}");
 }
 
 #[test]
@@ -56,13 +40,8 @@ fn non_numeric_latency_names_row_and_column() {
         "request_id,prediction,label,correct,latency_ms\nr1,cat,cat,1,10\nr2,cat,cat,1,fast\n",
     );
     let b = write(dir.path(), "b.csv", GOOD_ARM);
-    let msg = abtest_report(&a, &b, false)
-        .expect_err("must fail")
-        .to_string();
-    assert!(
-        msg.contains("a.csv") && msg.contains("row 3") && msg.contains("`latency_ms`"),
-        "{msg}"
-    );
+    let msg = abtest_report(&a, &b, false).expect_err("must fail").to_string();
+    assert!(msg.contains("a.csv") && msg.contains("row 3") && msg.contains("`latency_ms`"), "{msg}");
 }
 
 #[test]
@@ -70,25 +49,12 @@ fn empty_files_are_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let empty = write(dir.path(), "empty.csv", "");
     let good = write(dir.path(), "good.csv", GOOD_ARM);
-    let msg = abtest_report(&empty, &good, false)
-        .expect_err("must fail")
-        .to_string();
+    let msg = abtest_report(&empty, &good, false).expect_err("must fail").to_string();
     assert!(msg.contains("empty.csv") && msg.contains("empty"), "{msg}");
-    let header_only = write(
-        dir.path(),
-        "header.csv",
-        "request_id,prediction,label,correct,latency_ms\n",
-    );
-    let msg = abtest_report(&good, &header_only, false)
-        .expect_err("must fail")
-        .to_string();
-    assert!(
-        msg.contains("header.csv") && msg.contains("no data rows"),
-        "{msg}"
-    );
-    let msg = drift_report(&empty, &good, &[], &[])
-        .expect_err("must fail")
-        .to_string();
+    let header_only = write(dir.path(), "header.csv", "request_id,prediction,label,correct,latency_ms\n");
+    let msg = abtest_report(&good, &header_only, false).expect_err("must fail").to_string();
+    assert!(msg.contains("header.csv") && msg.contains("no data rows"), "{msg}");
+    let msg = drift_report(&empty, &good, &[], &[]).expect_err("must fail").to_string();
     assert!(msg.contains("empty.csv"), "{msg}");
 }
 
@@ -102,13 +68,8 @@ fn duplicate_request_ids_are_rejected_when_paired() {
     );
     let b = write(dir.path(), "b.csv", GOOD_ARM);
     assert!(abtest_report(&a, &b, false).is_ok());
-    let msg = abtest_report(&a, &b, true)
-        .expect_err("must fail")
-        .to_string();
-    assert!(
-        msg.contains("a.csv") && msg.contains("row 3") && msg.contains("r1"),
-        "{msg}"
-    );
+    let msg = abtest_report(&a, &b, true).expect_err("must fail").to_string();
+    assert!(msg.contains("a.csv") && msg.contains("row 3") && msg.contains("r1"), "{msg}");
 }
 
 #[test]
@@ -124,13 +85,8 @@ fn drift_column_errors_stay_per_column() {
     // Only `x` has a result (its new value 4 makes chi-square infinite): share 1 of 1.
     assert_eq!(json["dataset_drift"]["share_drifted"], 1.0);
     let text = report.render_text();
-    assert!(
-        text.contains("not enough data") && text.contains("error"),
-        "{text}"
-    );
-    let msg = drift_report(&r, &c, &["z".to_string()], &[])
-        .expect_err("unknown column")
-        .to_string();
+    assert!(text.contains("not enough data") && text.contains("error"), "{text}");
+    let msg = drift_report(&r, &c, &["z".to_string()], &[]).expect_err("unknown column").to_string();
     assert!(msg.contains("`z`"), "{msg}");
 }
 

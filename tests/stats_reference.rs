@@ -61,10 +61,7 @@ fn compare(actual: &Value, expected: &Value, path: &str, is_p: bool, worst: &Wor
             if ak != ek {
                 errors.push(format!("{path}: keys {ak:?} != expected {ek:?}"));
             }
-            let p_method = matches!(
-                e.get("method").and_then(Value::as_str),
-                Some("ks" | "chisquare" | "z")
-            );
+            let p_method = matches!(e.get("method").and_then(Value::as_str), Some("ks" | "chisquare" | "z"));
             for (k, ev) in e {
                 if let Some(av) = a.get(k) {
                     let child_p = k == "pvalue" || (k == "score" && p_method);
@@ -81,10 +78,7 @@ fn compare(actual: &Value, expected: &Value, path: &str, is_p: bool, worst: &Wor
             }
         }
         (Value::Number(a), Value::Number(e)) => {
-            let (a, e) = (
-                a.as_f64().unwrap_or(f64::NAN),
-                e.as_f64().unwrap_or(f64::NAN),
-            );
+            let (a, e) = (a.as_f64().unwrap_or(f64::NAN), e.as_f64().unwrap_or(f64::NAN));
             if !close(a, e, is_p, worst) {
                 errors.push(format!("{path}: {a:e} != expected {e:e}"));
             }
@@ -96,19 +90,11 @@ fn compare(actual: &Value, expected: &Value, path: &str, is_p: bool, worst: &Wor
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_f64).collect())
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default()
 }
 
 #[test]
@@ -125,19 +111,9 @@ fn drift_reports_match_evidently() {
             &strings(&case["categorical"]),
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-        errors.extend(compare(
-            &report.to_json(),
-            &case["expected"],
-            name,
-            false,
-            &worst,
-        ));
+        errors.extend(compare(&report.to_json(), &case["expected"], name, false, &worst));
     }
-    println!(
-        "drift: worst relative error {:e}, worst p-value error {:e}",
-        worst.rel.get(),
-        worst.p_abs.get()
-    );
+    println!("drift: worst relative error {:e}, worst p-value error {:e}", worst.rel.get(), worst.p_abs.get());
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
@@ -154,19 +130,9 @@ fn ab_reports_match_scipy_and_statsmodels() {
             case["paired"].as_bool().unwrap_or(false),
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-        errors.extend(compare(
-            &report.to_json(),
-            &case["expected"],
-            name,
-            false,
-            &worst,
-        ));
+        errors.extend(compare(&report.to_json(), &case["expected"], name, false, &worst));
     }
-    println!(
-        "abtest: worst relative error {:e}, worst p-value error {:e}",
-        worst.rel.get(),
-        worst.p_abs.get()
-    );
+    println!("abtest: worst relative error {:e}, worst p-value error {:e}", worst.rel.get(), worst.p_abs.get());
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
@@ -195,12 +161,7 @@ fn ks_2samp_matches_scipy() {
     let cases = load("ks_cases.json");
     let worst = Worst::default();
     let mut errors = Vec::new();
-    for (i, c) in cases["ks_2samp"]
-        .as_array()
-        .expect("pairs")
-        .iter()
-        .enumerate()
-    {
+    for (i, c) in cases["ks_2samp"].as_array().expect("pairs").iter().enumerate() {
         let (a, b) = (floats(&c["a"]), floats(&c["b"]));
         let r = ks_2samp(&a, &b).expect("non-empty samples");
         let es = c["statistic"].as_f64().unwrap_or(f64::NAN);
@@ -215,11 +176,7 @@ fn ks_2samp_matches_scipy() {
             ));
         }
     }
-    println!(
-        "ks_2samp: worst relative error {:e}, worst p-value error {:e}",
-        worst.rel.get(),
-        worst.p_abs.get()
-    );
+    println!("ks_2samp: worst relative error {:e}, worst p-value error {:e}", worst.rel.get(), worst.p_abs.get());
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 

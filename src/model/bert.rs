@@ -131,7 +131,8 @@ fn load_backbone(
             Some(e.get((types, h), "token_type_embeddings.weight")?.narrow(0, 0, 1)?)
         };
         let layer_prefix = if architecture == Architecture::DistilBert { "transformer.layer" } else { "encoder.layer" };
-        let names = if architecture == Architecture::DistilBert { &layers::DISTILBERT_NAMES } else { &layers::BERT_NAMES };
+        let names =
+            if architecture == Architecture::DistilBert { &layers::DISTILBERT_NAMES } else { &layers::BERT_NAMES };
         Ok(BertBackbone {
             embeddings: TextEmbeddings {
                 word: candle_nn::embedding(vocab, h, e.pp("word_embeddings"))?,
@@ -221,7 +222,12 @@ impl TextClassifier {
     }
 }
 
-fn text_batch(encoder: &TextEncoder, request: &Request, device: &Device, task: super::Task) -> Result<Batch, ModelError> {
+fn text_batch(
+    encoder: &TextEncoder,
+    request: &Request,
+    device: &Device,
+    task: super::Task,
+) -> Result<Batch, ModelError> {
     match request {
         Request::Texts { texts, max_tokens } => {
             Ok(Batch { size: texts.len(), pixel_values: None, text: Some(encoder.encode(texts, *max_tokens, device)?) })
@@ -341,16 +347,42 @@ fn read_sentence_modules(files: &ModelFiles) -> Result<(Pooling, bool), ModelErr
         None => Pooling { mean: true, ..Default::default() },
         Some(path) => {
             let json = read(path)?;
-            let flag = |k: &str| json.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-            let pooling = Pooling {
-                cls: flag("pooling_mode_cls_token"),
-                max: flag("pooling_mode_max_tokens"),
-                mean: flag("pooling_mode_mean_tokens"),
-                mean_sqrt_len: flag("pooling_mode_mean_sqrt_len_tokens"),
+            // sentence-transformers 5 writes `"pooling_mode": "mean"` (or a list); earlier
+            // versions one boolean per mode.
+            let modes: Vec<String> = match json.get("pooling_mode") {
+                Some(serde_json::Value::String(m)) => vec![m.clone()],
+                Some(serde_json::Value::Array(list)) => {
+                    list.iter().filter_map(|m| m.as_str().map(str::to_string)).collect()
+                }
+                _ => Vec::new(),
             };
-            let other = ["pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"].into_iter().find(|k| flag(k));
+            let flag = |k: &str, short: &str| {
+                json.get(k).and_then(|v| v.as_bool()).unwrap_or(false) || modes.iter().any(|m| m == short)
+            };
+            let pooling = Pooling {
+                cls: flag("pooling_mode_cls_token", "cls"),
+                max: flag("pooling_mode_max_tokens", "max"),
+                mean: flag("pooling_mode_mean_tokens", "mean"),
+                mean_sqrt_len: flag("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len_tokens"),
+            };
+            if let Some(unknown) =
+                modes.iter().find(|m| !["cls", "max", "mean", "mean_sqrt_len_tokens"].contains(&m.as_str()))
+            {
+                return Err(ModelError::Config {
+                    path: path.clone(),
+                    reason: format!(
+                        "`{unknown}` pooling is not supported (supported: cls, max, mean, mean_sqrt_len_tokens)"
+                    ),
+                });
+            }
+            let other = ["pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"]
+                .into_iter()
+                .find(|k| json.get(*k).and_then(|v| v.as_bool()).unwrap_or(false));
             if let Some(mode) = other {
-                return Err(ModelError::Config { path: path.clone(), reason: format!("`{mode}` pooling is not supported") });
+                return Err(ModelError::Config {
+                    path: path.clone(),
+                    reason: format!("`{mode}` pooling is not supported"),
+                });
             }
             if !(pooling.cls || pooling.max || pooling.mean || pooling.mean_sqrt_len) {
                 return Err(ModelError::Config { path: path.clone(), reason: "no pooling mode is enabled".into() });

@@ -61,7 +61,9 @@ impl ClipZeroShot {
         let image_size = vision_cfg.usize_or("image_size", 224)?;
         let patch_size = vision_cfg.usize_or("patch_size", 32)?;
         if patch_size == 0 || image_size % patch_size != 0 {
-            return Err(config.error(format!("vision image_size {image_size} is not a multiple of patch_size {patch_size}")));
+            return Err(
+                config.error(format!("vision image_size {image_size} is not a multiple of patch_size {patch_size}"))
+            );
         }
         let vocab = text_cfg.usize_or("vocab_size", 49408)?;
         let max_positions = text_cfg.usize_or("max_position_embeddings", 77)?;
@@ -97,7 +99,8 @@ impl ClipZeroShot {
             })
         };
         let mut model = build().map_err(|e| weights.mismatch(Architecture::Clip.name(), e))?;
-        model.preprocessor = ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::Clip, image_size as u32)?;
+        model.preprocessor =
+            ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::Clip, image_size as u32)?;
         Ok(model)
     }
 
@@ -180,10 +183,8 @@ impl Network for ClipZeroShot {
         let images = self.image_embeddings(pixels)?;
         let texts = self.text_embeddings(&text.ids, &text.input_ids)?;
         let logits = (images.matmul(&texts.t()?)? * self.logit_scale.exp())?;
-        let scores = layers::rows(&logits)?
-            .into_iter()
-            .map(|logits| Scores { probs: softmax(&logits), logits })
-            .collect();
+        let scores =
+            layers::rows(&logits)?.into_iter().map(|logits| Scores { probs: softmax(&logits), logits }).collect();
         Ok(Response::Scores(scores))
     }
 

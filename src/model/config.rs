@@ -101,10 +101,8 @@ pub struct ModelConfig {
 impl ModelConfig {
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read(path).map_err(|e| ModelError::Config { path: path.into(), reason: e.to_string() })?;
-        let json: Value = serde_json::from_slice(&text).map_err(|e| ModelError::Config {
-            path: path.into(),
-            reason: format!("not valid JSON: {e}"),
-        })?;
+        let json: Value = serde_json::from_slice(&text)
+            .map_err(|e| ModelError::Config { path: path.into(), reason: format!("not valid JSON: {e}") })?;
         if !json.is_object() {
             return Err(ModelError::Config { path: path.into(), reason: "must be a JSON object".into() });
         }
@@ -153,11 +151,8 @@ impl ModelConfig {
     }
 
     pub fn usize_list(&self, key: &str) -> Result<Vec<usize>, ModelError> {
-        let list = self
-            .json
-            .get(key)
-            .and_then(Value::as_array)
-            .ok_or_else(|| self.error(format!("missing list `{key}`")))?;
+        let list =
+            self.json.get(key).and_then(Value::as_array).ok_or_else(|| self.error(format!("missing list `{key}`")))?;
         list.iter()
             .map(|v| v.as_u64().map(|n| n as usize).ok_or_else(|| self.error(format!("`{key}` must hold integers"))))
             .collect()
@@ -166,12 +161,8 @@ impl ModelConfig {
     /// Which architecture to build: `architectures[0]`, else `model_type`; sentence-transformers
     /// folders are recognised by their modules.json.
     pub fn architecture(&self, files: &ModelFiles) -> Result<Architecture, ModelError> {
-        let declared = self
-            .json
-            .get("architectures")
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(Value::as_str);
+        let declared =
+            self.json.get("architectures").and_then(Value::as_array).and_then(|a| a.first()).and_then(Value::as_str);
         let model_type = self.json.get("model_type").and_then(Value::as_str);
         let found = match declared {
             Some(name) => SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, a)| *a),

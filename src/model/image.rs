@@ -38,12 +38,10 @@ pub fn decode_image_bytes(bytes: &[u8], name: &Path) -> Result<RgbImage, ImageEr
     if bytes.is_empty() {
         return Err(unreadable("the file is empty".into()));
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| unreadable(e.to_string()))?;
-    if reader.format().is_none() {
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| unreadable(e.to_string()))?;
+    let Some(format) = reader.format() else {
         return Err(unreadable("not a recognised image format (PNG, JPEG, GIF, WebP, BMP, TIFF, ...)".into()));
-    }
+    };
     let mut decoder = reader.into_decoder().map_err(|e| unreadable(e.to_string()))?;
     let (width, height) = decoder.dimensions();
     if width as u64 * height as u64 > MAX_PIXELS {
@@ -53,9 +51,37 @@ pub fn decode_image_bytes(bytes: &[u8], name: &Path) -> Result<RgbImage, ImageEr
         return Err(ImageError::Empty { path: name.into() });
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| unreadable(e.to_string()))?;
+    let libjpeg = if format == image::ImageFormat::Jpeg { decode_jpeg_like_pillow(bytes) } else { None };
+    let mut image = match libjpeg {
+        Some(result) => DynamicImage::ImageRgb8(result.map_err(unreadable)?),
+        None => DynamicImage::from_decoder(decoder).map_err(|e| unreadable(e.to_string()))?,
+    };
     image.apply_orientation(orientation);
     Ok(image.to_rgb8())
+}
+
+/// Decodes a JPEG with libjpeg (mozjpeg's decoder is libjpeg-turbo's: accurate integer IDCT and
+/// fancy upsampling), as Pillow does, so pixels match the Python pipelines exactly; other JPEG
+/// decoders round differently. `None` for CMYK/YCCK files, which the `image` crate converts.
+fn decode_jpeg_like_pillow(bytes: &[u8]) -> Option<Result<RgbImage, String>> {
+    let result = std::panic::catch_unwind(|| -> Result<Option<RgbImage>, String> {
+        let decompress = mozjpeg::Decompress::new_mem(bytes).map_err(|e| e.to_string())?;
+        if matches!(decompress.color_space(), mozjpeg::ColorSpace::JCS_CMYK | mozjpeg::ColorSpace::JCS_YCCK) {
+            return Ok(None);
+        }
+        let mut started = decompress.rgb().map_err(|e| e.to_string())?;
+        let (width, height) = (started.width() as u32, started.height() as u32);
+        let pixels: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
+        // A truncated file still yields rows; libjpeg warns and pads, Pillow raises.
+        started.finish().map_err(|e| format!("truncated or corrupt JPEG ({e})"))?;
+        RgbImage::from_raw(width, height, pixels).map(Some).ok_or_else(|| "JPEG decoder returned too few pixels".into())
+    });
+    match result {
+        Ok(Ok(Some(image))) => Some(Ok(image)),
+        Ok(Ok(None)) => None,
+        Ok(Err(reason)) => Some(Err(reason)),
+        Err(_) => Some(Err("corrupt JPEG data".into())),
+    }
 }
 
 /// Pillow's resampling filters, numbered as in `PIL.Image.Resampling` (and preprocessor configs).
@@ -191,7 +217,9 @@ fn clip8(value: i64) -> u8 {
     (value >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Resizes like `PIL.Image.resize(size, resample)` on an RGB image: horizontal pass, then vertical.
+/// Resizes like `PIL.Image.resize(size, resample)` on an RGB image. Two separable passes with
+/// 8-bit rounding in between; as in Pillow 10+, the vertical pass runs first when the height
+/// shrinks by more than twice as many pixels as the width (which changes rounding, so it matters).
 pub fn resize_like_pil(image: &RgbImage, width: u32, height: u32, filter: Resample) -> RgbImage {
     let (in_w, in_h) = image.dimensions();
     if (in_w, in_h) == (width, height) {
@@ -200,44 +228,45 @@ pub fn resize_like_pil(image: &RgbImage, width: u32, height: u32, filter: Resamp
     if filter == Resample::Nearest {
         return resize_nearest(image, width, height);
     }
-    let half = 1i64 << (PRECISION_BITS - 1);
-    let horizontal = if width != in_w {
-        let coeffs = coefficients(in_w, width, filter);
-        let mut out = RgbImage::new(width, in_h);
-        for y in 0..in_h {
-            for (xx, (xmin, weights)) in coeffs.iter().enumerate() {
-                let mut sums = [half; 3];
-                for (i, &w) in weights.iter().enumerate() {
-                    let p = image.get_pixel((xmin + i) as u32, y).0;
-                    for c in 0..3 {
-                        sums[c] += p[c] as i64 * w as i64;
-                    }
-                }
-                out.put_pixel(xx as u32, y, image::Rgb([clip8(sums[0]), clip8(sums[1]), clip8(sums[2])]));
-            }
-        }
-        out
+    let shrink_h = in_h as i64 - height as i64;
+    let vertical_first = shrink_h > 0 && shrink_h > (in_w as i64 - width as i64) * 2;
+    if vertical_first {
+        resample_pass(&resample_pass(image, height, filter, Axis::Vertical), width, filter, Axis::Horizontal)
     } else {
-        image.clone()
-    };
-    if height == in_h {
-        return horizontal;
+        resample_pass(&resample_pass(image, width, filter, Axis::Horizontal), height, filter, Axis::Vertical)
     }
-    let coeffs = coefficients(in_h, height, filter);
-    let mut out = RgbImage::new(width, height);
-    for (yy, (ymin, weights)) in coeffs.iter().enumerate() {
-        for x in 0..width {
-            let mut sums = [half; 3];
-            for (i, &w) in weights.iter().enumerate() {
-                let p = horizontal.get_pixel(x, (ymin + i) as u32).0;
-                for c in 0..3 {
-                    sums[c] += p[c] as i64 * w as i64;
-                }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Axis {
+    Horizontal,
+    Vertical,
+}
+
+/// One pass of Pillow's `ImagingResample{Horizontal,Vertical}_8bpc`.
+fn resample_pass(image: &RgbImage, out_size: u32, filter: Resample, axis: Axis) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let in_size = if axis == Axis::Horizontal { w } else { h };
+    if in_size == out_size {
+        return image.clone();
+    }
+    let (out_w, out_h) = if axis == Axis::Horizontal { (out_size, h) } else { (w, out_size) };
+    let coeffs = coefficients(in_size, out_size, filter);
+    let half = 1i64 << (PRECISION_BITS - 1);
+    RgbImage::from_fn(out_w, out_h, |x, y| {
+        let (index, fixed) = if axis == Axis::Horizontal { (x, y) } else { (y, x) };
+        let (start, weights) = &coeffs[index as usize];
+        let mut sums = [half; 3];
+        for (i, &weight) in weights.iter().enumerate() {
+            let moving = (start + i) as u32;
+            let p =
+                if axis == Axis::Horizontal { image.get_pixel(moving, fixed) } else { image.get_pixel(fixed, moving) };
+            for (sum, &value) in sums.iter_mut().zip(&p.0) {
+                *sum += value as i64 * weight as i64;
             }
-            out.put_pixel(x, yy as u32, image::Rgb([clip8(sums[0]), clip8(sums[1]), clip8(sums[2])]));
         }
-    }
-    out
+        image::Rgb([clip8(sums[0]), clip8(sums[1]), clip8(sums[2])])
+    })
 }
 
 fn resize_nearest(image: &RgbImage, width: u32, height: u32) -> RgbImage {
@@ -267,8 +296,7 @@ pub fn center_crop(image: &RgbImage, crop_w: u32, crop_h: u32) -> RgbImage {
     let (top, left) = ((top + top_pad).max(0), (left + left_pad).max(0));
     let bottom = (top + ch).min(new_h);
     let right = (left + cw).min(new_w);
-    image::imageops::crop_imm(&canvas, left as u32, top as u32, (right - left) as u32, (bottom - top) as u32)
-        .to_image()
+    image::imageops::crop_imm(&canvas, left as u32, top as u32, (right - left) as u32, (bottom - top) as u32).to_image()
 }
 
 /// `get_resize_output_image_size(..., default_to_square=False)`: the short side becomes `size`.
@@ -285,10 +313,16 @@ fn shortest_edge_size(width: u32, height: u32, size: u32) -> (u32, u32) {
 #[derive(Debug, Clone, PartialEq)]
 enum ResizeRule {
     None,
-    Exact { width: u32, height: u32 },
+    Exact {
+        width: u32,
+        height: u32,
+    },
     ShortestEdge(u32),
     /// ConvNeXt: below 384, resize the short side to `size / crop_pct` and crop `size`; else warp.
-    CropPct { size: u32, crop_pct: f64 },
+    CropPct {
+        size: u32,
+        crop_pct: f64,
+    },
 }
 
 /// A Hugging Face image processor, read from preprocessor_config.json.
@@ -360,7 +394,8 @@ impl ImagePreprocessor {
             .unwrap_or("");
         let is_convnext = kind.starts_with("ConvNext") || (kind.is_empty() && family == ProcessorFamily::ConvNext);
         // `size: 224` means a square for ViT-style processors and the short side for the others.
-        let square_ints = kind.starts_with("ViT") || kind.starts_with("DeiT") || (kind.is_empty() && family == ProcessorFamily::Vit);
+        let square_ints =
+            kind.starts_with("ViT") || kind.starts_with("DeiT") || (kind.is_empty() && family == ProcessorFamily::Vit);
         let flag = |key: &str, default: bool| json.get(key).and_then(Value::as_bool).unwrap_or(default);
         let size = match json.get("size") {
             None | Some(Value::Null) => None,

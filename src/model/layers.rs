@@ -25,7 +25,11 @@ impl Activation {
             "relu" => Self::Relu,
             "quick_gelu" => Self::QuickGelu,
             "tanh" => Self::Tanh,
-            other => return Err(format!("unsupported activation `{other}` (supported: gelu, gelu_new, relu, quick_gelu, tanh)")),
+            other => {
+                return Err(format!(
+                    "unsupported activation `{other}` (supported: gelu, gelu_new, relu, quick_gelu, tanh)"
+                ))
+            }
         })
     }
 
@@ -130,7 +134,7 @@ pub struct Encoder {
 impl Encoder {
     /// `vb` points at the list of layers (e.g. `bert.encoder.layer`).
     pub fn load(vb: VarBuilder, spec: EncoderSpec, names: &LayerNames) -> Result<Self> {
-        if spec.heads == 0 || spec.hidden % spec.heads != 0 {
+        if spec.heads == 0 || !spec.hidden.is_multiple_of(spec.heads) {
             candle_core::bail!("hidden size {} is not divisible by {} attention heads", spec.hidden, spec.heads);
         }
         let h = spec.hidden;
@@ -208,9 +212,7 @@ pub fn padding_mask(attention_mask: &Tensor) -> Result<Tensor> {
 
 /// `(1, 1, seq, seq)` additive causal mask.
 pub fn causal_mask(seq: usize, device: &candle_core::Device) -> Result<Tensor> {
-    let values: Vec<f32> = (0..seq)
-        .flat_map(|i| (0..seq).map(move |j| if j > i { f32::MIN } else { 0.0 }))
-        .collect();
+    let values: Vec<f32> = (0..seq).flat_map(|i| (0..seq).map(move |j| if j > i { f32::MIN } else { 0.0 })).collect();
     Tensor::from_vec(values, (1, 1, seq, seq), device)
 }
 

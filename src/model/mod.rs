@@ -46,9 +46,15 @@ pub struct ModelCard {
 pub enum Request<'a> {
     Images(&'a [::image::RgbImage]),
     /// `max_tokens` lowers the model's own truncation length (benchmarks use it).
-    Texts { texts: &'a [String], max_tokens: Option<usize> },
+    Texts {
+        texts: &'a [String],
+        max_tokens: Option<usize>,
+    },
     /// Zero-shot image classification: every image against the same candidate labels.
-    ZeroShot { images: &'a [::image::RgbImage], labels: &'a [String] },
+    ZeroShot {
+        images: &'a [::image::RgbImage],
+        labels: &'a [String],
+    },
 }
 
 /// The model's answer, one entry per input.
@@ -173,10 +179,7 @@ pub fn load(files: &ModelFiles) -> Result<LoadedModel, ModelError> {
 }
 
 /// Resolves and loads in one call.
-pub fn load_source(
-    source: &ModelSource,
-    options: &crate::source::ResolveOptions,
-) -> Result<LoadedModel, crate::Error> {
+pub fn load_source(source: &ModelSource, options: &crate::source::ResolveOptions) -> Result<LoadedModel, crate::Error> {
     let files = crate::source::resolve(source, options)?;
     Ok(load(&files)?)
 }

@@ -78,7 +78,13 @@ impl ResNetClassifier {
             for (stage, (&out_ch, &depth)) in hidden.iter().zip(&depths).enumerate() {
                 let stage_vb = vb.pp(format!("resnet.encoder.stages.{stage}.layers"));
                 for layer in 0..depth {
-                    let stride = if layer > 0 { 1 } else if stage == 0 { first_stride } else { 2 };
+                    let stride = if layer > 0 {
+                        1
+                    } else if stage == 0 {
+                        first_stride
+                    } else {
+                        2
+                    };
                     let (cin, lvb) = (if layer == 0 { in_ch } else { out_ch }, stage_vb.pp(layer));
                     let shortcut = if cin != out_ch || stride != 1 {
                         Some(conv_layer(&lvb.pp("shortcut"), (cin, out_ch, 1), stride)?)
@@ -95,7 +101,10 @@ impl ResNetClassifier {
                             conv_layer(&l.pp(2), (reduced, out_ch, 1), 1)?,
                         ]
                     } else {
-                        vec![conv_layer(&l.pp(0), (cin, out_ch, 3), stride)?, conv_layer(&l.pp(1), (out_ch, out_ch, 3), 1)?]
+                        vec![
+                            conv_layer(&l.pp(0), (cin, out_ch, 3), stride)?,
+                            conv_layer(&l.pp(1), (out_ch, out_ch, 3), 1)?,
+                        ]
                     };
                     blocks.push(ResNetBlock { shortcut, convs });
                 }

@@ -67,7 +67,12 @@ impl TextEncoder {
     }
 
     /// Tokenizes a batch, truncating each text to the model's limit (or `max_tokens` if lower).
-    pub fn encode(&self, texts: &[String], max_tokens: Option<usize>, device: &Device) -> Result<EncodedBatch, ModelError> {
+    pub fn encode(
+        &self,
+        texts: &[String],
+        max_tokens: Option<usize>,
+        device: &Device,
+    ) -> Result<EncodedBatch, ModelError> {
         if texts.is_empty() {
             return Err(ModelError::Input("no text given".into()));
         }
@@ -121,4 +126,3 @@ fn read_usize(path: &Path, key: &str) -> Option<usize> {
     let json: serde_json::Value = serde_json::from_slice(&text).ok()?;
     json.get(key)?.as_u64().map(|n| n as usize)
 }
-

@@ -64,7 +64,8 @@ impl VitClassifier {
             })
         };
         let mut model = build().map_err(|e| weights.mismatch(Architecture::Vit.name(), e))?;
-        model.preprocessor = ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::Vit, image_size as u32)?;
+        model.preprocessor =
+            ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::Vit, image_size as u32)?;
         Ok(model)
     }
 }

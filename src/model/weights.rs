@@ -103,7 +103,7 @@ impl Weights {
     /// Wraps a candle error raised while building `architecture` into a message that names the
     /// tensor and says what the file holds.
     pub fn mismatch(&self, architecture: &str, error: candle_core::Error) -> ModelError {
-        let reason = match error.clone().strip_backtrace_or_self() {
+        let reason = match innermost(&error) {
             candle_core::Error::CannotFindTensor { path } => format!(
                 "tensor `{path}` is missing (the file's tensors start with: {}); is this checkpoint really a {architecture}?",
                 self.name_prefixes()
@@ -111,29 +111,25 @@ impl Weights {
             candle_core::Error::UnexpectedShape { msg, expected, got } => {
                 format!("{msg}: config.json implies {expected:?} but the file has {got:?}")
             }
-            other => describe(&other),
+            other => other.to_string(),
         };
         ModelError::WeightsMismatch { architecture: architecture.to_string(), reason }
     }
 }
 
-trait StripBacktrace {
-    fn strip_backtrace_or_self(self) -> candle_core::Error;
-}
-
-impl StripBacktrace for candle_core::Error {
-    fn strip_backtrace_or_self(self) -> candle_core::Error {
-        match self {
-            candle_core::Error::WithBacktrace { inner, .. } => inner.strip_backtrace_or_self(),
-            candle_core::Error::WithPath { inner, .. } => inner.strip_backtrace_or_self(),
-            other => other,
-        }
+/// The error under candle's backtrace and path wrappers.
+fn innermost(error: &candle_core::Error) -> &candle_core::Error {
+    match error {
+        candle_core::Error::WithBacktrace { inner, .. } => innermost(inner),
+        candle_core::Error::WithPath { inner, .. } => innermost(inner),
+        candle_core::Error::Context { inner, .. } => innermost(inner),
+        other => other,
     }
 }
 
 /// A candle error without its backtrace noise.
 pub(crate) fn describe(error: &candle_core::Error) -> String {
-    error.clone().strip_backtrace_or_self().to_string()
+    innermost(error).to_string()
 }
 
 /// Checks a safetensors header before mapping the file: an 8-byte little-endian length, a JSON

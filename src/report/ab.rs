@@ -10,9 +10,7 @@ use serde_json::Value;
 
 use super::table::Table;
 use super::ReportError;
-use crate::stats::{
-    self, describe, ArmAccuracy, CorrectnessTable, Kayenta, KayentaVerdict, MannWhitney, TestResult,
-};
+use crate::stats::{self, describe, ArmAccuracy, CorrectnessTable, Kayenta, KayentaVerdict, MannWhitney, TestResult};
 
 /// One request as logged by an arm.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,14 +73,9 @@ const COLUMNS: [&str; 5] = ["request_id", "prediction", "label", "correct", "lat
 /// Reads one arm's CSV, checking every value it needs.
 pub fn read_arm(path: &Path) -> Result<Vec<ArmRow>, ReportError> {
     let table = Table::read(path)?;
-    let cols: Vec<&[String]> = COLUMNS
-        .iter()
-        .map(|c| table.require(c))
-        .collect::<Result<_, _>>()?;
+    let cols: Vec<&[String]> = COLUMNS.iter().map(|c| table.require(c)).collect::<Result<_, _>>()?;
     if table.n_rows() == 0 {
-        return Err(ReportError::NoRows {
-            path: path.to_path_buf(),
-        });
+        return Err(ReportError::NoRows { path: path.to_path_buf() });
     }
     let bad = |row: u64, column: &str, message: String| ReportError::BadValue {
         path: path.to_path_buf(),
@@ -96,24 +89,12 @@ pub fn read_arm(path: &Path) -> Result<Vec<ArmRow>, ReportError> {
         let correct = match correct_raw.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "1.0" => true,
             "0" | "false" | "no" | "0.0" => false,
-            _ => {
-                return Err(bad(
-                    line,
-                    "correct",
-                    format!("`{correct_raw}` is not 1/0/true/false"),
-                ))
-            }
+            _ => return Err(bad(line, "correct", format!("`{correct_raw}` is not 1/0/true/false"))),
         };
         let lat_raw = cols[4][r].trim();
         let latency_ms = match lat_raw.parse::<f64>() {
             Ok(v) if v.is_finite() => v,
-            _ => {
-                return Err(bad(
-                    line,
-                    "latency_ms",
-                    format!("`{lat_raw}` is not a finite number"),
-                ))
-            }
+            _ => return Err(bad(line, "latency_ms", format!("`{lat_raw}` is not a finite number"))),
         };
         rows.push(ArmRow {
             request_id: cols[0][r].clone(),
@@ -128,10 +109,7 @@ pub fn read_arm(path: &Path) -> Result<Vec<ArmRow>, ReportError> {
 }
 
 fn stats_err(context: &str) -> impl Fn(stats::StatsError) -> ReportError + '_ {
-    move |source| ReportError::Stats {
-        context: context.to_string(),
-        source,
-    }
+    move |source| ReportError::Stats { context: context.to_string(), source }
 }
 
 fn latency_summary(latencies: &[f64]) -> Result<LatencySummary, ReportError> {
@@ -180,22 +158,11 @@ pub(crate) fn ab_report_from_rows(
         mann_whitney: stats::mann_whitney_u(&lat_a, &lat_b).map_err(stats_err("mann-whitney"))?,
         kayenta: stats::kayenta(&lat_a, &lat_b).map_err(stats_err("kayenta"))?,
     };
-    let paired = if paired {
-        Some(paired_section(a, rows_a, b, rows_b)?)
-    } else {
-        None
-    };
-    Ok(AbReport {
-        accuracy,
-        latency,
-        paired,
-    })
+    let paired = if paired { Some(paired_section(a, rows_a, b, rows_b)?) } else { None };
+    Ok(AbReport { accuracy, latency, paired })
 }
 
-fn index_by_id<'r>(
-    path: &Path,
-    rows: &'r [ArmRow],
-) -> Result<HashMap<&'r str, &'r ArmRow>, ReportError> {
+fn index_by_id<'r>(path: &Path, rows: &'r [ArmRow]) -> Result<HashMap<&'r str, &'r ArmRow>, ReportError> {
     let mut map = HashMap::with_capacity(rows.len());
     for r in rows {
         if map.insert(r.request_id.as_str(), r).is_some() {
@@ -209,30 +176,17 @@ fn index_by_id<'r>(
     Ok(map)
 }
 
-fn paired_section(
-    a: &Path,
-    rows_a: &[ArmRow],
-    b: &Path,
-    rows_b: &[ArmRow],
-) -> Result<PairedSection, ReportError> {
+fn paired_section(a: &Path, rows_a: &[ArmRow], b: &Path, rows_b: &[ArmRow]) -> Result<PairedSection, ReportError> {
     index_by_id(a, rows_a)?;
     let by_id_b = index_by_id(b, rows_b)?;
-    let pairs: Vec<(&ArmRow, &ArmRow)> = rows_a
-        .iter()
-        .filter_map(|ra| by_id_b.get(ra.request_id.as_str()).map(|rb| (ra, *rb)))
-        .collect();
+    let pairs: Vec<(&ArmRow, &ArmRow)> =
+        rows_a.iter().filter_map(|ra| by_id_b.get(ra.request_id.as_str()).map(|rb| (ra, *rb))).collect();
     if pairs.is_empty() {
-        return Err(ReportError::NoPairs {
-            a: a.to_path_buf(),
-            b: b.to_path_buf(),
-        });
+        return Err(ReportError::NoPairs { a: a.to_path_buf(), b: b.to_path_buf() });
     }
     let table = stats::correctness_table(pairs.iter().map(|(ra, rb)| (ra.correct, rb.correct)));
     let m = stats::mcnemar(&table);
-    let same_prediction = pairs
-        .iter()
-        .filter(|(ra, rb)| ra.prediction == rb.prediction)
-        .count();
+    let same_prediction = pairs.iter().filter(|(ra, rb)| ra.prediction == rb.prediction).count();
     Ok(PairedSection {
         n_pairs: pairs.len(),
         table,
@@ -293,16 +247,10 @@ impl AbReport {
             significance(acc.ztest.pvalue)
         );
         let lat = &self.latency;
-        let _ = writeln!(
-            s,
-            "\nLatency (ms)      n        mean       p50       p95       p99"
-        );
+        let _ = writeln!(s, "\nLatency (ms)      n        mean       p50       p95       p99");
         for (name, l) in [("A", &lat.a), ("B", &lat.b)] {
-            let _ = writeln!(
-                s,
-                "  {name}      {:>8} {:>11.2} {:>9.2} {:>9.2} {:>9.2}",
-                l.n, l.mean, l.p50, l.p95, l.p99
-            );
+            let _ =
+                writeln!(s, "  {name}      {:>8} {:>11.2} {:>9.2} {:>9.2} {:>9.2}", l.n, l.mean, l.p50, l.p95, l.p99);
         }
         let mw = &lat.mann_whitney;
         let _ = writeln!(
@@ -310,11 +258,7 @@ impl AbReport {
             "  Mann-Whitney U (A) = {}, p = {}: latency distributions differ {}",
             mw.u_a,
             format_p(mw.pvalue),
-            if mw.pvalue < 0.05 {
-                "(significant at 5%)"
-            } else {
-                "not significantly at 5%"
-            }
+            if mw.pvalue < 0.05 { "(significant at 5%)" } else { "not significantly at 5%" }
         );
         let k = &lat.kayenta;
         let verdict = match k.verdict {
@@ -339,11 +283,7 @@ impl AbReport {
                 format_p(p.mcnemar_exact.pvalue),
                 format_p(p.mcnemar_chi2_corrected.pvalue),
                 format_p(p.mcnemar_chi2_uncorrected.pvalue),
-                if p.mcnemar_exact.pvalue < 0.05 {
-                    "(significant at 5%)"
-                } else {
-                    "not significantly at 5%"
-                }
+                if p.mcnemar_exact.pvalue < 0.05 { "(significant at 5%)" } else { "not significantly at 5%" }
             );
             let _ = writeln!(
                 s,

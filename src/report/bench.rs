@@ -36,8 +36,7 @@ impl Gaussian {
 
 fn write_file(path: &Path, contents: &str) -> Result<(), String> {
     let mut f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(contents.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))
+    f.write_all(contents.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn drift_csv(columns: &[Vec<f64>]) -> String {
@@ -62,12 +61,7 @@ fn arm_csv(g: &mut Gaussian, accuracy: f64, latency_scale: f64) -> (String, Vec<
         correct += u64::from(ok);
         let l = (latency_scale * g.normal(0.0, 0.4).exp() * 100.0).round() / 100.0;
         lat.push(l);
-        let _ = writeln!(
-            s,
-            "r{i},cat,{},{},{l}",
-            if ok { "cat" } else { "dog" },
-            u8::from(ok)
-        );
+        let _ = writeln!(s, "r{i},cat,{},{},{l}", if ok { "cat" } else { "dog" }, u8::from(ok));
     }
     (s, lat, correct)
 }
@@ -84,12 +78,9 @@ fn run_bench() -> Result<Value, String> {
     let dir: PathBuf = std::env::temp_dir().join(format!("modeldeck-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut g = Gaussian(42);
-    let reference: Vec<Vec<f64>> = (0..COLUMNS)
-        .map(|_| (0..ROWS).map(|_| g.normal(0.0, 1.0)).collect())
-        .collect();
-    let current: Vec<Vec<f64>> = (0..COLUMNS)
-        .map(|c| (0..ROWS).map(|_| g.normal(0.02 * c as f64, 1.0)).collect())
-        .collect();
+    let reference: Vec<Vec<f64>> = (0..COLUMNS).map(|_| (0..ROWS).map(|_| g.normal(0.0, 1.0)).collect()).collect();
+    let current: Vec<Vec<f64>> =
+        (0..COLUMNS).map(|c| (0..ROWS).map(|_| g.normal(0.02 * c as f64, 1.0)).collect()).collect();
 
     let t = Instant::now();
     for (r, c) in reference.iter().zip(&current) {

@@ -46,11 +46,7 @@ pub fn drift_report(
         ref_table.require(name)?;
         cur_table.require(name)?;
     }
-    let selected: Vec<String> = if columns.is_empty() {
-        ref_table.headers.clone()
-    } else {
-        columns.to_vec()
-    };
+    let selected: Vec<String> = if columns.is_empty() { ref_table.headers.clone() } else { columns.to_vec() };
     let mut out = Vec::with_capacity(selected.len());
     for name in selected {
         let outcome = match cur_table.column(&name) {
@@ -79,20 +75,11 @@ pub fn drift_report(
 
 /// Numerical when every non-missing value on both sides parses as a number.
 fn column_outcome(reference: &[String], current: &[String], categorical: bool) -> ColumnOutcome {
-    let ref_vals: Vec<&str> = reference
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !is_missing(s))
-        .collect();
-    let cur_vals: Vec<&str> = current
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !is_missing(s))
-        .collect();
+    let ref_vals: Vec<&str> = reference.iter().map(String::as_str).filter(|s| !is_missing(s)).collect();
+    let cur_vals: Vec<&str> = current.iter().map(String::as_str).filter(|s| !is_missing(s)).collect();
     let n_missing_reference = reference.len() - ref_vals.len();
     let n_missing_current = current.len() - cur_vals.len();
-    let numbers =
-        |vals: &[&str]| -> Option<Vec<f64>> { vals.iter().map(|s| parse_number(s)).collect() };
+    let numbers = |vals: &[&str]| -> Option<Vec<f64>> { vals.iter().map(|s| parse_number(s)).collect() };
     let result = if categorical {
         stats::categorical_drift(&ref_vals, &cur_vals)
     } else {
@@ -102,11 +89,7 @@ fn column_outcome(reference: &[String], current: &[String], categorical: bool) -
         }
     };
     match result {
-        Ok(drift) => ColumnOutcome::Drift(Box::new(ColumnReport {
-            n_missing_reference,
-            n_missing_current,
-            drift,
-        })),
+        Ok(drift) => ColumnOutcome::Drift(Box::new(ColumnReport { n_missing_reference, n_missing_current, drift })),
         Err(e) => ColumnOutcome::Error(e.to_string()),
     }
 }
@@ -138,12 +121,7 @@ impl DriftReport {
     /// A table with one verdict per column and a data-set verdict underneath.
     pub fn render_text(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "Drift of {} against reference {}",
-            self.current.display(),
-            self.reference.display()
-        );
+        let _ = writeln!(s, "Drift of {} against reference {}", self.current.display(), self.reference.display());
         let _ = writeln!(
             s,
             "{:<24} {:<11} {:>8} {:>8} {:>9}  {:<18} {:>10} {:>9}  verdict",
@@ -192,22 +170,14 @@ impl DriftReport {
             }
         }
         let dd = &self.dataset_drift;
-        let n_ok = self
-            .columns
-            .iter()
-            .filter(|(_, o)| matches!(o, ColumnOutcome::Drift(_)))
-            .count();
+        let n_ok = self.columns.iter().filter(|(_, o)| matches!(o, ColumnOutcome::Drift(_))).count();
         let drifted = (dd.share_drifted * n_ok as f64).round() as usize;
         let _ = writeln!(
             s,
             "\nData set: {drifted} of {n_ok} columns drifted (share {:.2}; threshold {}): {}",
             dd.share_drifted,
             stats::drift::DATASET_DRIFT_SHARE,
-            if dd.drift_detected {
-                "DATA SET DRIFT"
-            } else {
-                "no data-set drift"
-            }
+            if dd.drift_detected { "DATA SET DRIFT" } else { "no data-set drift" }
         );
         s
     }

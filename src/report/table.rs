@@ -48,32 +48,16 @@ pub struct Table {
 
 impl Table {
     pub fn read(path: &Path) -> Result<Self, ReportError> {
-        let file = std::fs::File::open(path).map_err(|source| ReportError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .has_headers(true)
-            .from_reader(std::io::BufReader::new(file));
+        let file = std::fs::File::open(path).map_err(|source| ReportError::Io { path: path.to_path_buf(), source })?;
+        let mut reader =
+            csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(std::io::BufReader::new(file));
         let csv_err = |e: csv::Error| {
             let line = e.position().map(|p| p.line()).unwrap_or(0);
-            ReportError::Csv {
-                path: path.to_path_buf(),
-                row: line,
-                message: e.to_string(),
-            }
+            ReportError::Csv { path: path.to_path_buf(), row: line, message: e.to_string() }
         };
-        let headers: Vec<String> = reader
-            .headers()
-            .map_err(csv_err)?
-            .iter()
-            .map(|h| h.trim().to_string())
-            .collect();
+        let headers: Vec<String> = reader.headers().map_err(csv_err)?.iter().map(|h| h.trim().to_string()).collect();
         if headers.is_empty() || headers.iter().all(String::is_empty) {
-            return Err(ReportError::EmptyFile {
-                path: path.to_path_buf(),
-            });
+            return Err(ReportError::EmptyFile { path: path.to_path_buf() });
         }
         let mut columns: Vec<Vec<String>> = vec![Vec::new(); headers.len()];
         let mut lines = Vec::new();
@@ -104,12 +88,7 @@ impl Table {
             }
             lines.push(line);
         }
-        Ok(Self {
-            path: path.to_path_buf(),
-            headers,
-            columns,
-            lines,
-        })
+        Ok(Self { path: path.to_path_buf(), headers, columns, lines })
     }
 
     pub fn n_rows(&self) -> usize {
@@ -117,10 +96,7 @@ impl Table {
     }
 
     pub fn column(&self, name: &str) -> Option<&[String]> {
-        self.headers
-            .iter()
-            .position(|h| h == name)
-            .map(|i| self.columns[i].as_slice())
+        self.headers.iter().position(|h| h == name).map(|i| self.columns[i].as_slice())
     }
 
     /// The column, or an error naming the file, the missing column and what is there.
@@ -139,9 +115,7 @@ mod tests {
 
     #[test]
     fn missing_tokens() {
-        for t in [
-            "", " NA ", "n/a", "NaN", "null", "None", "inf", "-Inf", "+inf",
-        ] {
+        for t in ["", " NA ", "n/a", "NaN", "null", "None", "inf", "-Inf", "+inf"] {
             assert!(is_missing(t), "{t:?}");
         }
         for t in ["0", "nano", "a"] {

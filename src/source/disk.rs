@@ -39,7 +39,7 @@ fn resolve_dir_with(dir: &Path, source: ModelSource, chosen: Option<&Path>) -> R
     let st_modules = existing("modules.json");
     let st_pooling = st_modules
         .as_deref()
-        .and_then(|m| pooling_dir_from_modules(m))
+        .and_then(pooling_dir_from_modules)
         .map(|sub| dir.join(sub).join("config.json"))
         .or_else(|| Some(dir.join("1_Pooling/config.json")))
         .filter(|p| p.is_file());
@@ -69,10 +69,9 @@ fn weights_format_of(path: &Path) -> Option<WeightsFormat> {
 
 /// Safetensors first, then PyTorch pickles; sharded checkpoints through their index.
 fn find_weights(dir: &Path) -> Result<(Vec<PathBuf>, WeightsFormat), SourceError> {
-    for (name, format) in [
-        ("model.safetensors", WeightsFormat::Safetensors),
-        ("pytorch_model.bin", WeightsFormat::PyTorch),
-    ] {
+    for (name, format) in
+        [("model.safetensors", WeightsFormat::Safetensors), ("pytorch_model.bin", WeightsFormat::PyTorch)]
+    {
         let single = dir.join(name);
         if single.is_file() {
             return Ok((vec![single], format));
@@ -98,12 +97,11 @@ fn find_weights(dir: &Path) -> Result<(Vec<PathBuf>, WeightsFormat), SourceError
 /// Reads `*.index.json` (`{"weight_map": {tensor: shard_file}}`) into the list of shard paths.
 pub(super) fn shard_names(index: &Path) -> Result<Vec<String>, SourceError> {
     let invalid = |reason: String| SourceError::InvalidShardIndex { path: index.to_path_buf(), reason };
-    let text = std::fs::read_to_string(index).map_err(|source| SourceError::Io { path: index.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(index).map_err(|source| SourceError::Io { path: index.to_path_buf(), source })?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
-    let map = json
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| invalid("no `weight_map` object".into()))?;
+    let map =
+        json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| invalid("no `weight_map` object".into()))?;
     let mut names: Vec<String> = map.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
     names.sort();
     names.dedup();

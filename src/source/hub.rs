@@ -7,13 +7,15 @@
 //! by dropping its future; callers stay synchronous.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use hf_hub::progress::{DownloadEvent, ProgressEvent, ProgressHandler};
 use hf_hub::{HFClient, HFError};
 
 use super::{disk, DownloadUpdate, ModelFiles, ModelSource, ProgressFn, ResolveOptions, SourceError, WeightsFormat};
+
+/// Extra attempts after a download breaks off mid-transfer.
+const NETWORK_RETRIES: u32 = 2;
 
 /// Optional files, fetched when the repo has them.
 const OPTIONAL_FILES: [&str; 6] = [
@@ -38,11 +40,15 @@ pub fn download(repo_id: &str, revision: Option<&str>, options: &ResolveOptions)
     resolve(repo_id, revision, options)
 }
 
-pub(super) fn resolve(repo_id: &str, revision: Option<&str>, options: &ResolveOptions) -> Result<ModelFiles, SourceError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| SourceError::Hub { repo_id: repo_id.into(), detail: format!("cannot start the network runtime: {e}") })?;
+pub(super) fn resolve(
+    repo_id: &str,
+    revision: Option<&str>,
+    options: &ResolveOptions,
+) -> Result<ModelFiles, SourceError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| SourceError::Hub {
+        repo_id: repo_id.into(),
+        detail: format!("cannot start the network runtime: {e}"),
+    })?;
     runtime.block_on(resolve_async(repo_id, revision, options))
 }
 
@@ -55,6 +61,8 @@ struct Fetcher<'a> {
     cache: PathBuf,
     fetched: usize,
     expected: usize,
+    /// Set when the network failed and the remaining files come from the cache.
+    network_error: Option<String>,
 }
 
 impl Fetcher<'_> {
@@ -73,58 +81,105 @@ impl Fetcher<'_> {
                 file_count: self.expected,
             })
         });
-        let request = self
-            .repo
-            .download_file()
-            .filename(file)
-            .maybe_revision(self.revision.map(str::to_string))
-            .local_files_only(self.offline)
-            .maybe_progress(handler)
-            .send();
-        let cancel = self.options.cancel.clone();
-        let cancelled = async move {
-            while !cancel.is_cancelled() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut attempt = 0;
+        let result = loop {
+            let request = self
+                .repo
+                .download_file()
+                .filename(file)
+                .maybe_revision(self.revision.map(str::to_string))
+                .local_files_only(self.offline)
+                .maybe_progress(handler.clone())
+                .send();
+            let cancel = self.options.cancel.clone();
+            let cancelled = async move {
+                while !cancel.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            let result = tokio::select! {
+                result = request => result,
+                _ = cancelled => return Err(SourceError::Cancelled),
+            };
+            // hf-hub retries failed requests but not a connection dropped mid-body.
+            match result {
+                Err(HFError::Request { ref source, .. }) if !source.is_connect() && attempt < NETWORK_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(file, attempt, "download interrupted; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                }
+                other => break other,
             }
-        };
-        let result = tokio::select! {
-            result = request => result,
-            _ = cancelled => return Err(SourceError::Cancelled),
         };
         match result {
             Ok(path) => Ok(Some(path)),
             Err(HFError::EntryNotFound { .. }) => Ok(None),
             Err(HFError::LocalEntryNotFound { .. }) if self.offline && file != "config.json" => Ok(None),
+            Err(error) if is_network_failure(&error) && !self.offline => {
+                // The network is down: this file and the rest come from the cache, if there.
+                let detail = match &error {
+                    HFError::Request { source, .. } => describe_request_error(source),
+                    other => other.to_string(),
+                };
+                tracing::warn!(repo = self.repo_id, %detail, "network failed; using the cache");
+                self.network_error = Some(detail);
+                self.offline = true;
+                self.fetched -= 1;
+                Box::pin(self.fetch(file)).await
+            }
             Err(e) => Err(self.explain(e, file)),
         }
     }
 
     async fn require(&mut self, file: &str) -> Result<PathBuf, SourceError> {
-        self.fetch(file)
-            .await?
-            .ok_or_else(|| SourceError::FileNotFound { repo_id: self.repo_id.into(), file: file.into() })
+        match self.fetch(file).await? {
+            Some(path) => Ok(path),
+            None if file == "config.json" => Err(SourceError::NoConfig {
+                repo_id: self.repo_id.into(),
+                revision: self.revision.unwrap_or("main").to_string(),
+            }),
+            None => Err(SourceError::FileNotFound { repo_id: self.repo_id.into(), file: file.into() }),
+        }
     }
 
     fn explain(&self, error: HFError, file: &str) -> SourceError {
         let repo_id = self.repo_id.to_string();
         match error {
             HFError::RepoNotFound { .. } => SourceError::RepoNotFound(repo_id),
+            HFError::AuthRequired { context } if context.error_code.as_deref() == Some("RepoNotFound") => {
+                SourceError::RepoNotFound(repo_id)
+            }
+            HFError::EntryNotFound { .. } if file == "config.json" => {
+                SourceError::NoConfig { repo_id, revision: self.revision.unwrap_or("main").to_string() }
+            }
             HFError::RevisionNotFound { revision, .. } => SourceError::RevisionNotFound { repo_id, revision },
             HFError::EntryNotFound { .. } => SourceError::FileNotFound { repo_id, file: file.into() },
             HFError::AuthRequired { .. } | HFError::Forbidden { .. } => SourceError::Unauthorized(repo_id),
+            HFError::LocalEntryNotFound { .. } if self.network_error.is_some() => {
+                SourceError::Network { repo_id, detail: self.network_error.clone().unwrap_or_default() }
+            }
             HFError::LocalEntryNotFound { .. } if self.offline => {
                 SourceError::NotCached { repo_id, cache: self.cache.clone() }
             }
             HFError::LocalEntryNotFound { .. } => {
                 SourceError::Network { repo_id, detail: format!("`{file}` could not be fetched") }
             }
-            HFError::Request { source, .. } => SourceError::Network { repo_id, detail: describe_request_error(&source) },
-            HFError::Http { context } if context.status.is_server_error() => SourceError::Network {
-                repo_id,
-                detail: format!("the Hub answered {} for `{file}`", context.status),
-            },
+            HFError::Request { source, .. } => {
+                SourceError::Network { repo_id, detail: describe_request_error(&source) }
+            }
+            HFError::Http { context } if context.status.is_server_error() => {
+                SourceError::Network { repo_id, detail: format!("the Hub answered {} for `{file}`", context.status) }
+            }
             other => SourceError::Hub { repo_id, detail: other.to_string() },
         }
+    }
+}
+
+fn is_network_failure(error: &HFError) -> bool {
+    match error {
+        HFError::Request { .. } => true,
+        HFError::Http { context } => context.status.is_server_error(),
+        _ => false,
     }
 }
 
@@ -139,7 +194,11 @@ fn describe_request_error(error: &dyn std::error::Error) -> String {
     text
 }
 
-async fn resolve_async(repo_id: &str, revision: Option<&str>, options: &ResolveOptions) -> Result<ModelFiles, SourceError> {
+async fn resolve_async(
+    repo_id: &str,
+    revision: Option<&str>,
+    options: &ResolveOptions,
+) -> Result<ModelFiles, SourceError> {
     let (owner, name) = repo_id
         .split_once('/')
         .ok_or_else(|| SourceError::InvalidSource(format!("`{repo_id}` is not of the form org/name")))?;
@@ -148,9 +207,10 @@ async fn resolve_async(repo_id: &str, revision: Option<&str>, options: &ResolveO
     if let Some(endpoint) = &options.endpoint {
         builder = builder.endpoint(endpoint.clone());
     }
-    let client = builder
-        .build()
-        .map_err(|e| SourceError::Hub { repo_id: repo_id.into(), detail: e.to_string() })?;
+    if let Some(token) = &options.token {
+        builder = builder.token(token.clone());
+    }
+    let client = builder.build().map_err(|e| SourceError::Hub { repo_id: repo_id.into(), detail: e.to_string() })?;
     let mut fetcher = Fetcher {
         repo: client.model(owner, name),
         repo_id,
@@ -160,6 +220,7 @@ async fn resolve_async(repo_id: &str, revision: Option<&str>, options: &ResolveO
         cache,
         fetched: 0,
         expected: 2 + OPTIONAL_FILES.len(),
+        network_error: None,
     };
 
     let config = fetcher.require("config.json").await?;
@@ -168,10 +229,8 @@ async fn resolve_async(repo_id: &str, revision: Option<&str>, options: &ResolveO
         optional.push(fetcher.fetch(file).await?);
     }
     let [tokenizer, tokenizer_config, preprocessor, st_modules, st_config, _special] =
-        <[Option<PathBuf>; 6]>::try_from(optional).map_err(|_| SourceError::Hub {
-            repo_id: repo_id.into(),
-            detail: "internal: optional file list".into(),
-        })?;
+        <[Option<PathBuf>; 6]>::try_from(optional)
+            .map_err(|_| SourceError::Hub { repo_id: repo_id.into(), detail: "internal: optional file list".into() })?;
     let st_pooling = match &st_modules {
         Some(modules) => {
             let dir = disk::pooling_dir_from_modules(modules).unwrap_or_else(|| "1_Pooling".into());
@@ -200,10 +259,9 @@ async fn resolve_async(repo_id: &str, revision: Option<&str>, options: &ResolveO
 
 /// Safetensors first (single file, then sharded), then PyTorch pickles.
 async fn fetch_weights(fetcher: &mut Fetcher<'_>) -> Result<(Vec<PathBuf>, WeightsFormat), SourceError> {
-    for (name, format) in [
-        ("model.safetensors", WeightsFormat::Safetensors),
-        ("pytorch_model.bin", WeightsFormat::PyTorch),
-    ] {
+    for (name, format) in
+        [("model.safetensors", WeightsFormat::Safetensors), ("pytorch_model.bin", WeightsFormat::PyTorch)]
+    {
         if let Some(path) = fetcher.fetch(name).await? {
             return Ok((vec![path], format));
         }
@@ -217,9 +275,14 @@ async fn fetch_weights(fetcher: &mut Fetcher<'_>) -> Result<(Vec<PathBuf>, Weigh
             return Ok((paths, format));
         }
     }
-    Err(SourceError::FileNotFound {
-        repo_id: fetcher.repo_id.into(),
-        file: "model.safetensors (or pytorch_model.bin, or a sharded index)".into(),
+    let repo_id = fetcher.repo_id.to_string();
+    Err(match (&fetcher.network_error, fetcher.offline) {
+        (Some(detail), _) => SourceError::Network { repo_id, detail: detail.clone() },
+        (None, true) => SourceError::NotCached { repo_id, cache: fetcher.cache.clone() },
+        (None, false) => SourceError::FileNotFound {
+            repo_id,
+            file: "model.safetensors (or pytorch_model.bin, or a sharded index)".into(),
+        },
     })
 }
 
@@ -260,4 +323,3 @@ impl ProgressHandler for FileProgress {
         }
     }
 }
-

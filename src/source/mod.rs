@@ -51,9 +51,9 @@ impl ModelSource {
             Some(_) => return Err(SourceError::InvalidSource(format!("`{text}` has an empty revision after `@`"))),
             None => (text.to_string(), None),
         };
-        let valid = repo_id.split('/').all(|part| {
-            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        });
+        let valid = repo_id
+            .split('/')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
         if !valid {
             return Err(SourceError::InvalidSource(format!(
                 "`{text}` is neither an existing path nor a Hub repo id like `org/name[@revision]`"
@@ -165,6 +165,8 @@ pub struct ResolveOptions {
     pub endpoint: Option<String>,
     /// Overrides the cache folder (otherwise `HF_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`).
     pub cache_dir: Option<PathBuf>,
+    /// Overrides the token (otherwise `HF_TOKEN`, `HF_TOKEN_PATH` or `HF_HOME/token`).
+    pub token: Option<String>,
 }
 
 impl ResolveOptions {
@@ -184,10 +186,8 @@ pub fn demo_models_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("MODELDECK_MODELS_DIR") {
         return PathBuf::from(dir);
     }
-    let beside_exe = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|p| p.join("models")))
-        .filter(|p| p.is_dir());
+    let beside_exe =
+        std::env::current_exe().ok().and_then(|exe| exe.parent().map(|p| p.join("models"))).filter(|p| p.is_dir());
     beside_exe.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
 }
 
@@ -237,8 +237,10 @@ pub enum SourceError {
     MissingWeights(PathBuf),
     #[error("{path}: {reason}")]
     InvalidShardIndex { path: PathBuf, reason: String },
-    #[error("Hub repository `{0}` was not found (check the spelling; private repos need HF_TOKEN)")]
+    #[error("Hub repository `{0}` was not found (check the spelling; private or gated repos need HF_TOKEN)")]
     RepoNotFound(String),
+    #[error("Hub repository `{repo_id}` has no config.json at revision `{revision}`: check the repo id and revision (a private repo looks missing without HF_TOKEN)")]
+    NoConfig { repo_id: String, revision: String },
     #[error("revision `{revision}` was not found in Hub repository `{repo_id}`")]
     RevisionNotFound { repo_id: String, revision: String },
     #[error("Hub repository `{repo_id}` has no `{file}`")]

@@ -37,24 +37,14 @@ pub struct ArmAccuracy {
 
 impl ArmAccuracy {
     pub fn new(correct: u64, n: u64) -> Result<Self, StatsError> {
-        Ok(Self {
-            n,
-            correct,
-            accuracy: correct as f64 / n.max(1) as f64,
-            wilson_ci95: wilson_ci95(correct, n)?,
-        })
+        Ok(Self { n, correct, accuracy: correct as f64 / n.max(1) as f64, wilson_ci95: wilson_ci95(correct, n)? })
     }
 }
 
 /// Pooled two-proportion z-test of A against B: z = (p_a − p_b)/√(P(1−P)(1/n_a + 1/n_b)),
 /// two-sided. When both arms are all-correct or all-wrong (P ∈ {0, 1}) the statistic is
 /// undefined; we report z = 0, p = 1 rather than statsmodels' NaN.
-pub fn two_proportion_ztest(
-    correct_a: u64,
-    n_a: u64,
-    correct_b: u64,
-    n_b: u64,
-) -> Result<TestResult, StatsError> {
+pub fn two_proportion_ztest(correct_a: u64, n_a: u64, correct_b: u64, n_b: u64) -> Result<TestResult, StatsError> {
     if n_a == 0 || n_b == 0 {
         return Err(StatsError::EmptySample("two-proportion z-test"));
     }
@@ -66,16 +56,10 @@ pub fn two_proportion_ztest(
     let pooled = (correct_a + correct_b) as f64 / (na + nb);
     let var = pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb);
     if var <= 0.0 {
-        return Ok(TestResult {
-            statistic: 0.0,
-            pvalue: 1.0,
-        });
+        return Ok(TestResult { statistic: 0.0, pvalue: 1.0 });
     }
     let z = (pa - pb) / var.sqrt();
-    Ok(TestResult {
-        statistic: z,
-        pvalue: 2.0 * normal_cdf(-z.abs()),
-    })
+    Ok(TestResult { statistic: z, pvalue: 2.0 * normal_cdf(-z.abs()) })
 }
 
 #[cfg(test)]

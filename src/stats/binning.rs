@@ -48,10 +48,7 @@ pub fn distinct_sorted(sorted: &[f64]) -> usize {
 /// Category counts for two ascending-sorted numerical samples (each distinct value is a category).
 pub fn numeric_category_counts(reference: &[f64], current: &[f64]) -> CategoryCounts {
     let (mut i, mut j) = (0, 0);
-    let mut out = CategoryCounts {
-        reference: Vec::new(),
-        current: Vec::new(),
-    };
+    let mut out = CategoryCounts { reference: Vec::new(), current: Vec::new() };
     while i < reference.len() || j < current.len() {
         let key = match (reference.get(i), current.get(j)) {
             (Some(&x), Some(&y)) => x.min(y),
@@ -81,10 +78,7 @@ pub fn label_category_counts<S: AsRef<str>>(reference: &[S], current: &[S]) -> C
     for v in current {
         map.entry(v.as_ref()).or_default().1 += 1;
     }
-    CategoryCounts {
-        reference: map.values().map(|c| c.0).collect(),
-        current: map.values().map(|c| c.1).collect(),
-    }
+    CategoryCounts { reference: map.values().map(|c| c.0).collect(), current: map.values().map(|c| c.1).collect() }
 }
 
 /// Bin edges by numpy's `histogram_bin_edges(combined, bins="sturges")`.
@@ -96,11 +90,7 @@ pub fn sturges_edges(min: f64, max: f64, n_total: usize) -> Vec<f64> {
     }
     let ptp = max - min;
     let width = ptp / ((n_total as f64).log2() + 1.0);
-    let n_bins = if width > 0.0 {
-        ((last - first) / width).ceil().max(1.0) as usize
-    } else {
-        1
-    };
+    let n_bins = if width > 0.0 { ((last - first) / width).ceil().max(1.0) as usize } else { 1 };
     let step = (last - first) / n_bins as f64;
     let mut edges: Vec<f64> = (0..=n_bins).map(|i| i as f64 * step + first).collect();
     if let Some(e) = edges.last_mut() {
@@ -121,10 +111,7 @@ pub fn histogram(values: &[f64], edges: &[f64]) -> Vec<u64> {
         if v < first || v > last {
             continue;
         }
-        let idx = edges
-            .partition_point(|&e| e <= v)
-            .saturating_sub(1)
-            .min(n_bins - 1);
+        let idx = edges.partition_point(|&e| e <= v).saturating_sub(1).min(n_bins - 1);
         counts[idx] += 1;
     }
     counts

@@ -42,11 +42,7 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
     let a = sorted[lo];
     let b = sorted[(lo + 1).min(n - 1)];
     let diff = b - a;
-    Some(if t >= 0.5 {
-        b - diff * (1.0 - t)
-    } else {
-        a + diff * t
-    })
+    Some(if t >= 0.5 { b - diff * (1.0 - t) } else { a + diff * t })
 }
 
 /// Median of an ascending-sorted slice (numpy `median`: mean of the two middle values).
@@ -55,11 +51,7 @@ pub fn median_sorted(sorted: &[f64]) -> Option<f64> {
     if n == 0 {
         return None;
     }
-    Some(if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    })
+    Some(if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 })
 }
 
 #[cfg(test)]

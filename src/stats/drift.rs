@@ -75,11 +75,7 @@ impl DriftMethod {
 
 /// Evidently's default-test rule by reference size, kind and distinct values of the union.
 pub fn default_method(kind: ColumnKind, n_reference: usize, n_distinct: usize) -> DriftMethod {
-    let small_category_test = if n_distinct > 2 {
-        DriftMethod::ChiSquare
-    } else {
-        DriftMethod::Z
-    };
+    let small_category_test = if n_distinct > 2 { DriftMethod::ChiSquare } else { DriftMethod::Z };
     match (kind, n_reference <= LARGE_REFERENCE_ROWS) {
         (ColumnKind::Numerical, true) if n_distinct <= 5 => small_category_test,
         (ColumnKind::Numerical, true) => DriftMethod::Ks,
@@ -130,20 +126,9 @@ pub fn psi(reference_shares: &[f64], current_shares: &[f64]) -> f64 {
 
 /// Zero shares become 1e-4, or the smallest non-zero share / 1e6 when that is ≤ 1e-4.
 fn fill_zero_shares(shares: &[f64]) -> Vec<f64> {
-    let min_nonzero = shares
-        .iter()
-        .copied()
-        .filter(|&s| s != 0.0)
-        .fold(f64::INFINITY, f64::min);
-    let eps = if min_nonzero <= 1e-4 {
-        min_nonzero / 1e6
-    } else {
-        1e-4
-    };
-    shares
-        .iter()
-        .map(|&s| if s == 0.0 { eps } else { s })
-        .collect()
+    let min_nonzero = shares.iter().copied().filter(|&s| s != 0.0).fold(f64::INFINITY, f64::min);
+    let eps = if min_nonzero <= 1e-4 { min_nonzero / 1e6 } else { 1e-4 };
+    shares.iter().map(|&s| if s == 0.0 { eps } else { s }).collect()
 }
 
 /// Jensen-Shannon distance (scipy `jensenshannon`, natural log), inputs renormalised to sum 1.
@@ -264,10 +249,7 @@ pub fn z_test_binary(counts: &CategoryCounts) -> TestResult {
     let ref_present = counts.reference.iter().filter(|&&c| c > 0).count();
     let cur_present = counts.current.iter().filter(|&&c| c > 0).count();
     if counts.n_categories() == 1 && ref_present == 1 && cur_present == 1 {
-        return TestResult {
-            statistic: 0.0,
-            pvalue: 1.0,
-        };
+        return TestResult { statistic: 0.0, pvalue: 1.0 };
     }
     let first_ref = counts.reference.first().copied().unwrap_or(0);
     let first_cur = counts.current.first().copied().unwrap_or(0);
@@ -276,10 +258,7 @@ pub fn z_test_binary(counts: &CategoryCounts) -> TestResult {
     let p2 = (n2 - first_cur) as f64 / n2f;
     let pooled = (p1 * n1f + p2 * n2f) / (n1f + n2f);
     let z = (p1 - p2) / (pooled * (1.0 - pooled) * (1.0 / n1f + 1.0 / n2f)).sqrt();
-    TestResult {
-        statistic: z,
-        pvalue: 2.0 * (1.0 - normal_cdf(z.abs())),
-    }
+    TestResult { statistic: z, pvalue: 2.0 * (1.0 - normal_cdf(z.abs())) }
 }
 
 fn check_sides(n_ref: usize, n_cur: usize) -> Result<(), StatsError> {
@@ -367,10 +346,7 @@ pub fn numerical_drift(reference: &[f64], current: &[f64]) -> Result<ColumnDrift
 }
 
 /// All drift statistics for a categorical column (labels compared as exact strings).
-pub fn categorical_drift<S: AsRef<str>>(
-    reference: &[S],
-    current: &[S],
-) -> Result<ColumnDrift, StatsError> {
+pub fn categorical_drift<S: AsRef<str>>(reference: &[S], current: &[S]) -> Result<ColumnDrift, StatsError> {
     check_sides(reference.len(), current.len())?;
     let counts = binning::label_category_counts(reference, current);
     let n_distinct = counts.n_categories();
@@ -385,13 +361,7 @@ pub fn categorical_drift<S: AsRef<str>>(
         mean_shift_sd: None,
     };
     let method = default_method(ColumnKind::Categorical, reference.len(), n_distinct);
-    finish(
-        ColumnKind::Categorical,
-        reference.len(),
-        current.len(),
-        method,
-        tests,
-    )
+    finish(ColumnKind::Categorical, reference.len(), current.len(), method, tests)
 }
 
 /// Data-set drift: the share of drifted columns, and whether it reaches 0.5.
@@ -404,17 +374,11 @@ pub struct DatasetDrift {
 /// Over the columns that produced a result; no columns means no drift.
 pub fn dataset_drift(column_drifted: &[bool]) -> DatasetDrift {
     if column_drifted.is_empty() {
-        return DatasetDrift {
-            share_drifted: 0.0,
-            drift_detected: false,
-        };
+        return DatasetDrift { share_drifted: 0.0, drift_detected: false };
     }
     let drifted = column_drifted.iter().filter(|&&d| d).count();
     let share = drifted as f64 / column_drifted.len() as f64;
-    DatasetDrift {
-        share_drifted: share,
-        drift_detected: share >= DATASET_DRIFT_SHARE,
-    }
+    DatasetDrift { share_drifted: share, drift_detected: share >= DATASET_DRIFT_SHARE }
 }
 
 #[cfg(test)]
@@ -428,18 +392,9 @@ mod tests {
         assert_eq!(default_method(Numerical, 1000, 5), DriftMethod::ChiSquare);
         assert_eq!(default_method(Numerical, 1000, 6), DriftMethod::Ks);
         assert_eq!(default_method(Categorical, 10, 3), DriftMethod::ChiSquare);
-        assert_eq!(
-            default_method(Numerical, 1001, 5),
-            DriftMethod::JensenShannon
-        );
-        assert_eq!(
-            default_method(Numerical, 1001, 6),
-            DriftMethod::WassersteinNormed
-        );
-        assert_eq!(
-            default_method(Categorical, 1001, 2),
-            DriftMethod::JensenShannon
-        );
+        assert_eq!(default_method(Numerical, 1001, 5), DriftMethod::JensenShannon);
+        assert_eq!(default_method(Numerical, 1001, 6), DriftMethod::WassersteinNormed);
+        assert_eq!(default_method(Categorical, 1001, 2), DriftMethod::JensenShannon);
     }
 
     #[test]
@@ -454,15 +409,9 @@ mod tests {
 
     #[test]
     fn empty_side_is_an_error_not_a_panic() {
-        assert_eq!(
-            numerical_drift(&[], &[1.0]),
-            Err(StatsError::EmptyReference)
-        );
+        assert_eq!(numerical_drift(&[], &[1.0]), Err(StatsError::EmptyReference));
         let empty: [&str; 0] = [];
-        assert_eq!(
-            categorical_drift(&["a"], &empty),
-            Err(StatsError::EmptyCurrent)
-        );
+        assert_eq!(categorical_drift(&["a"], &empty), Err(StatsError::EmptyCurrent));
     }
 
     #[test]

@@ -30,23 +30,13 @@ pub fn ks_2samp(reference: &[f64], current: &[f64]) -> Result<TestResult, StatsE
     let (n1, n2) = (a.len(), b.len());
     if n1.max(n2) <= MAX_EXACT_N {
         if let Some((d_exact, p)) = exact_two_sided(n1 as u64, n2 as u64, d) {
-            return Ok(TestResult {
-                statistic: d_exact,
-                pvalue: p,
-            });
+            return Ok(TestResult { statistic: d_exact, pvalue: p });
         }
     }
-    let (m, n) = if n1 >= n2 {
-        (n1 as f64, n2 as f64)
-    } else {
-        (n2 as f64, n1 as f64)
-    };
+    let (m, n) = if n1 >= n2 { (n1 as f64, n2 as f64) } else { (n2 as f64, n1 as f64) };
     let en = (m * n / (m + n)).round_ties_even();
     let p = kolmogorov_sf(en as u64, d).clamp(0.0, 1.0);
-    Ok(TestResult {
-        statistic: d,
-        pvalue: p,
-    })
+    Ok(TestResult { statistic: d, pvalue: p })
 }
 
 /// max |F_a(x) − F_b(x)| over all observed x, with both CDFs right-continuous.
@@ -97,11 +87,7 @@ fn exact_two_sided(n1: u64, n2: u64, d: f64) -> Option<(f64, f64)> {
     if h == 0 {
         return Some((d, 1.0));
     }
-    let p = if n1 == n2 {
-        prob_outside_square(n1, h)
-    } else {
-        outer_prob_inside_method(n1, n2, g, h)
-    };
+    let p = if n1 == n2 { prob_outside_square(n1, h) } else { outer_prob_inside_method(n1, n2, g, h) };
     if p.is_finite() && (0.0..=1.0).contains(&p) {
         Some((d, p))
     } else {
@@ -152,10 +138,7 @@ fn outer_prob_inside_method(m: u64, n: u64, g: u64, h: u64) -> f64 {
         let fi = i as f64;
         for jj in 0..(maxj - minj) {
             let j = jj + minj;
-            let prev = a
-                .get((jj + minj - lastminj) as usize)
-                .copied()
-                .unwrap_or(1.0);
+            let prev = a.get((jj + minj - lastminj) as usize).copied().unwrap_or(1.0);
             val = (prev * fi + val * j as f64) / (fi + j as f64);
             if let Some(slot) = a.get_mut(jj as usize) {
                 *slot = val;
@@ -170,9 +153,7 @@ fn outer_prob_inside_method(m: u64, n: u64, g: u64, h: u64) -> f64 {
             }
         }
     }
-    a.get((maxj - minj - 1) as usize)
-        .copied()
-        .unwrap_or(f64::NAN)
+    a.get((maxj - minj - 1) as usize).copied().unwrap_or(f64::NAN)
 }
 
 /// Survival function of the two-sided one-sample KS statistic D_n (scipy `kstwo.sf(x, n)`).
@@ -193,9 +174,7 @@ pub fn kolmogorov_sf(n: u64, x: f64) -> f64 {
             return 1.0;
         }
         let cdf = if n <= 140 {
-            (1..=n).fold(1.0, |acc, i| {
-                acc * (i as f64 * (1.0 / nf) * (2.0 * t - 1.0))
-            })
+            (1..=n).fold(1.0, |acc, i| acc * (i as f64 * (1.0 / nf) * (2.0 * t - 1.0)))
         } else {
             (log_nfactorial_div_n_pow_n(nf) + nf * (2.0 * t - 1.0).ln()).exp()
         };
@@ -514,12 +493,7 @@ fn pelz_good_cdf(n: f64, x: f64) -> f64 {
         let m = (2 * kk - 1) as f64;
         let (m2, m4, m6) = (m * m, m.powi(4), m.powi(6));
         let qpower = q.powf(8.0 * kk as f64);
-        let coeffs = [
-            1.0,
-            k1a + k1b * m2,
-            k2a + k2b * m2 + k2c * m4,
-            k3a + k3b * m2 + k3c * m4 + k3d * m6,
-        ];
+        let coeffs = [1.0, k1a + k1b * m2, k2a + k2b * m2 + k2c * m4, k3a + k3b * m2 + k3c * m4 + k3d * m6];
         for (kv, c) in k.iter_mut().zip(coeffs) {
             *kv = *kv * qpower + c;
         }

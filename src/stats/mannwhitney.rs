@@ -31,11 +31,7 @@ pub fn mann_whitney_u(a: &[f64], b: &[f64]) -> Result<MannWhitney, StatsError> {
         return Err(StatsError::EmptySample("mann-whitney"));
     }
     let (n1, n2) = (a.len(), b.len());
-    let mut all: Vec<(f64, bool)> = a
-        .iter()
-        .map(|&v| (v, true))
-        .chain(b.iter().map(|&v| (v, false)))
-        .collect();
+    let mut all: Vec<(f64, bool)> = a.iter().map(|&v| (v, true)).chain(b.iter().map(|&v| (v, false))).collect();
     if all.iter().any(|(v, _)| v.is_nan()) {
         return Err(StatsError::NotANumber);
     }
@@ -76,11 +72,7 @@ pub fn mann_whitney_u(a: &[f64], b: &[f64]) -> Result<MannWhitney, StatsError> {
             1.0
         }
     };
-    Ok(MannWhitney {
-        u_a,
-        u_b,
-        pvalue: pvalue.clamp(0.0, 1.0),
-    })
+    Ok(MannWhitney { u_a, u_b, pvalue: pvalue.clamp(0.0, 1.0) })
 }
 
 /// P(U ≤ k) under the null for sample sizes m, n without ties, from the Gaussian binomial
@@ -152,12 +144,7 @@ pub fn kayenta(a: &[f64], b: &[f64]) -> Result<Kayenta, StatsError> {
     } else {
         KayentaVerdict::Pass
     };
-    Ok(Kayenta {
-        lower,
-        upper,
-        estimate,
-        verdict,
-    })
+    Ok(Kayenta { lower, upper, estimate, verdict })
 }
 
 /// Number of pairs with fl(b_j − a_i) ≤ t; a and b ascending.
@@ -236,10 +223,7 @@ mod tests {
     fn kth_difference_agrees_with_brute_force() {
         let a = [0.5, 1.0, 1.0, 3.25, 7.0];
         let b = [-2.0, 0.0, 1.0, 4.5];
-        let mut all: Vec<f64> = b
-            .iter()
-            .flat_map(|bj| a.iter().map(move |ai| bj - ai))
-            .collect();
+        let mut all: Vec<f64> = b.iter().flat_map(|bj| a.iter().map(move |ai| bj - ai)).collect();
         all.sort_by(f64::total_cmp);
         for k in 1..=all.len() as u64 {
             assert_eq!(kth_difference(&a, &b, k), all[k as usize - 1]);

@@ -28,8 +28,7 @@ use serde::Serialize;
 
 pub use ab::{two_proportion_ztest, wilson_ci95, ArmAccuracy};
 pub use drift::{
-    categorical_drift, dataset_drift, numerical_drift, ColumnDrift, ColumnKind, DatasetDrift,
-    DefaultTest, DriftMethod,
+    categorical_drift, dataset_drift, numerical_drift, ColumnDrift, ColumnKind, DatasetDrift, DefaultTest, DriftMethod,
 };
 pub use ks::ks_2samp;
 pub use mannwhitney::{kayenta, mann_whitney_u, Kayenta, KayentaVerdict, MannWhitney};

@@ -36,15 +36,9 @@ pub fn mcnemar(table: &CorrectnessTable) -> McNemar {
     let n = b + c;
     let low = b.min(c);
     if n == 0 {
-        let nothing = TestResult {
-            statistic: 0.0,
-            pvalue: 1.0,
-        };
+        let nothing = TestResult { statistic: 0.0, pvalue: 1.0 };
         return McNemar {
-            exact: TestResult {
-                statistic: low as f64,
-                pvalue: 1.0,
-            },
+            exact: TestResult { statistic: low as f64, pvalue: 1.0 },
             chi2_corrected: nothing,
             chi2_uncorrected: nothing,
         };
@@ -56,16 +50,10 @@ pub fn mcnemar(table: &CorrectnessTable) -> McNemar {
     let diff = (b as f64 - c as f64).abs();
     let chi = |corr: f64| {
         let statistic = (diff - corr).powi(2) / n as f64;
-        TestResult {
-            statistic,
-            pvalue: chi2_sf(statistic, 1),
-        }
+        TestResult { statistic, pvalue: chi2_sf(statistic, 1) }
     };
     McNemar {
-        exact: TestResult {
-            statistic: low as f64,
-            pvalue: exact_p,
-        },
+        exact: TestResult { statistic: low as f64, pvalue: exact_p },
         chi2_corrected: chi(1.0),
         chi2_uncorrected: chi(0.0),
     }

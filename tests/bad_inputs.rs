@@ -1,0 +1,164 @@
+//! Bad input never crashes: each broken model folder, image or text gives one clear line on
+//! stderr and a non-zero exit from the CLI, and never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn copy_model(name: &str, dest: &Path) -> PathBuf {
+    let dir = dest.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in walk(&common::fixture_model(name)) {
+        let rel = entry.strip_prefix(common::fixture_model(name)).unwrap();
+        let target = dir.join(rel);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &target).unwrap();
+    }
+    dir
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Runs the CLI; returns (success, stdout, stderr).
+fn modeldeck(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_modeldeck")).args(args).env("HF_HUB_OFFLINE", "1").output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Asserts a failure with one line on stderr containing every `needle`.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let (ok, _, err) = modeldeck(args);
+    assert!(!ok, "expected failure for {args:?}");
+    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line expected for {args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: `{n}` not in: {err}");
+    }
+}
+
+fn predict_text(dir: &Path) -> Vec<String> {
+    vec!["predict".into(), "--model".into(), dir.display().to_string(), "--text".into(), "hello there".into()]
+}
+
+fn run_text(dir: &Path, needles: &[&str]) {
+    let args = predict_text(dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails_with(&args, needles);
+}
+
+#[test]
+fn broken_model_folders_are_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    let dir = copy_model("bert-cls-5", tmp.path());
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    run_text(&dir, &["no config.json"]);
+
+    let dir = copy_model("distilbert-cls-a", tmp.path());
+    std::fs::write(dir.join("config.json"), "{ not json").unwrap();
+    run_text(&dir, &["config.json", "not valid JSON"]);
+
+    std::fs::write(dir.join("config.json"), r#"{"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}"#).unwrap();
+    run_text(&dir, &["GPT2LMHeadModel", "supported", "ViTForImageClassification", "CLIPModel"]);
+
+    let dir = copy_model("roberta-cls", tmp.path());
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    run_text(&dir, &["no weights", "model.safetensors"]);
+}
+
+#[test]
+fn broken_weights_are_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_model("bert-cls-5", tmp.path());
+    let weights = dir.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    run_text(&dir, &["model.safetensors", "truncated"]);
+
+    let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(&weights, noise).unwrap();
+    run_text(&dir, &["model.safetensors", "not a safetensors file"]);
+
+    std::fs::write(&weights, b"").unwrap();
+    run_text(&dir, &["model.safetensors"]);
+
+    // A tensor of the wrong shape: config.json says one thing, the file another.
+    std::fs::write(&weights, &bytes).unwrap();
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&config).unwrap();
+    json["intermediate_size"] = serde_json::json!(48);
+    std::fs::write(dir.join("config.json"), json.to_string()).unwrap();
+    run_text(&dir, &["intermediate.dense.weight", "48"]);
+
+    // Weights of another architecture.
+    let vit_config = std::fs::read(common::fixture_model("vit-p8-32").join("config.json")).unwrap();
+    std::fs::write(dir.join("config.json"), vit_config).unwrap();
+    let (ok, _, err) =
+        modeldeck(&["predict", "--model", dir.to_str().unwrap(), "--image", "assets/samples/chelsea.png"]);
+    assert!(!ok && err.contains("vit.embeddings") && err.contains("bert"), "{err}");
+}
+
+#[test]
+fn a_missing_tokenizer_is_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_model("distilbert-cls-a", tmp.path());
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    run_text(&dir, &["tokenizer.json"]);
+}
+
+#[test]
+fn bad_images_are_named_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::fixture_model("vit-p8-32");
+    let model = model.to_str().unwrap();
+
+    let noise = tmp.path().join("noise.jpg");
+    std::fs::write(&noise, b"this is not a jpeg at all").unwrap();
+    fails_with(&["predict", "--model", model, "--image", noise.to_str().unwrap()], &["noise.jpg"]);
+
+    let png = std::fs::read(common::root().join("assets/samples/chelsea.png")).unwrap();
+    let truncated = tmp.path().join("truncated.png");
+    std::fs::write(&truncated, &png[..png.len() / 3]).unwrap();
+    fails_with(&["predict", "--model", model, "--image", truncated.to_str().unwrap()], &["truncated.png"]);
+
+    let mut bomb = png.clone();
+    bomb[16..20].copy_from_slice(&70000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&70000u32.to_be_bytes());
+    let bomb_path = tmp.path().join("bomb.png");
+    std::fs::write(&bomb_path, bomb).unwrap();
+    fails_with(&["predict", "--model", model, "--image", bomb_path.to_str().unwrap()], &["bomb.png"]);
+
+    fails_with(&["predict", "--model", model, "--image", "/no/such/image.png"], &["/no/such/image.png"]);
+    fails_with(&["predict", "--model", model, "--text", "hello"], &["image"]);
+}
+
+#[test]
+fn empty_text_fails_and_long_text_is_truncated() {
+    let model = common::fixture_model("bert-cls-trunc");
+    let model = model.to_str().unwrap();
+    fails_with(&["predict", "--model", model, "--text", "   "], &["empty text"]);
+    let long = "word ".repeat(5000);
+    let (ok, out, err) = modeldeck(&["predict", "--model", model, "--text", &long, "--json"]);
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["predictions"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn unknown_sources_are_explained() {
+    fails_with(&["predict", "--model", "./no/such/folder", "--text", "x"], &["./no/such/folder", "does not exist"]);
+    fails_with(&["predict", "--model", "demo:nope", "--text", "x"], &["demo model `nope`"]);
+    fails_with(&["predict", "--model", "some-org/some-model", "--text", "x"], &["some-org/some-model"]);
+}

@@ -1,0 +1,62 @@
+//! The `predict` subcommand's JSON, as scripts consume it.
+
+mod common;
+
+use std::process::Command;
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_modeldeck")).args(args).arg("--json").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn model(name: &str) -> String {
+    common::fixture_model(name).display().to_string()
+}
+
+#[test]
+fn image_classification_json_has_card_predictions_and_latency() {
+    let v = json(&["predict", "--model", &model("vit-p8-32"), "--image", "assets/samples/chelsea.png"]);
+    assert_eq!(v["task"], "image-classification");
+    assert_eq!(v["model"]["architecture"], "ViTForImageClassification");
+    assert_eq!(v["model"]["labels"].as_array().unwrap().len(), 10);
+    assert!(v["model"]["parameters"].as_u64().unwrap() > 1000);
+    let predictions = v["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 5);
+    let scores: Vec<f64> = predictions.iter().map(|p| p["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "sorted: {scores:?}");
+    assert!(v["latency_ms"].as_f64().unwrap() > 0.0);
+
+    let all =
+        json(&["predict", "--model", &model("vit-p8-32"), "--image", "assets/samples/chelsea.png", "--top-k", "99"]);
+    let total: f64 = all["predictions"].as_array().unwrap().iter().map(|p| p["score"].as_f64().unwrap()).sum();
+    assert_eq!(all["predictions"].as_array().unwrap().len(), 10);
+    assert!((total - 1.0).abs() < 1e-4);
+}
+
+#[test]
+fn embeddings_and_similarity() {
+    let one = json(&["predict", "--model", &model("st-bert-mean"), "--text", "a cat on a mat"]);
+    assert_eq!(one["embedding"].as_array().unwrap().len(), 32);
+    let two =
+        json(&["predict", "--model", &model("st-bert-mean"), "--text", "a cat on a mat", "--text", "a dog in the fog"]);
+    let s = two["similarity"].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&s) && s < 0.9999, "{s}");
+}
+
+#[test]
+fn zero_shot_takes_candidate_labels() {
+    let v = json(&[
+        "predict",
+        "--model",
+        &model("clip-a"),
+        "--image",
+        "assets/samples/coffee.png",
+        "--labels",
+        "cat,dog,coffee cup",
+    ]);
+    assert_eq!(v["task"], "zero-shot-image-classification");
+    let labels: Vec<&str> = v["predictions"].as_array().unwrap().iter().map(|p| p["label"].as_str().unwrap()).collect();
+    assert_eq!(labels.len(), 3);
+    assert!(labels.contains(&"coffee cup"));
+}
