@@ -60,3 +60,34 @@ fn zero_shot_takes_candidate_labels() {
     assert_eq!(labels.len(), 3);
     assert!(labels.contains(&"coffee cup"));
 }
+
+#[test]
+fn drift_and_abtest_verbs_print_json_and_fail_cleanly() {
+    let stats = |f: &str| common::root().join("tests/fixtures/stats").join(f).display().to_string();
+    let v = json(&[
+        "drift",
+        "--reference",
+        &stats("drift_small_reference_reference.csv"),
+        "--current",
+        &stats("drift_small_reference_current.csv"),
+    ]);
+    assert_eq!(v["columns"]["mean_shift_half_sd"]["default_test"]["method"], "ks");
+    assert_eq!(v["columns"]["mean_shift_half_sd"]["default_test"]["drift_detected"], true);
+    assert!(v["columns"]["all_missing_current"]["error"].is_string());
+    assert!(v["dataset_drift"]["share_drifted"].as_f64().unwrap() > 0.5);
+
+    let v = json(&["abtest", "--a", &stats("shadow_paired_a.csv"), "--b", &stats("shadow_paired_b.csv"), "--paired"]);
+    assert_eq!(v["paired"]["n_pairs"], 999);
+    assert!(v["accuracy"]["ztest"]["pvalue"].as_f64().unwrap() < 0.05);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, "request_id,prediction,label,correct,latency_ms\n1,a,a,1,fast\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_modeldeck"))
+        .args(["abtest", "--a", bad.to_str().unwrap(), "--b", &stats("shadow_paired_b.csv")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("bad.csv") && err.contains("latency_ms") && err.trim().lines().count() == 1, "{err}");
+}

@@ -176,3 +176,37 @@ fn a_download_can_be_cancelled() {
     assert!(matches!(err, SourceError::Cancelled), "{err}");
     assert!(started.elapsed().as_secs() < 10);
 }
+
+#[test]
+fn the_download_command_fetches_into_the_cache() {
+    let server = server();
+    let cache = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modeldeck"))
+        .args(["download", REPO])
+        .env("HF_ENDPOINT", &server.endpoint)
+        .env("HF_HUB_CACHE", cache.path())
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("models--test-org--tiny-bert"), "{stdout}");
+    assert!(cache
+        .path()
+        .join("models--test-org--tiny-bert/snapshots")
+        .join(COMMIT)
+        .join("model.safetensors")
+        .is_file());
+
+    // And predict reads it back offline by repo id.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modeldeck"))
+        .args(["predict", "--model", REPO, "--text", "lovely", "--json"])
+        .env("HF_HUB_CACHE", cache.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["model"]["source"], REPO);
+    assert_eq!(json["model"]["revision"], COMMIT);
+}

@@ -145,3 +145,43 @@ fn all_minilm_l6_v2_matches_sentence_transformers() {
     );
     check_reference("all-minilm-l6-v2", &dir);
 }
+
+/// The same DistilBERT saved as a PyTorch pickle (pytorch_model.bin) gives the same outputs.
+#[test]
+fn pytorch_pickle_weights_load_and_match() {
+    let dir = root().join("tests/fixtures/models/distilbert-cls-a-pth");
+    let files = source::resolve(&ModelSource::Local { path: dir.clone() }, &ResolveOptions::default()).unwrap();
+    assert_eq!(files.weights_format, source::WeightsFormat::PyTorch);
+    check_reference("distilbert-cls-a", &dir);
+}
+
+/// A checkpoint split into shards with model.safetensors.index.json loads like the single file.
+#[test]
+fn sharded_safetensors_load_and_match() {
+    let src = root().join("tests/fixtures/models/vit-p8-32");
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&src).unwrap().flatten() {
+        if entry.file_name() != "model.safetensors" {
+            std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let (first, second) = names.split_at(names.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (i, part) in [first, second].iter().enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", i + 1);
+        let shard: std::collections::HashMap<String, candle_core::Tensor> =
+            part.iter().map(|n| ((*n).clone(), tensors[*n].clone())).collect();
+        candle_core::safetensors::save(&shard, tmp.path().join(&file)).unwrap();
+        for n in part.iter() {
+            weight_map.insert((*n).clone(), Value::String(file.clone()));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(tmp.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let files = source::resolve(&ModelSource::Local { path: tmp.path().to_path_buf() }, &Default::default()).unwrap();
+    assert_eq!(files.weights.len(), 2);
+    check_reference("vit-p8-32", tmp.path());
+}
