@@ -7,11 +7,14 @@
 //! The library never imports a GUI toolkit; the `modeldeck` binary is a thin shell over it.
 
 pub mod bench;
+pub mod deploy;
+pub mod eval;
 pub mod model;
 pub mod predict;
 pub mod report;
 pub mod source;
 pub mod stats;
+pub mod train;
 
 /// Any error the library can report to a user; each layer has its own typed error.
 #[derive(Debug, thiserror::Error)]

@@ -27,6 +27,10 @@ enum Command {
     Bench(BenchArgs),
     /// Drift tests (Evidently's definitions) between a reference and a current CSV.
     Drift(DriftArgs),
+    /// Accuracy of a model on a labelled data set, optionally with injected drift.
+    Eval(EvalArgs),
+    /// Train the compact CNN on an image data set, or a new head on a model's frozen features.
+    Train(TrainArgs),
     /// A/B (and paired shadow) statistics over two prediction logs.
     Abtest(AbtestArgs),
 }
@@ -45,6 +49,60 @@ struct DriftArgs {
     categorical: Vec<String>,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(long)]
+    model: String,
+    /// Image folder (DIR/<label>/*.png), CSV or JSONL.
+    #[arg(long)]
+    data: PathBuf,
+    /// Drift to inject into every image, e.g. "contrast=0.5,noise=0.1,rotate=20".
+    #[arg(long)]
+    drift: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonSource,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Image folder (DIR/<label>/*.png), or CSV/JSONL with text and label columns (with --base).
+    #[arg(long)]
+    data: PathBuf,
+    /// Where to write the model folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Keep this model's features frozen and train a new classification head.
+    #[arg(long)]
+    base: Option<String>,
+    #[arg(long, default_value_t = 60)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Learning rate (default 3e-3 for the CNN, 5e-2 for a new head).
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = 8)]
+    patience: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also train on a drifted copy of every image (newer, drifted data), e.g. "contrast=0.6,noise=0.15".
+    #[arg(long)]
+    add_drifted: Option<String>,
+    /// Input side of the CNN, in pixels.
+    #[arg(long, default_value_t = 8)]
+    image_size: usize,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonSource,
 }
 
 #[derive(Args)]
@@ -140,6 +198,8 @@ fn main() -> ExitCode {
         Some(Command::Download(args)) => run_download(args),
         Some(Command::Bench(args)) => run_bench(args),
         Some(Command::Drift(args)) => run_drift(args),
+        Some(Command::Eval(args)) => run_eval(args),
+        Some(Command::Train(args)) => run_train(args),
         Some(Command::Abtest(args)) => run_abtest(args),
     };
     match result {
@@ -271,6 +331,95 @@ fn run_abtest(args: AbtestArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
         print!("{}", report.render_text());
+    }
+    Ok(())
+}
+
+fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
+    use modeldeck::deploy::drift::ImageDrift;
+    let source = ModelSource::parse(&args.model)?;
+    let model = model::load_source(&source, &resolve_options(&args.common, !args.json))?;
+    let data = modeldeck::eval::Dataset::load(&args.data)?;
+    let drift = args.drift.as_deref().map(ImageDrift::parse).transpose()?;
+    let options =
+        modeldeck::eval::EvalOptions { batch_size: args.batch_size, drift, seed: args.seed, ..Default::default() };
+    let report = modeldeck::eval::evaluate(&model, &data, &options, |_, _| {})?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} on {} ({} inputs{})",
+        report.model,
+        report.data,
+        report.n,
+        match &args.drift {
+            Some(d) => format!(", drift {d}"),
+            None => String::new(),
+        }
+    );
+    if let Some(acc) = report.accuracy {
+        println!("accuracy {:.2}% ({}/{})", acc * 100.0, report.correct, report.n_labelled);
+    }
+    for c in &report.per_class {
+        println!("  {:<12} {:>6.2}%  ({}/{})", c.label, c.accuracy * 100.0, c.correct, c.n);
+    }
+    println!("{:.3} ms per input", report.latency_ms_per_input);
+    Ok(())
+}
+
+fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+    use modeldeck::deploy::drift::ImageDrift;
+    use modeldeck::train::{self, EpochReport, TrainOptions};
+    let data = modeldeck::eval::Dataset::load(&args.data)?;
+    let add_drifted = args.add_drifted.as_deref().map(ImageDrift::parse).transpose()?;
+    let options = TrainOptions {
+        max_epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.lr.unwrap_or(if args.base.is_some() { 5e-2 } else { 3e-3 }),
+        patience: args.patience,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let quiet = args.json;
+    let print_epoch = move |r: &EpochReport| {
+        if !quiet {
+            eprintln!(
+                "epoch {:>3}  loss {:.4}  acc {:.2}%  val loss {:.4}  val acc {:.2}%",
+                r.epoch,
+                r.train_loss,
+                r.train_accuracy * 100.0,
+                r.validation_loss,
+                r.validation_accuracy * 100.0
+            );
+        }
+    };
+    let report = match &args.base {
+        Some(base) => {
+            let source = ModelSource::parse(base)?;
+            let files = source::resolve(&source, &resolve_options(&args.common, !args.json))?;
+            train::train_head(&files, &data, &args.out, &options, add_drifted.as_ref(), |stage, r| {
+                if stage == "epoch" {
+                    print_epoch(r)
+                }
+            })?
+        }
+        None => {
+            let cnn = train::CnnOptions { image_size: args.image_size, add_drifted, ..Default::default() };
+            train::train_cnn(&data, &args.out, &cnn, &options, print_epoch)?
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "wrote {} (best epoch {}, validation accuracy {:.2}%, {} train / {} validation examples)",
+            report.out.display(),
+            report.best_epoch,
+            report.best_validation_accuracy * 100.0,
+            report.n_train,
+            report.n_validation
+        );
     }
     Ok(())
 }

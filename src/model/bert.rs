@@ -158,21 +158,25 @@ pub struct TextClassifier {
     device: Device,
 }
 
-enum ClassifierHead {
-    /// BERT: tanh pooler on [CLS], then a linear classifier.
-    Pooler { pooler: Linear, classifier: Linear },
-    /// DistilBERT: ReLU pre-classifier on [CLS], then a linear classifier.
-    PreClassifier { pre: Linear, classifier: Linear },
-    /// RoBERTa: dense + tanh on <s>, then out_proj.
-    Roberta { dense: Linear, out_proj: Linear },
+/// The layers between the first token and the final linear classifier.
+enum PreHead {
+    /// BERT's pooler and RoBERTa's classifier.dense: linear + tanh.
+    Tanh(Linear),
+    /// DistilBERT's pre_classifier: linear + ReLU.
+    Relu(Linear),
+}
+
+struct ClassifierHead {
+    pre: PreHead,
+    classifier: Linear,
+    names: (&'static str, &'static str),
 }
 
 impl ClassifierHead {
-    fn forward(&self, cls: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Self::Pooler { pooler, classifier } => classifier.forward(&pooler.forward(cls)?.tanh()?),
-            Self::PreClassifier { pre, classifier } => classifier.forward(&pre.forward(cls)?.relu()?),
-            Self::Roberta { dense, out_proj } => out_proj.forward(&dense.forward(cls)?.tanh()?),
+    fn features(&self, cls: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.pre {
+            PreHead::Tanh(dense) => dense.forward(cls)?.tanh(),
+            PreHead::Relu(dense) => dense.forward(cls)?.relu(),
         }
     }
 }
@@ -196,17 +200,20 @@ impl TextClassifier {
         let h = backbone.hidden;
         let head = (|| -> candle_core::Result<ClassifierHead> {
             Ok(match architecture {
-                Architecture::DistilBert => ClassifierHead::PreClassifier {
-                    pre: candle_nn::linear(h, h, vb.pp("pre_classifier"))?,
+                Architecture::DistilBert => ClassifierHead {
+                    pre: PreHead::Relu(candle_nn::linear(h, h, vb.pp("pre_classifier"))?),
                     classifier: candle_nn::linear(h, labels, vb.pp("classifier"))?,
+                    names: ("classifier.weight", "classifier.bias"),
                 },
-                Architecture::Roberta | Architecture::XlmRoberta => ClassifierHead::Roberta {
-                    dense: candle_nn::linear(h, h, vb.pp("classifier.dense"))?,
-                    out_proj: candle_nn::linear(h, labels, vb.pp("classifier.out_proj"))?,
+                Architecture::Roberta | Architecture::XlmRoberta => ClassifierHead {
+                    pre: PreHead::Tanh(candle_nn::linear(h, h, vb.pp("classifier.dense"))?),
+                    classifier: candle_nn::linear(h, labels, vb.pp("classifier.out_proj"))?,
+                    names: ("classifier.out_proj.weight", "classifier.out_proj.bias"),
                 },
-                _ => ClassifierHead::Pooler {
-                    pooler: candle_nn::linear(h, h, vb.pp(prefix).pp("pooler.dense"))?,
+                _ => ClassifierHead {
+                    pre: PreHead::Tanh(candle_nn::linear(h, h, vb.pp(prefix).pp("pooler.dense"))?),
                     classifier: candle_nn::linear(h, labels, vb.pp("classifier"))?,
+                    names: ("classifier.weight", "classifier.bias"),
                 },
             })
         })()
@@ -248,10 +255,17 @@ impl Network for TextClassifier {
     }
 
     fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
-        let text = take_text(batch)?;
-        let hidden = self.backbone.forward(text)?;
-        let logits = self.head.forward(&layers::token_at(&hidden, 0)?)?;
+        let logits = self.head.classifier.forward(&self.features(batch)?)?;
         super::scores_from_logits(&logits, self.sigmoid)
+    }
+
+    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
+        let hidden = self.backbone.forward(take_text(batch)?)?;
+        Ok(self.head.features(&layers::token_at(&hidden, 0)?)?)
+    }
+
+    fn head_names(&self) -> Option<(&'static str, &'static str)> {
+        Some(self.head.names)
     }
 
     fn text_encoder(&self) -> Option<&TextEncoder> {
@@ -399,13 +413,58 @@ impl Network for SentenceEmbedder {
     }
 
     fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        Ok(Response::Embeddings(layers::rows(&self.features(batch)?)?))
+    }
+
+    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
         let text = take_text(batch)?;
         let hidden = self.backbone.forward(text)?;
-        let pooled = self.pool(&hidden, &text.attention_mask)?;
-        Ok(Response::Embeddings(layers::rows(&pooled)?))
+        Ok(self.pool(&hidden, &text.attention_mask)?)
     }
 
     fn text_encoder(&self) -> Option<&TextEncoder> {
         Some(&self.text)
+    }
+}
+
+/// A sentence-transformers embedder with a linear classifier on its sentence embedding: what
+/// `modeldeck train --base <embedding model>` writes (architecture `ModelDeckSentenceClassifier`).
+pub struct SentenceClassifier {
+    embedder: SentenceEmbedder,
+    classifier: Linear,
+    sigmoid: bool,
+}
+
+impl SentenceClassifier {
+    pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
+        let embedder = SentenceEmbedder::load(files, config, weights)?;
+        let labels = config.labels().len();
+        let dim = config.usize_or("embedding_size", embedder.backbone.hidden)?;
+        let classifier = candle_nn::linear(dim, labels, weights.builder().pp("classifier"))
+            .map_err(|e| weights.mismatch(Architecture::SentenceClassifier.name(), e))?;
+        Ok(Self { embedder, classifier, sigmoid: config.uses_sigmoid(labels) })
+    }
+}
+
+impl Network for SentenceClassifier {
+    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
+        text_batch(&self.embedder.text, request, &self.embedder.device, super::Task::TextClassification)
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        let logits = self.classifier.forward(&self.embedder.features(batch)?)?;
+        super::scores_from_logits(&logits, self.sigmoid)
+    }
+
+    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
+        self.embedder.features(batch)
+    }
+
+    fn head_names(&self) -> Option<(&'static str, &'static str)> {
+        Some(("classifier.weight", "classifier.bias"))
+    }
+
+    fn text_encoder(&self) -> Option<&TextEncoder> {
+        Some(&self.embedder.text)
     }
 }

@@ -53,10 +53,14 @@ pub enum Architecture {
     XlmRoberta,
     SentenceBert,
     Clip,
+    /// ModelDeck's own compact CNN (the demo models).
+    Cnn,
+    /// A sentence-transformers embedder with a trained linear head.
+    SentenceClassifier,
 }
 
 /// Architecture names as they appear in config.json, for matching and for error messages.
-const SUPPORTED: [(&str, Architecture); 9] = [
+const SUPPORTED: [(&str, Architecture); 11] = [
     ("ViTForImageClassification", Architecture::Vit),
     ("ResNetForImageClassification", Architecture::ResNet),
     ("ConvNextForImageClassification", Architecture::ConvNext),
@@ -66,6 +70,8 @@ const SUPPORTED: [(&str, Architecture); 9] = [
     ("XLMRobertaForSequenceClassification", Architecture::XlmRoberta),
     ("BertModel", Architecture::SentenceBert),
     ("CLIPModel", Architecture::Clip),
+    ("ModelDeckCnnForImageClassification", Architecture::Cnn),
+    ("ModelDeckSentenceClassifier", Architecture::SentenceClassifier),
 ];
 
 pub fn supported_list() -> String {
@@ -83,8 +89,10 @@ impl Architecture {
     }
     pub fn task(self) -> Task {
         match self {
-            Self::Vit | Self::ResNet | Self::ConvNext => Task::ImageClassification,
-            Self::Bert | Self::DistilBert | Self::Roberta | Self::XlmRoberta => Task::TextClassification,
+            Self::Vit | Self::ResNet | Self::ConvNext | Self::Cnn => Task::ImageClassification,
+            Self::Bert | Self::DistilBert | Self::Roberta | Self::XlmRoberta | Self::SentenceClassifier => {
+                Task::TextClassification
+            }
             Self::SentenceBert => Task::TextEmbedding,
             Self::Clip => Task::ZeroShotImageClassification,
         }

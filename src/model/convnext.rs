@@ -119,6 +119,15 @@ impl Network for ConvNextClassifier {
     }
 
     fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        let logits = self.classifier.forward(&self.features(batch)?)?;
+        super::scores_from_logits(&logits, self.sigmoid)
+    }
+
+    fn head_names(&self) -> Option<(&'static str, &'static str)> {
+        Some(("classifier.weight", "classifier.bias"))
+    }
+
+    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
         let pixels = super::take_pixels(batch)?;
         let mut x = layer_norm_channels_first(&self.stem_norm, &self.stem.forward(pixels)?)?;
         for stage in &self.stages {
@@ -129,8 +138,6 @@ impl Network for ConvNextClassifier {
                 x = layer.forward(&x, self.activation)?;
             }
         }
-        let pooled = self.final_norm.forward(&x.mean(3)?.mean(2)?)?;
-        let logits = self.classifier.forward(&pooled)?;
-        super::scores_from_logits(&logits, self.sigmoid)
+        Ok(self.final_norm.forward(&x.mean(3)?.mean(2)?)?)
     }
 }

@@ -7,6 +7,7 @@
 
 mod bert;
 mod clip;
+pub mod cnn;
 pub mod config;
 mod convnext;
 pub mod image;
@@ -107,6 +108,17 @@ pub trait Network: Send + Sync {
     fn prepare(&self, request: &Request) -> Result<Batch, ModelError>;
     fn forward(&self, batch: &Batch) -> Result<Response, ModelError>;
 
+    /// What the final classification layer sees, `(batch, features)`: the frozen representation
+    /// a new head is trained on. Models without one say so.
+    fn features(&self, _batch: &Batch) -> Result<Tensor, ModelError> {
+        Err(ModelError::Input("this model has no feature extractor to train a head on".into()))
+    }
+
+    /// Tensor names of the final linear layer (weight, bias), when the model has one.
+    fn head_names(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
+
     /// The tokenizer, for text models.
     fn text_encoder(&self) -> Option<&TextEncoder> {
         None
@@ -142,6 +154,12 @@ impl LoadedModel {
     pub fn text_encoder(&self) -> Option<&TextEncoder> {
         self.network.text_encoder()
     }
+    pub fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
+        self.network.features(batch)
+    }
+    pub fn head_names(&self) -> Option<(&'static str, &'static str)> {
+        self.network.head_names()
+    }
 }
 
 /// Loads a model from resolved files: reads config.json, picks the architecture, builds the
@@ -161,6 +179,8 @@ pub fn load(files: &ModelFiles) -> Result<LoadedModel, ModelError> {
         }
         Architecture::SentenceBert => Box::new(bert::SentenceEmbedder::load(files, &config, &weights)?),
         Architecture::Clip => Box::new(clip::ClipZeroShot::load(files, &config, &weights)?),
+        Architecture::Cnn => Box::new(cnn::CnnClassifier::load(files, &config, &weights)?),
+        Architecture::SentenceClassifier => Box::new(bert::SentenceClassifier::load(files, &config, &weights)?),
     };
     let task = architecture.task();
     let card = ModelCard {

@@ -133,6 +133,15 @@ impl Network for ResNetClassifier {
     }
 
     fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        let logits = self.classifier.forward(&self.features(batch)?)?;
+        super::scores_from_logits(&logits, self.sigmoid)
+    }
+
+    fn head_names(&self) -> Option<(&'static str, &'static str)> {
+        Some(("classifier.1.weight", "classifier.1.bias"))
+    }
+
+    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
         let pixels = super::take_pixels(batch)?;
         let x = self.activation.apply(&self.stem.forward(pixels)?)?;
         // Max pooling 3x3/2 with padding 1; zero padding is exact after the activation (x >= 0).
@@ -141,8 +150,6 @@ impl Network for ResNetClassifier {
         for block in &self.blocks {
             x = block.forward(&x, self.activation)?;
         }
-        let pooled = x.mean(3)?.mean(2)?;
-        let logits = self.classifier.forward(&pooled)?;
-        super::scores_from_logits(&logits, self.sigmoid)
+        Ok(x.mean(3)?.mean(2)?)
     }
 }

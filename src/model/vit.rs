@@ -76,6 +76,15 @@ impl Network for VitClassifier {
     }
 
     fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        let logits = self.classifier.forward(&self.features(batch)?)?;
+        super::scores_from_logits(&logits, self.sigmoid)
+    }
+
+    fn head_names(&self) -> Option<(&'static str, &'static str)> {
+        Some(("classifier.weight", "classifier.bias"))
+    }
+
+    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
         let pixels = super::take_pixels(batch)?;
         let (b, _, h, w) = pixels.dims4()?;
         if (h, w) != (self.image_size, self.image_size) {
@@ -88,7 +97,6 @@ impl Network for VitClassifier {
         let cls = self.cls_token.broadcast_as((b, 1, self.cls_token.dim(2)?))?;
         let x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&self.positions)?;
         let x = self.norm.forward(&self.encoder.forward(&x, None)?)?;
-        let logits = self.classifier.forward(&layers::token_at(&x, 0)?)?;
-        super::scores_from_logits(&logits, self.sigmoid)
+        Ok(layers::token_at(&x, 0)?)
     }
 }

@@ -1,0 +1,217 @@
+//! Data sets: an image folder in the ImageFolder convention (`DIR/<label>/*.png`; a flat folder is
+//! unlabelled), or a CSV/JSONL file with a `text` or `image` column and optional `label`, `id`.
+
+use std::path::{Path, PathBuf};
+
+const IMAGE_EXTENSIONS: [&str; 9] = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff", "ico"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExampleInput {
+    Image(PathBuf),
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub id: String,
+    pub input: ExampleInput,
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub source: PathBuf,
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{} holds no images (expected DIR/<label>/*.png or image files)", .0.display())]
+    NoImages(PathBuf),
+    #[error("{}: {reason}", path.display())]
+    Format { path: PathBuf, reason: String },
+    #[error("{}, row {row}: {reason}", path.display())]
+    Row { path: PathBuf, row: usize, reason: String },
+}
+
+impl Dataset {
+    pub fn load(path: &Path) -> Result<Self, DatasetError> {
+        if path.is_dir() {
+            return Self::from_folder(path);
+        }
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("csv") => Self::from_csv(path),
+            Some("jsonl") | Some("ndjson") => Self::from_jsonl(path),
+            _ if !path.exists() => Err(DatasetError::Io {
+                path: path.into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+            }),
+            _ => Err(DatasetError::Format {
+                path: path.into(),
+                reason: "expected an image folder, a .csv or a .jsonl file".into(),
+            }),
+        }
+    }
+
+    /// Distinct labels, numerically sorted when they are all integers.
+    pub fn labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> = self.examples.iter().filter_map(|e| e.label.clone()).collect();
+        labels.sort();
+        labels.dedup();
+        if labels.iter().all(|l| l.parse::<i64>().is_ok()) {
+            labels.sort_by_key(|l| l.parse::<i64>().unwrap_or(0));
+        }
+        labels
+    }
+
+    fn from_folder(dir: &Path) -> Result<Self, DatasetError> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| DatasetError::Io { path: dir.into(), source })?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        let mut examples = Vec::new();
+        let is_image = |p: &Path| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        };
+        let subdirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
+        if subdirs.is_empty() {
+            for path in entries.iter().filter(|p| is_image(p)) {
+                examples.push(image_example(dir, path, None));
+            }
+        } else {
+            for sub in subdirs {
+                let label = sub.file_name().map(|n| n.to_string_lossy().into_owned());
+                let mut files: Vec<PathBuf> = std::fs::read_dir(sub)
+                    .map_err(|source| DatasetError::Io { path: sub.into(), source })?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| is_image(p))
+                    .collect();
+                files.sort();
+                for path in files {
+                    examples.push(image_example(dir, &path, label.clone()));
+                }
+            }
+        }
+        if examples.is_empty() {
+            return Err(DatasetError::NoImages(dir.into()));
+        }
+        Ok(Self { source: dir.into(), examples })
+    }
+
+    fn from_csv(path: &Path) -> Result<Self, DatasetError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_path(path)
+            .map_err(|e| DatasetError::Format { path: path.into(), reason: e.to_string() })?;
+        let headers =
+            reader.headers().map_err(|e| DatasetError::Format { path: path.into(), reason: e.to_string() })?.clone();
+        let column = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+        let (text, image, label, id) = (column("text"), column("image"), column("label"), column("id"));
+        if text.is_none() && image.is_none() {
+            return Err(DatasetError::Format {
+                path: path.into(),
+                reason: "needs a `text` or an `image` column".into(),
+            });
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut examples = Vec::new();
+        for (i, record) in reader.records().enumerate() {
+            let row = i + 2;
+            let record = record.map_err(|e| DatasetError::Row { path: path.into(), row, reason: e.to_string() })?;
+            let get = |c: Option<usize>| c.and_then(|c| record.get(c)).map(str::to_string);
+            let input = match (get(text), get(image)) {
+                (Some(t), _) => ExampleInput::Text(t),
+                (None, Some(p)) => ExampleInput::Image(base.join(p)),
+                (None, None) => {
+                    return Err(DatasetError::Row {
+                        path: path.into(),
+                        row,
+                        reason: "has neither text nor image".into(),
+                    })
+                }
+            };
+            examples.push(Example {
+                id: get(id).filter(|s| !s.is_empty()).unwrap_or_else(|| (row - 1).to_string()),
+                input,
+                label: get(label).filter(|s| !s.is_empty()),
+            });
+        }
+        if examples.is_empty() {
+            return Err(DatasetError::Format { path: path.into(), reason: "has no rows".into() });
+        }
+        Ok(Self { source: path.into(), examples })
+    }
+
+    fn from_jsonl(path: &Path) -> Result<Self, DatasetError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut examples = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let row = i + 1;
+            let bad = |reason: String| DatasetError::Row { path: path.into(), row, reason };
+            let value: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
+            let field = |k: &str| match value.get(k) {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            let input = match (field("text"), field("image")) {
+                (Some(t), _) => ExampleInput::Text(t),
+                (None, Some(p)) => ExampleInput::Image(base.join(p)),
+                (None, None) => return Err(bad("needs a `text` or an `image` field".into())),
+            };
+            examples.push(Example { id: field("id").unwrap_or_else(|| row.to_string()), input, label: field("label") });
+        }
+        if examples.is_empty() {
+            return Err(DatasetError::Format { path: path.into(), reason: "has no records".into() });
+        }
+        Ok(Self { source: path.into(), examples })
+    }
+}
+
+fn image_example(root: &Path, path: &Path, label: Option<String>) -> Example {
+    let id = path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned();
+    Example { id, input: ExampleInput::Image(path.into()), label }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_image_folders_csv_and_jsonl() {
+        let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/digits/test");
+        let data = Dataset::load(&digits).unwrap();
+        assert_eq!(data.examples.len(), 540);
+        assert_eq!(data.labels(), (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+
+        let tmp = tempfile::tempdir().unwrap();
+        let csv = tmp.path().join("t.csv");
+        std::fs::write(&csv, "id,text,label\na,good film,pos\nb,\"bad, very bad\",neg\nc,meh,\n").unwrap();
+        let data = Dataset::load(&csv).unwrap();
+        assert_eq!(data.examples[1].input, ExampleInput::Text("bad, very bad".into()));
+        assert_eq!(data.examples[2].label, None);
+        assert_eq!(data.labels(), vec!["neg", "pos"]);
+
+        std::fs::write(&csv, "text,label\nx,1,extra\n").unwrap();
+        let err = Dataset::load(&csv).unwrap_err().to_string();
+        assert!(err.contains("t.csv") && err.contains("row 2"), "{err}");
+
+        let jsonl = tmp.path().join("t.jsonl");
+        std::fs::write(&jsonl, "{\"image\": \"a.png\", \"label\": 3}\n\n{\"text\": \"hi\"}\n").unwrap();
+        let data = Dataset::load(&jsonl).unwrap();
+        assert_eq!(data.examples[0].input, ExampleInput::Image(tmp.path().join("a.png")));
+        assert_eq!(data.examples[0].label.as_deref(), Some("3"));
+        std::fs::write(&jsonl, "{oops\n").unwrap();
+        assert!(Dataset::load(&jsonl).unwrap_err().to_string().contains("row 1"));
+        assert!(Dataset::load(tmp.path()).is_err());
+    }
+}
