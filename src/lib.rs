@@ -4,10 +4,12 @@
 //! preprocessing, prediction) → `predict`/`bench` (what the CLI and, later, the GUI call).
 //! `stats` holds the pure statistics (drift tests, A/B, shadow and canary statistics) and
 //! `report` reads CSVs into the drift and A/B reports built on them.
-//! The library never imports a GUI toolkit; the `modeldeck` binary is a thin shell over it.
+//! Only `ui` (the eframe/egui desktop app) imports a GUI toolkit; every other module is usable
+//! headless, and the `modeldeck` binary is a thin shell over both.
 
 pub mod bench;
 pub mod deploy;
+pub mod engine;
 pub mod eval;
 pub mod model;
 pub mod predict;
@@ -15,6 +17,7 @@ pub mod report;
 pub mod source;
 pub mod stats;
 pub mod train;
+pub mod ui;
 
 /// Any error the library can report to a user; each layer has its own typed error.
 #[derive(Debug, thiserror::Error)]

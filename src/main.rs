@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Open the desktop app (the default).
+    Gui(GuiArgs),
     /// Predict with one model on an image or text.
     Predict(PredictArgs),
     /// Download a model from the Hugging Face Hub into the shared cache.
@@ -120,6 +122,16 @@ struct AbtestArgs {
     json: bool,
 }
 
+#[derive(Args, Default)]
+struct GuiArgs {
+    /// Model for slot A (default: the last session's, else demo:digits-v1).
+    #[arg(long)]
+    a: Option<String>,
+    /// Model for slot B (default: the last session's, else demo:digits-v2).
+    #[arg(long)]
+    b: Option<String>,
+}
+
 #[derive(Args)]
 struct CommonSource {
     /// Never use the network (also HF_HUB_OFFLINE=1).
@@ -190,10 +202,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        None => {
-            println!("The ModelDeck desktop app is not built yet; use a subcommand. Try `modeldeck --help`.");
-            Ok(())
-        }
+        None => run_gui(GuiArgs::default()),
+        Some(Command::Gui(args)) => run_gui(args),
         Some(Command::Predict(args)) => run_predict(args),
         Some(Command::Download(args)) => run_download(args),
         Some(Command::Bench(args)) => run_bench(args),
@@ -422,4 +432,10 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
+    let parse = |s: Option<String>| s.map(|s| ModelSource::parse(&s)).transpose();
+    let config = modeldeck::ui::AppConfig { a: parse(args.a)?, b: parse(args.b)?, ..Default::default() };
+    modeldeck::ui::run(config).map_err(anyhow::Error::msg)
 }

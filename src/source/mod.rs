@@ -191,6 +191,17 @@ pub fn demo_models_dir() -> PathBuf {
     beside_exe.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
 }
 
+/// Folder holding sample inputs and demo data (`assets/` in the repository, or
+/// `MODELDECK_ASSETS_DIR`, or `assets` beside the executable).
+pub fn assets_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("MODELDECK_ASSETS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let beside_exe =
+        std::env::current_exe().ok().and_then(|exe| exe.parent().map(|p| p.join("assets"))).filter(|p| p.is_dir());
+    beside_exe.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets"))
+}
+
 /// Resolves any source to local files, downloading from the Hub when needed.
 pub fn resolve(source: &ModelSource, options: &ResolveOptions) -> Result<ModelFiles, SourceError> {
     match source {

@@ -1,0 +1,203 @@
+//! The Models view: slots A and B, each loadable from the Hub (repo id and revision, progress with
+//! speed and ETA, cancel), from disk (folder or file dialog, or drag and drop) or from the
+//! embedded demos; each shows its model card. Recent models are one click away.
+
+use std::time::Instant;
+
+use egui::RichText;
+
+use super::{Command, SlotStatus, SlotView};
+use crate::engine::Slot;
+use crate::source::{self, DownloadUpdate, ModelSource};
+
+/// What the user is typing in a slot's form.
+#[derive(Default)]
+pub struct SlotForm {
+    pub repo: String,
+    pub revision: String,
+}
+
+#[derive(Default)]
+pub struct ModelsView {
+    forms: [SlotForm; 2],
+    demos: Vec<String>,
+}
+
+impl ModelsView {
+    pub fn new() -> Self {
+        Self { forms: Default::default(), demos: source::list_demo_models() }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, slots: &[SlotView; 2], recent: &[String], commands: &mut Vec<Command>) {
+        ui.columns(2, |columns| {
+            for slot in Slot::ALL {
+                let ui = &mut columns[slot.index()];
+                self.slot_ui(ui, slot, &slots[slot.index()], commands);
+            }
+        });
+        ui.separator();
+        ui.horizontal_wrapped(|ui| {
+            ui.strong("Recent models:");
+            if recent.is_empty() {
+                ui.weak("none yet");
+            }
+            for source_text in recent.iter().take(8) {
+                ui.label(source_text);
+                for slot in Slot::ALL {
+                    if ui
+                        .small_button(format!("to {}", slot.name()))
+                        .on_hover_text(format!("Load {source_text} into slot {}", slot.name()))
+                        .clicked()
+                    {
+                        if let Ok(source) = ModelSource::parse(source_text) {
+                            commands.push(Command::Load(slot, source));
+                        }
+                    }
+                }
+                ui.add_space(12.0);
+            }
+        });
+    }
+
+    fn slot_ui(&mut self, ui: &mut egui::Ui, slot: Slot, view: &SlotView, commands: &mut Vec<Command>) {
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.set_min_height(ui.available_height().min(520.0));
+            ui.heading(format!("Model {}", slot.name()));
+            let form = &mut self.forms[slot.index()];
+            ui.horizontal(|ui| {
+                let label = ui.label(format!("Hub repo id ({})", slot.name()));
+                ui.add(egui::TextEdit::singleline(&mut form.repo).hint_text("org/name").desired_width(200.0))
+                    .labelled_by(label.id);
+                let label = ui.label(format!("revision ({})", slot.name()));
+                ui.add(egui::TextEdit::singleline(&mut form.revision).hint_text("main").desired_width(70.0))
+                    .labelled_by(label.id);
+            });
+            ui.horizontal(|ui| {
+                let typed = form.repo.trim();
+                let load =
+                    ui.add_enabled(!typed.is_empty(), egui::Button::new(format!("Load from Hub into {}", slot.name())));
+                if load.clicked() {
+                    let text = match form.revision.trim() {
+                        "" => typed.to_string(),
+                        rev => format!("{typed}@{rev}"),
+                    };
+                    commands.push(Command::LoadText(slot, text));
+                }
+                if ui.button(format!("Open folder… ({})", slot.name())).clicked() {
+                    commands.push(Command::PickFolder(slot));
+                }
+                if ui.button(format!("Open file… ({})", slot.name())).clicked() {
+                    commands.push(Command::PickFile(slot));
+                }
+            });
+            if !self.demos.is_empty() {
+                ui.horizontal_wrapped(|ui| {
+                    ui.label("Demos:");
+                    for name in &self.demos {
+                        if ui.button(format!("demo:{name} to {}", slot.name())).clicked() {
+                            commands.push(Command::Load(slot, ModelSource::Demo { name: name.clone() }));
+                        }
+                    }
+                });
+            }
+            ui.weak("…or drop a model folder or weights file on this side of the window.");
+            ui.separator();
+            status_ui(ui, slot, view, commands);
+        });
+    }
+}
+
+fn status_ui(ui: &mut egui::Ui, slot: Slot, view: &SlotView, commands: &mut Vec<Command>) {
+    if let SlotStatus::Loading { source, progress, started } = &view.status {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(format!("Loading {source}…"));
+            if ui.button(format!("Cancel loading {}", slot.name())).clicked() {
+                commands.push(Command::CancelLoad(slot));
+            }
+        });
+        if let Some(p) = progress {
+            download_ui(ui, p, started);
+        }
+    }
+    if let SlotStatus::Failed { source, error } = &view.status {
+        ui.label(RichText::new(format!("Could not load {source}:")).color(super::status::error_color(ui)).strong());
+        ui.label(RichText::new(error).color(super::status::error_color(ui)));
+    }
+    match &view.card {
+        Some(card) => card_ui(ui, slot, card),
+        None => {
+            ui.weak(format!("Slot {} is empty.", slot.name()));
+        }
+    }
+}
+
+/// Bytes, speed and ETA of the file being downloaded.
+fn download_ui(ui: &mut egui::Ui, p: &DownloadUpdate, started: &Instant) {
+    let elapsed = started.elapsed().as_secs_f64().max(1e-3);
+    let speed = p.bytes_done as f64 / elapsed;
+    let fraction = if p.bytes_total > 0 { p.bytes_done as f32 / p.bytes_total as f32 } else { 0.0 };
+    let eta = if speed > 0.0 && p.bytes_total > p.bytes_done {
+        format!("{:.0} s left", (p.bytes_total - p.bytes_done) as f64 / speed)
+    } else {
+        String::new()
+    };
+    ui.label(format!("file {}/{}: {}", p.file_index, p.file_count, p.file));
+    ui.add(egui::ProgressBar::new(fraction).show_percentage().text(format!(
+        "{} / {} · {}/s · {eta}",
+        human_bytes(p.bytes_done),
+        human_bytes(p.bytes_total),
+        human_bytes(speed as u64)
+    )));
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn card_ui(ui: &mut egui::Ui, slot: Slot, card: &crate::model::ModelCard) {
+    ui.label(RichText::new(&card.name).heading().strong());
+    egui::Grid::new(("card", slot.index())).num_columns(2).striped(true).show(ui, |ui| {
+        let mut row = |k: &str, v: String| {
+            ui.label(k);
+            ui.label(v);
+            ui.end_row();
+        };
+        row("Source", card.source.clone());
+        row("Revision", card.revision.clone().unwrap_or_else(|| "—".into()));
+        row("Architecture", card.architecture.clone());
+        row("Task", card.task.to_string());
+        let labels = match card.labels.len() {
+            0 => "given at prediction time".to_string(),
+            n if n <= 6 => card.labels.join(", "),
+            n => format!("{}, … ({n} labels)", card.labels[..5].join(", ")),
+        };
+        row("Labels", labels);
+        row("Parameters", format_count(card.parameters));
+        row("Stored as", card.dtype.clone());
+        row("Size on disk", human_bytes(card.size_bytes));
+        row("Load time", format!("{:.0} ms", card.load_ms));
+    });
+}
+
+fn format_count(n: u64) -> String {
+    let f = n as f64;
+    if f >= 1e9 {
+        format!("{:.2} B", f / 1e9)
+    } else if f >= 1e6 {
+        format!("{:.1} M", f / 1e6)
+    } else if f >= 1e3 {
+        format!("{:.1} k", f / 1e3)
+    } else {
+        n.to_string()
+    }
+}

@@ -1,0 +1,445 @@
+//! The Playground: inputs that fit the loaded models (images from the gallery, a file, a drop or
+//! the drawing canvas; text; candidate labels for CLIP; two texts for embedding models) and the
+//! answers of A and B side by side, with disagreement highlighted.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use egui::{Color32, Pos2, RichText, Sense, Stroke, TextureHandle, Vec2};
+use image::RgbImage;
+
+use super::{Command, SlotView};
+use crate::engine::{Answer, Slot};
+use crate::model::Task;
+
+/// The image currently fed to image models.
+pub struct InputImage {
+    pub image: Arc<RgbImage>,
+    pub name: String,
+    texture: Option<TextureHandle>,
+}
+
+impl InputImage {
+    pub fn new(image: Arc<RgbImage>, name: String) -> Self {
+        Self { image, name, texture: None }
+    }
+}
+
+/// One slot's latest answer.
+#[derive(Default)]
+pub struct SlotResult {
+    /// Request id and input generation of the request in flight.
+    pub pending: Option<(u64, u64)>,
+    pub answer: Option<(Answer, f64, u64)>,
+    pub error: Option<String>,
+    pub replaced: u64,
+    pub input_name: String,
+}
+
+struct GalleryItem {
+    name: String,
+    image: Arc<RgbImage>,
+    texture: Option<TextureHandle>,
+}
+
+#[derive(Default)]
+struct Canvas {
+    /// Strokes in canvas coordinates normalised to 0..1.
+    strokes: Vec<Vec<Pos2>>,
+}
+
+pub struct Playground {
+    pub image: Option<InputImage>,
+    pub text: String,
+    pub text_b: String,
+    pub labels: String,
+    pub results: [SlotResult; 2],
+    pub continuous: bool,
+    pub top_k: usize,
+    /// Bumped for every new input, to pair A's and B's answers.
+    pub generation: u64,
+    canvas: Canvas,
+    gallery: Vec<GalleryItem>,
+    gallery_rx: Option<Receiver<(String, RgbImage)>>,
+}
+
+impl Playground {
+    pub fn new(ctx: &egui::Context) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = ctx.clone();
+        // Thumbnails are decoded off the UI thread.
+        std::thread::spawn(move || {
+            for (name, path) in gallery_files() {
+                if let Ok(image) = crate::model::decode_image_file(&path) {
+                    if tx.send((name, image)).is_err() {
+                        return;
+                    }
+                    ctx.request_repaint();
+                }
+            }
+        });
+        Self {
+            image: None,
+            text: "I loved this film, the acting was wonderful.".into(),
+            text_b: "What a great movie, brilliant performances.".into(),
+            labels: "a cat, a dog, a cup of coffee".into(),
+            results: Default::default(),
+            continuous: false,
+            top_k: 5,
+            generation: 0,
+            canvas: Canvas::default(),
+            gallery: Vec::new(),
+            gallery_rx: Some(rx),
+        }
+    }
+
+    fn poll_gallery(&mut self) {
+        if let Some(rx) = &self.gallery_rx {
+            for (name, image) in rx.try_iter() {
+                self.gallery.push(GalleryItem { name, image: Arc::new(image), texture: None });
+            }
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, slots: &[SlotView; 2], commands: &mut Vec<Command>) {
+        self.poll_gallery();
+        let tasks: Vec<Task> = slots.iter().filter_map(|s| s.card.as_ref().map(|c| c.task)).collect();
+        if tasks.is_empty() {
+            ui.label("Load a model in the Models tab (or drop a model folder on the window) to start predicting.");
+            return;
+        }
+        let wants_image = tasks.iter().any(|t| t.takes_images());
+        let wants_text = tasks.iter().any(|t| matches!(t, Task::TextClassification | Task::TextEmbedding));
+        ui.columns(2, |cols| {
+            let ui = &mut cols[0];
+            egui::ScrollArea::vertical().id_salt("inputs").show(ui, |ui| {
+                if wants_image {
+                    self.image_inputs_ui(ui, &tasks, commands);
+                }
+                if wants_text {
+                    self.text_inputs_ui(ui, &tasks, commands);
+                }
+                ui.separator();
+                ui.horizontal(|ui| {
+                    ui.checkbox(&mut self.continuous, "Predict continuously")
+                        .on_hover_text("Re-run the current input as soon as each answer arrives (a live load test)");
+                    let label = ui.label("top-k");
+                    ui.add(egui::DragValue::new(&mut self.top_k).range(1..=20)).labelled_by(label.id);
+                });
+            });
+            let ui = &mut cols[1];
+            self.results_ui(ui, slots);
+        });
+    }
+
+    fn image_inputs_ui(&mut self, ui: &mut egui::Ui, tasks: &[Task], commands: &mut Vec<Command>) {
+        ui.heading("Image");
+        ui.horizontal(|ui| {
+            if ui.button("Open image…").clicked() {
+                commands.push(Command::PickImage);
+            }
+            ui.weak("or drop an image file on the window, or paste one (Ctrl+V)");
+        });
+        if tasks.contains(&Task::ZeroShotImageClassification) {
+            ui.horizontal(|ui| {
+                let label = ui.label("Candidate labels");
+                let edit =
+                    ui.add(egui::TextEdit::singleline(&mut self.labels).desired_width(260.0)).labelled_by(label.id);
+                if edit.lost_focus() && self.image.is_some() {
+                    commands.push(Command::PredictCurrent);
+                }
+            });
+        }
+        ui.label("Gallery");
+        ui.horizontal_wrapped(|ui| {
+            for item in &mut self.gallery {
+                let texture = item.texture.get_or_insert_with(|| to_texture(ui.ctx(), &item.name, &item.image));
+                let button = egui::Button::image(egui::Image::new(&*texture).fit_to_exact_size(Vec2::splat(56.0)));
+                if ui.add(button).on_hover_text(&item.name).clicked() {
+                    commands.push(Command::SetImage(item.image.clone(), item.name.clone()));
+                }
+            }
+            if self.gallery.is_empty() {
+                ui.spinner();
+            }
+        });
+        ui.label("Draw a digit");
+        ui.horizontal(|ui| {
+            if let Some(image) = self.canvas.ui(ui) {
+                commands.push(Command::SetImage(Arc::new(image), "drawing".into()));
+            }
+            ui.vertical(|ui| {
+                if ui.button("Clear drawing").clicked() {
+                    self.canvas.strokes.clear();
+                }
+                if let Some(current) = &mut self.image {
+                    ui.label(format!("Input: {}", current.name));
+                    let texture =
+                        current.texture.get_or_insert_with(|| to_texture(ui.ctx(), &current.name, &current.image));
+                    ui.add(egui::Image::new(&*texture).fit_to_exact_size(Vec2::splat(120.0)));
+                }
+            });
+        });
+    }
+
+    fn text_inputs_ui(&mut self, ui: &mut egui::Ui, tasks: &[Task], commands: &mut Vec<Command>) {
+        ui.heading("Text");
+        let label = ui.label("Text input (Ctrl+Enter runs)");
+        let edit = ui.add(egui::TextEdit::multiline(&mut self.text).desired_rows(3).desired_width(f32::INFINITY));
+        let edit = edit.labelled_by(label.id);
+        let mut run = edit.has_focus() && ui.input(|i| i.modifiers.command && i.key_pressed(egui::Key::Enter));
+        if tasks.contains(&Task::TextEmbedding) {
+            let label = ui.label("Second text (for similarity)");
+            let edit = ui.add(egui::TextEdit::multiline(&mut self.text_b).desired_rows(2).desired_width(f32::INFINITY));
+            let edit = edit.labelled_by(label.id);
+            run |= edit.has_focus() && ui.input(|i| i.modifiers.command && i.key_pressed(egui::Key::Enter));
+        }
+        if ui.button("Run text").clicked() || run {
+            commands.push(Command::PredictText);
+        }
+    }
+
+    fn results_ui(&mut self, ui: &mut egui::Ui, slots: &[SlotView; 2]) {
+        ui.heading("Predictions");
+        let tops: Vec<Option<(String, u64)>> = self
+            .results
+            .iter()
+            .map(|r| r.answer.as_ref().and_then(|(a, _, g)| a.top_label().map(|l| (l.to_string(), *g))))
+            .collect();
+        let disagree = match (&tops[0], &tops[1]) {
+            (Some((a, ga)), Some((b, gb))) => ga == gb && a != b,
+            _ => false,
+        };
+        if disagree {
+            let (a, b) = (tops[0].as_ref().map(|t| t.0.as_str()), tops[1].as_ref().map(|t| t.0.as_str()));
+            ui.label(
+                RichText::new(format!("A and B disagree: A says {}, B says {}", a.unwrap_or(""), b.unwrap_or("")))
+                    .color(warn_color(ui))
+                    .strong(),
+            );
+        }
+        ui.columns(2, |cols| {
+            for slot in Slot::ALL {
+                let ui = &mut cols[slot.index()];
+                let view = &slots[slot.index()];
+                let result = &self.results[slot.index()];
+                let stroke = if disagree { Stroke::new(2.0, warn_color(ui)) } else { ui.visuals().window_stroke };
+                egui::Frame::group(ui.style()).stroke(stroke).show(ui, |ui| {
+                    ui.set_min_width(ui.available_width());
+                    let name = view.card.as_ref().map_or("empty", |c| c.name.as_str());
+                    ui.strong(format!("{} · {name}", slot.name()));
+                    result_ui(ui, result);
+                });
+            }
+        });
+    }
+}
+
+fn result_ui(ui: &mut egui::Ui, result: &SlotResult) {
+    if result.pending.is_some() {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.weak("predicting…");
+        });
+    }
+    if let Some(error) = &result.error {
+        ui.label(RichText::new(error).color(super::status::error_color(ui)));
+    }
+    match &result.answer {
+        Some((Answer::Labels(labels), latency, _)) => {
+            ui.weak(format!("{} · {latency:.1} ms", result.input_name));
+            for (i, l) in labels.iter().enumerate() {
+                bar_ui(ui, &l.label, l.score, i == 0);
+            }
+        }
+        Some((Answer::Embeddings { dims, similarity }, latency, _)) => {
+            ui.weak(format!("{dims}-dimensional embedding · {latency:.1} ms"));
+            match similarity {
+                Some(s) => ui.label(RichText::new(format!("cosine similarity {s:.3}")).heading()),
+                None => ui.label("give a second text to compare"),
+            };
+        }
+        None if result.pending.is_none() && result.error.is_none() => {
+            ui.weak("no prediction yet");
+        }
+        None => {}
+    }
+    if result.replaced > 0 {
+        ui.weak(format!("{} waiting request(s) replaced by newer input", result.replaced))
+            .on_hover_text("While a prediction runs, only the newest input waits; older waiting inputs are dropped.");
+    }
+}
+
+/// A horizontal bar: label, bar, percentage.
+fn bar_ui(ui: &mut egui::Ui, label: &str, score: f32, top: bool) {
+    ui.horizontal(|ui| {
+        let text = RichText::new(format!("{:>6.2}%", score * 100.0)).monospace();
+        ui.label(if top { text.strong() } else { text });
+        let width = (ui.available_width() * 0.45).max(40.0);
+        let (rect, _) = ui.allocate_exact_size(egui::vec2(width, 14.0), Sense::hover());
+        let painter = ui.painter();
+        painter.rect_filled(rect, 3.0, ui.visuals().extreme_bg_color);
+        let mut filled = rect;
+        filled.set_width(rect.width() * score.clamp(0.0, 1.0));
+        let color = if top { ui.visuals().selection.bg_fill } else { ui.visuals().widgets.inactive.bg_fill };
+        painter.rect_filled(filled, 3.0, color);
+        ui.label(label);
+    });
+}
+
+fn warn_color(ui: &egui::Ui) -> Color32 {
+    if ui.visuals().dark_mode {
+        Color32::from_rgb(255, 190, 80)
+    } else {
+        Color32::from_rgb(170, 90, 0)
+    }
+}
+
+pub fn to_texture(ctx: &egui::Context, name: &str, image: &RgbImage) -> TextureHandle {
+    let size = [image.width() as usize, image.height() as usize];
+    let color = egui::ColorImage::from_rgb(size, image.as_raw());
+    // Small images (the 8x8 digits) stay crisp when magnified.
+    let options = if image.width() < 64 { egui::TextureOptions::NEAREST } else { egui::TextureOptions::LINEAR };
+    ctx.load_texture(name, color, options)
+}
+
+/// Sample photos plus one test image per digit.
+fn gallery_files() -> Vec<(String, PathBuf)> {
+    let assets = crate::source::assets_dir();
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(assets.join("samples")) {
+        let mut photos: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| is_image(p)).collect();
+        photos.sort();
+        for p in photos {
+            let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            files.push((format!("sample {name}"), p));
+        }
+    }
+    for digit in 0..10 {
+        let dir = assets.join("digits/test").join(digit.to_string());
+        let first = std::fs::read_dir(&dir).ok().and_then(|entries| {
+            let mut v: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| is_image(p)).collect();
+            v.sort();
+            v.into_iter().next()
+        });
+        if let Some(p) = first {
+            files.push((format!("digit {digit}"), p));
+        }
+    }
+    files
+}
+
+fn is_image(path: &std::path::Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg" | "gif" | "webp" | "bmp"))
+}
+
+impl Canvas {
+    const SIDE: f32 = 168.0;
+    const RASTER: u32 = 96;
+    /// Pen radius as a share of the canvas side.
+    const PEN: f32 = 0.06;
+
+    /// Draws the canvas; returns the rasterised drawing when a stroke ends.
+    fn ui(&mut self, ui: &mut egui::Ui) -> Option<RgbImage> {
+        let (response, painter) = ui.allocate_painter(Vec2::splat(Self::SIDE), Sense::drag());
+        let response = response.on_hover_text("Draw a digit with the mouse");
+        let rect = response.rect;
+        painter.rect_filled(rect, 4.0, Color32::BLACK);
+        if response.drag_started() {
+            self.strokes.push(Vec::new());
+        }
+        if response.dragged() {
+            if let (Some(pos), Some(stroke)) = (response.interact_pointer_pos(), self.strokes.last_mut()) {
+                let p = ((pos - rect.min) / Self::SIDE).to_pos2();
+                if stroke.last() != Some(&p) {
+                    stroke.push(p);
+                }
+            }
+        }
+        let width = Self::SIDE * 2.0 * Self::PEN;
+        for stroke in &self.strokes {
+            let points: Vec<Pos2> = stroke.iter().map(|p| rect.min + p.to_vec2() * Self::SIDE).collect();
+            if points.len() == 1 {
+                painter.circle_filled(points[0], width / 2.0, Color32::WHITE);
+            } else {
+                painter.add(egui::Shape::line(points, Stroke::new(width, Color32::WHITE)));
+            }
+        }
+        response.drag_stopped().then(|| self.rasterize())
+    }
+
+    /// White strokes on black, like the training digits (ink is bright), then centred and scaled
+    /// to fill the square the way the digits data set was normalised.
+    fn rasterize(&self) -> RgbImage {
+        center_ink(&self.rasterize_raw())
+    }
+
+    fn rasterize_raw(&self) -> RgbImage {
+        let n = Self::RASTER;
+        let mut image = RgbImage::new(n, n);
+        let radius = n as f32 * Self::PEN;
+        let mut stamp = |c: Pos2| {
+            let (cx, cy) = (c.x * n as f32, c.y * n as f32);
+            let (x0, x1) = ((cx - radius).floor().max(0.0) as u32, ((cx + radius).ceil() as u32).min(n - 1));
+            let (y0, y1) = ((cy - radius).floor().max(0.0) as u32, ((cy + radius).ceil() as u32).min(n - 1));
+            for y in y0..=y1 {
+                for x in x0..=x1 {
+                    let d = ((x as f32 + 0.5 - cx).powi(2) + (y as f32 + 0.5 - cy).powi(2)).sqrt();
+                    if d <= radius {
+                        image.put_pixel(x, y, image::Rgb([255, 255, 255]));
+                    }
+                }
+            }
+        };
+        for stroke in &self.strokes {
+            for pair in stroke.windows(2) {
+                let steps = ((pair[1] - pair[0]).length() * n as f32).ceil().max(1.0) as usize;
+                for s in 0..=steps {
+                    stamp(pair[0] + (pair[1] - pair[0]) * (s as f32 / steps as f32));
+                }
+            }
+            if let [only] = stroke.as_slice() {
+                stamp(*only);
+            }
+        }
+        image
+    }
+}
+
+/// Crops a drawing to its ink (plus a margin), squares it, and scales it back to the full size.
+fn center_ink(image: &RgbImage) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let ink: Vec<(u32, u32)> =
+        image.enumerate_pixels().filter(|(_, _, p)| p.0[0] > 0).map(|(x, y, _)| (x, y)).collect();
+    let (Some(x0), Some(x1)) = (ink.iter().map(|p| p.0).min(), ink.iter().map(|p| p.0).max()) else {
+        return image.clone();
+    };
+    let (y0, y1) = (ink.iter().map(|p| p.1).min().unwrap_or(0), ink.iter().map(|p| p.1).max().unwrap_or(0));
+    let side = ((x1 - x0 + 1).max(y1 - y0 + 1) as f32 * 1.25).ceil() as u32;
+    let mut square = RgbImage::new(side, side);
+    let left = (side as i64 - (x1 - x0 + 1) as i64) / 2 - x0 as i64;
+    let top = (side as i64 - (y1 - y0 + 1) as i64) / 2 - y0 as i64;
+    image::imageops::replace(&mut square, image, left, top);
+    image::imageops::resize(&square, w, h, image::imageops::FilterType::Triangle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drawn_stroke_becomes_white_ink_on_black() {
+        let canvas = Canvas { strokes: vec![vec![Pos2::new(0.5, 0.1), Pos2::new(0.5, 0.9)]] };
+        let raw = canvas.rasterize_raw();
+        assert_eq!(raw.get_pixel(48, 48).0, [255, 255, 255]);
+        assert_eq!(raw.get_pixel(10, 48).0, [0, 0, 0]);
+        // Centred and scaled: the stroke now spans most of the height and stays in the middle.
+        let image = canvas.rasterize();
+        assert_eq!(image.get_pixel(48, 10).0[0], 255);
+        assert_eq!(image.get_pixel(5, 48).0[0], 0);
+        assert!(image.pixels().filter(|p| p.0[0] > 128).count() > 500);
+    }
+}
