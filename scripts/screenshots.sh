@@ -1,44 +1,56 @@
 #!/usr/bin/env bash
-# Runs the app under Xvfb, drives it to each view with xdotool and saves PNG screenshots to
-# docs/screenshots/ (light and dark themes, 1280x800 and 1920x1080).
-# Needs: apt-get install -y xvfb xauth imagemagick xdotool mesa-vulkan-drivers libvulkan1
+# Runs the app under Xvfb, drives it with xdotool and saves PNG screenshots to docs/screenshots/:
+# the Playground (gallery sample and a drawn digit, A and B side by side), the Models view, both
+# themes, at 1280x800 and 1920x1080.
+# Needs: apt-get install -y xvfb xauth imagemagick xdotool
+# Coordinates match the default layout (top bar, left-anchored gallery); adjust if the UI moves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 out=docs/screenshots
 mkdir -p "$out"
-export XDG_RUNTIME_DIR=$(mktemp -d); chmod 700 "$XDG_RUNTIME_DIR"
-# A throwaway persistence folder, so runs start from the demos.
-export XDG_DATA_HOME=$(mktemp -d) HOME_BACKUP=$HOME
-shot() { # name
-  sleep 1.5
-  import -window root "$out/$1.png"
-  echo "saved $out/$1.png"
-}
-click() { xdotool mousemove "$1" "$2" click 1; sleep 0.4; }
+XDG_RUNTIME_DIR=$(mktemp -d)
+chmod 700 "$XDG_RUNTIME_DIR"
+export XDG_RUNTIME_DIR
+# A throwaway persistence folder, so every run starts from the demos in dark theme.
+XDG_DATA_HOME=$(mktemp -d)
+export XDG_DATA_HOME
 
-run_at() { # width height suffix
-  local w=$1 h=$2 suffix=$3
+shot() { sleep 1.5; import -window root "$out/$1.png"; echo "saved $out/$1.png"; }
+click() { xdotool mousemove "$1" "$2" click 1; sleep 0.5; }
+draw_seven() { # on the drawing canvas
+  xdotool mousemove 40 270 mousedown 1
+  for p in "80 268" "130 268" "140 272" "120 320" "100 360" "90 395"; do xdotool mousemove $p; sleep 0.05; done
+  xdotool mouseup 1; sleep 0.3; xdotool mousemove 600 700
+}
+
+run_at() { # width height
+  local w=$1 h=$2 size="$1x$2"
   Xvfb :99 -screen 0 "${w}x${h}x24" >/dev/null 2>&1 &
   local xvfb=$!
   sleep 1
   DISPLAY=:99 target/release/modeldeck gui >/tmp/modeldeck-gui.log 2>&1 &
   local app=$!
-  sleep 4
   export DISPLAY=:99
   local win
   win=$(xdotool search --sync --name ModelDeck | head -1)
-  xdotool windowsize "$win" "$w" "$h"; xdotool windowmove "$win" 0 0; sleep 1
-  # Playground: pick the gallery's "digit 3" thumbnail (found by position of the gallery row).
-  shot "playground-$suffix"
-  if [ -n "${GALLERY_X:-}" ]; then click "$GALLERY_X" "$GALLERY_Y"; shot "playground-prediction-$suffix"; fi
-  # Models tab: the second tab button in the top bar.
-  click "${MODELS_X:-190}" "${TAB_Y:-18}"; shot "models-$suffix"
-  # Theme toggle: top right.
-  click "$((w - 60))" "${TAB_Y:-18}"; shot "models-other-theme-$suffix"
-  click "${PLAYGROUND_X:-110}" "${TAB_Y:-18}"; shot "playground-other-theme-$suffix"
-  kill "$app" 2>/dev/null || true; wait "$app" 2>/dev/null || true
-  kill "$xvfb" 2>/dev/null || true; wait "$xvfb" 2>/dev/null || true
+  xdotool windowmove "$win" 0 0 windowsize "$win" "$w" "$h"
+  sleep 3
+  click 443 128 # gallery: digit 3
+  shot "playground-gallery-$size"
+  draw_seven
+  shot "playground-drawing-$size"
+  click 240 12 # Models tab
+  shot "models-$size"
+  click $((w - 52)) 12 # theme toggle
+  shot "models-light-$size"
+  click 161 12 # Playground tab
+  shot "playground-light-$size"
+  click $((w - 52)) 12 # back to dark
+  kill "$app" 2>/dev/null || true
+  wait "$app" 2>/dev/null || true
+  kill "$xvfb" 2>/dev/null || true
+  wait "$xvfb" 2>/dev/null || true
 }
-run_at 1280 800 1280x800
-run_at 1920 1080 1920x1080
+run_at 1280 800
+run_at 1920 1080

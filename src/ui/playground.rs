@@ -207,10 +207,16 @@ impl Playground {
             .iter()
             .map(|r| r.answer.as_ref().and_then(|(a, _, g)| a.top_label().map(|l| (l.to_string(), *g))))
             .collect();
-        let disagree = match (&tops[0], &tops[1]) {
-            (Some((a, ga)), Some((b, gb))) => ga == gb && a != b,
+        // Only models that answer in the same label space can disagree.
+        let comparable = match (&slots[0].card, &slots[1].card) {
+            (Some(a), Some(b)) => a.task == b.task && a.labels == b.labels,
             _ => false,
         };
+        let disagree = comparable
+            && match (&tops[0], &tops[1]) {
+                (Some((a, ga)), Some((b, gb))) => ga == gb && a != b,
+                _ => false,
+            };
         if disagree {
             let (a, b) = (tops[0].as_ref().map(|t| t.0.as_str()), tops[1].as_ref().map(|t| t.0.as_str()));
             ui.label(
@@ -340,7 +346,7 @@ impl Canvas {
     const SIDE: f32 = 168.0;
     const RASTER: u32 = 96;
     /// Pen radius as a share of the canvas side.
-    const PEN: f32 = 0.06;
+    const PEN: f32 = 0.08;
 
     /// Draws the canvas; returns the rasterised drawing when a stroke ends.
     fn ui(&mut self, ui: &mut egui::Ui) -> Option<RgbImage> {
@@ -418,7 +424,7 @@ fn center_ink(image: &RgbImage) -> RgbImage {
         return image.clone();
     };
     let (y0, y1) = (ink.iter().map(|p| p.1).min().unwrap_or(0), ink.iter().map(|p| p.1).max().unwrap_or(0));
-    let side = ((x1 - x0 + 1).max(y1 - y0 + 1) as f32 * 1.25).ceil() as u32;
+    let side = ((x1 - x0 + 1).max(y1 - y0 + 1) as f32 * 1.5).ceil() as u32;
     let mut square = RgbImage::new(side, side);
     let left = (side as i64 - (x1 - x0 + 1) as i64) / 2 - x0 as i64;
     let top = (side as i64 - (y1 - y0 + 1) as i64) / 2 - y0 as i64;
