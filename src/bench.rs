@@ -57,15 +57,9 @@ pub struct BenchReport {
     pub throughput_per_s: f64,
 }
 
-/// Percentile with linear interpolation between order statistics (numpy's default).
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let h = (sorted.len() - 1) as f64 * q;
-    let lo = h.floor() as usize;
-    let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+/// Percentile with linear interpolation (numpy's default), from the statistics module.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    crate::stats::describe::quantile_sorted(sorted, q).unwrap_or(f64::NAN)
 }
 
 /// The image benchmarks feed: the given file, else the shipped sample photo, else a gradient.
@@ -138,18 +132,4 @@ fn prepare(model: &LoadedModel, task: Task, options: &BenchOptions) -> Result<mo
             model.prepare(&Request::Texts { texts: &texts, max_tokens: Some(options.seq_len) })?
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn percentiles_interpolate_like_numpy() {
-        let v = [1.0, 2.0, 3.0, 4.0, 10.0];
-        assert_eq!(percentile(&v, 0.5), 3.0);
-        // numpy.percentile([1,2,3,4,10], 95) == 8.8
-        assert!((percentile(&v, 0.95) - 8.8).abs() < 1e-12);
-        assert_eq!(percentile(&[7.0], 0.99), 7.0);
-    }
 }

@@ -327,20 +327,24 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
 
 fn run_drift(args: DriftArgs) -> anyhow::Result<()> {
     let report = modeldeck::report::drift_report(&args.reference, &args.current, &args.column, &args.categorical)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    } else {
-        print!("{}", report.render_text());
-    }
-    Ok(())
+    print_report(args.json, || report.to_json(), || report.render_text())
 }
 
 fn run_abtest(args: AbtestArgs) -> anyhow::Result<()> {
     let report = modeldeck::report::abtest_report(&args.a, &args.b, args.paired)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    print_report(args.json, || report.to_json(), || report.render_text())
+}
+
+/// Prints a report as pretty JSON or as its text rendering.
+fn print_report(
+    json: bool,
+    to_json: impl FnOnce() -> serde_json::Value,
+    to_text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&to_json())?);
     } else {
-        print!("{}", report.render_text());
+        print!("{}", to_text());
     }
     Ok(())
 }

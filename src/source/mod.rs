@@ -183,23 +183,24 @@ fn env_flag(name: &str) -> bool {
 
 /// Folder holding the embedded demo models (`models/` in the repository, or `MODELDECK_MODELS_DIR`).
 pub fn demo_models_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("MODELDECK_MODELS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let beside_exe =
-        std::env::current_exe().ok().and_then(|exe| exe.parent().map(|p| p.join("models"))).filter(|p| p.is_dir());
-    beside_exe.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
+    resource_dir("MODELDECK_MODELS_DIR", "models")
 }
 
 /// Folder holding sample inputs and demo data (`assets/` in the repository, or
 /// `MODELDECK_ASSETS_DIR`, or `assets` beside the executable).
 pub fn assets_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("MODELDECK_ASSETS_DIR") {
+    resource_dir("MODELDECK_ASSETS_DIR", "assets")
+}
+
+/// A folder shipped with the app: the variable if set, else `name` beside the executable (an
+/// installed app), else the repository's (a development build).
+fn resource_dir(variable: &str, name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var(variable) {
         return PathBuf::from(dir);
     }
     let beside_exe =
-        std::env::current_exe().ok().and_then(|exe| exe.parent().map(|p| p.join("assets"))).filter(|p| p.is_dir());
-    beside_exe.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets"))
+        std::env::current_exe().ok().and_then(|exe| exe.parent().map(|p| p.join(name))).filter(|p| p.is_dir());
+    beside_exe.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name))
 }
 
 /// Resolves any source to local files, downloading from the Hub when needed.

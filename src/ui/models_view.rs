@@ -152,15 +152,17 @@ fn download_ui(ui: &mut egui::Ui, p: &DownloadUpdate, started: &Instant) {
 }
 
 pub fn human_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.2} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
+    scaled(bytes, ["GB", "MB", "kB", "B"])
+}
+
+/// `n` with a decimal (SI) unit: giga, mega, kilo, or the plain unit.
+fn scaled(n: u64, units: [&str; 4]) -> String {
+    let f = n as f64;
+    match f {
+        f if f >= 1e9 => format!("{:.2} {}", f / 1e9, units[0]),
+        f if f >= 1e6 => format!("{:.1} {}", f / 1e6, units[1]),
+        f if f >= 1e3 => format!("{:.1} {}", f / 1e3, units[2]),
+        _ => format!("{n} {}", units[3]),
     }
 }
 
@@ -190,14 +192,5 @@ fn card_ui(ui: &mut egui::Ui, slot: Slot, card: &crate::model::ModelCard) {
 }
 
 fn format_count(n: u64) -> String {
-    let f = n as f64;
-    if f >= 1e9 {
-        format!("{:.2} B", f / 1e9)
-    } else if f >= 1e6 {
-        format!("{:.1} M", f / 1e6)
-    } else if f >= 1e3 {
-        format!("{:.1} k", f / 1e3)
-    } else {
-        n.to_string()
-    }
+    scaled(n, ["B", "M", "k", ""]).trim_end().to_string()
 }
