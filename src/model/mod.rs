@@ -11,6 +11,7 @@ pub mod cnn;
 pub mod config;
 mod convnext;
 pub mod image;
+pub mod fastconv;
 pub mod kernels;
 pub(crate) mod layers;
 mod resnet;
