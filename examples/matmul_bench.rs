@@ -29,7 +29,7 @@ fn main() -> candle_core::Result<()> {
     };
     let threads = candle_core::utils::get_num_threads();
     println!("threads {threads}");
-    println!("{:>18} {:>12} {:>12} {:>12}", "m k n", "candle", "gemm", "gemm w^T");
+    println!("{:>18} {:>12} {:>12} {:>12} {:>12}", "m k n", "candle", "gemm", "gemm w^T", "split-m w^T");
     for (m, k, n) in shapes {
         let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
         let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
@@ -49,12 +49,29 @@ fn main() -> candle_core::Result<()> {
         let t_gemm_t = best_of(|| unsafe {
             gemm::gemm(m, n, k, dst.as_mut_ptr(), 1, n as isize, false, av.as_ptr(), 1, k as isize, btv.as_ptr(), k as isize, 1, 0.0, 1.0, false, false, false, par);
         });
+        // Rows split across threads, one single-threaded gemm each.
+        let rows_per = m.div_ceil(threads);
+        let dptr = dst.as_mut_ptr() as usize;
+        let t_split = best_of(|| {
+            use rayon::prelude::*;
+            (0..threads).into_par_iter().for_each(|t| {
+                let r0 = t * rows_per;
+                let rows = rows_per.min(m.saturating_sub(r0));
+                if rows == 0 {
+                    return;
+                }
+                unsafe {
+                    gemm::gemm(rows, n, k, (dptr as *mut f32).add(r0 * n), 1, n as isize, false, av.as_ptr().add(r0 * k), 1, k as isize, btv.as_ptr(), k as isize, 1, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+                }
+            });
+        });
         println!(
-            "{:>18} {:>9.1} GF {:>9.1} GF {:>9.1} GF",
+            "{:>18} {:>9.1} GF {:>9.1} GF {:>9.1} GF {:>9.1} GF",
             format!("{m} {k} {n}"),
             flops / t_candle / 1e9,
             flops / t_gemm / 1e9,
-            flops / t_gemm_t / 1e9
+            flops / t_gemm_t / 1e9,
+            flops / t_split / 1e9
         );
     }
     Ok(())

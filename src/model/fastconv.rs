@@ -56,7 +56,8 @@ impl Nhwc {
         let oh = (self.h + 2 * pad - k) / stride + 1;
         let ow = (self.w + 2 * pad - k) / stride + 1;
         let c = self.c;
-        let mut out = vec![f32::NEG_INFINITY; self.b * oh * ow * c];
+        let mut out = kernels::alloc(self.b * oh * ow * c);
+        out.fill(f32::NEG_INFINITY);
         out.par_chunks_mut(ow * c).enumerate().for_each(|(row_idx, orow)| {
             let (b, oy) = (row_idx / oh, row_idx % oh);
             for ox in 0..ow {
@@ -128,15 +129,16 @@ impl Conv {
             self.dense.forward_with(&x.data, act, residual)
         } else {
             let kk = self.k * self.k * self.c_in;
-            let mut out = vec![0f32; rows * n];
+            let mut out = kernels::alloc(rows * n);
             // Tiles of about 4 MB of gathered inputs.
             let tile = (1usize << 20).div_ceil(kk).max(64).min(rows);
-            let mut cols = vec![0f32; tile * kk];
+            let mut cols = kernels::alloc(tile * kk);
             for start in (0..rows).step_by(tile) {
                 let len = tile.min(rows - start);
                 self.im2col(x, oh, ow, start, &mut cols[..len * kk]);
                 self.dense.matmul_into(&cols[..len * kk], len, &mut out[start * n..(start + len) * n]);
             }
+            kernels::recycle(cols);
             kernels::epilogue(&mut out, n, self.dense.bias.as_deref(), residual, act);
             out
         };
@@ -215,7 +217,7 @@ impl DepthwiseConv {
         let (k, c, pad) = (self.k, self.c, self.pad);
         let oh = x.h + 2 * pad - k + 1;
         let ow = x.w + 2 * pad - k + 1;
-        let mut out = vec![0f32; x.b * oh * ow * c];
+        let mut out = kernels::alloc(x.b * oh * ow * c);
         out.par_chunks_mut(ow * c).enumerate().for_each(|(row_idx, orow)| {
             let (b, oy) = (row_idx / oh, row_idx % oh);
             for ox in 0..ow {

@@ -33,6 +33,48 @@ pub fn tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
     Tensor::from_vec(data, shape, &Device::Cpu)
 }
 
+/// Recycled scratch buffers. Fresh multi-megabyte allocations come from the kernel as untouched
+/// pages, and faulting them in cost ~8% of a forward pass; activations have the same sizes from
+/// layer to layer and call to call, so they are handed back here and reused.
+static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+const POOL_MAX_BYTES: usize = 256 << 20;
+const POOL_MIN_LEN: usize = 16 * 1024;
+
+/// A buffer of `len` elements with unspecified contents: callers overwrite all of it.
+pub fn alloc(len: usize) -> Vec<f32> {
+    if len >= POOL_MIN_LEN {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let best = pool.iter().enumerate().filter(|(_, b)| b.len() >= len).min_by_key(|(_, b)| b.len()).map(|(i, _)| i);
+        if let Some(i) = best {
+            let mut v = pool.swap_remove(i);
+            drop(pool);
+            v.truncate(len);
+            if cfg!(test) {
+                v.fill(f32::NAN); // every kernel must overwrite what it is handed
+            }
+            return v;
+        }
+    }
+    vec![0f32; len]
+}
+
+/// Hands a buffer back for reuse.
+pub fn recycle(v: Vec<f32>) {
+    if v.len() < POOL_MIN_LEN {
+        return;
+    }
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    pool.push(v);
+    // Keep the largest buffers within the budget.
+    pool.sort_by_key(|b| std::cmp::Reverse(b.len()));
+    let mut total = 0;
+    pool.retain(|b| {
+        total += b.len() * 4;
+        total <= POOL_MAX_BYTES
+    });
+    pool.truncate(32);
+}
+
 /// Strided matrix view: element `(i, j)` is at `ptr + i * rs + j * cs`.
 #[derive(Clone, Copy)]
 pub struct MatRef {
@@ -107,22 +149,24 @@ pub enum Act {
     Tanh,
 }
 
-/// A fully connected layer `y = x Wᵀ + b` with the weight kept as PyTorch stores it, `(out, in)`
-/// row-major; `gemm` reads it as the transposed right-hand side without a copy.
+/// A fully connected layer `y = x Wᵀ + b`. The weight is kept transposed, `(in, out)` row-major,
+/// the layout `gemm` packs fastest (most so for few rows, as with one short sentence).
 pub struct Dense {
-    pub weight: Vec<f32>,
+    /// `Wᵀ`: `inputs x outputs`, row-major.
+    wt: Vec<f32>,
     pub bias: Option<Vec<f32>>,
     pub inputs: usize,
     pub outputs: usize,
 }
 
 impl Dense {
+    /// From a weight as PyTorch stores it, `(out, in)` row-major, and an optional bias `(out,)`.
     pub fn new(weight: Vec<f32>, bias: Option<Vec<f32>>, outputs: usize, inputs: usize) -> Self {
         assert_eq!(weight.len(), outputs * inputs);
         if let Some(b) = &bias {
             assert_eq!(b.len(), outputs);
         }
-        Self { weight, bias, inputs, outputs }
+        Self { wt: transpose(&weight, outputs, inputs), bias, inputs, outputs }
     }
 
     /// From candle tensors: weight `(out, in)`, optional bias `(out,)`.
@@ -135,12 +179,18 @@ impl Dense {
         Self::from_tensors(linear.weight(), linear.bias())
     }
 
-    /// Stacks layers with the same input size into one (query/key/value in one product).
+    /// Stacks layers with the same input size into one (query/key/value in one product): the
+    /// outputs of `parts` side by side.
     pub fn concat(parts: &[Dense]) -> Self {
         let inputs = parts[0].inputs;
         assert!(parts.iter().all(|p| p.inputs == inputs));
         let outputs = parts.iter().map(|p| p.outputs).sum();
-        let weight = parts.iter().flat_map(|p| p.weight.iter().copied()).collect();
+        let mut wt = Vec::with_capacity(inputs * outputs);
+        for i in 0..inputs {
+            for p in parts {
+                wt.extend_from_slice(&p.wt[i * p.outputs..(i + 1) * p.outputs]);
+            }
+        }
         let bias = if parts.iter().any(|p| p.bias.is_some()) {
             Some(
                 parts
@@ -151,7 +201,7 @@ impl Dense {
         } else {
             None
         };
-        Self::new(weight, bias, outputs, inputs)
+        Self { wt, bias, inputs, outputs }
     }
 
     /// `x`: `rows x inputs` row-major → `rows x outputs`, with bias and `act`.
@@ -163,7 +213,7 @@ impl Dense {
     pub fn forward_with(&self, x: &[f32], act: Act, residual: Option<&[f32]>) -> Vec<f32> {
         let rows = x.len() / self.inputs.max(1);
         assert_eq!(rows * self.inputs, x.len());
-        let mut out = vec![0f32; rows * self.outputs];
+        let mut out = alloc(rows * self.outputs);
         self.matmul_into(x, rows, &mut out);
         epilogue(&mut out, self.outputs, self.bias.as_deref(), residual, act);
         out
@@ -181,13 +231,32 @@ impl Dense {
                 out.as_mut_ptr(),
                 n,
                 MatRef { ptr: x.as_ptr(), rs: k as isize, cs: 1 },
-                MatRef { ptr: self.weight.as_ptr(), rs: 1, cs: k as isize },
+                MatRef { ptr: self.wt.as_ptr(), rs: n as isize, cs: 1 },
                 1.0,
                 false,
                 parallelism(rows * n * k),
             );
         }
     }
+}
+
+/// `rows x cols` row-major → `cols x rows` row-major (in cache-sized tiles).
+pub fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert_eq!(x.len(), rows * cols);
+    let mut out = vec![0f32; rows * cols];
+    const T: usize = 32;
+    out.par_chunks_mut(T * rows.max(1)).enumerate().for_each(|(cb, block)| {
+        let c0 = cb * T;
+        let cw = block.len() / rows.max(1);
+        for r0 in (0..rows).step_by(T) {
+            for c in 0..cw {
+                for r in r0..(r0 + T).min(rows) {
+                    block[c * rows + r] = x[r * cols + c0 + c];
+                }
+            }
+        }
+    });
+    out
 }
 
 /// Rows per parallel task so that each task has at least ~`min_elems` elements.
@@ -332,7 +401,7 @@ pub fn attention(qkv: &[f32], batch: usize, seq: usize, heads: usize, hidden: us
     let d = hidden / heads;
     let ld = 3 * hidden;
     assert_eq!(qkv.len(), batch * seq * ld);
-    let mut out = vec![0f32; batch * seq * hidden];
+    let mut out = alloc(batch * seq * hidden);
     let scale = 1.0 / (d as f32).sqrt();
     let out_ptr = SendPtr(out.as_mut_ptr());
     let tasks = batch * heads;

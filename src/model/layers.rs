@@ -205,36 +205,59 @@ impl Encoder {
             candle_core::bail!("encoder input has hidden size {h}, expected {}", self.spec.hidden);
         }
         let mask = mask.map(|m| AttnMask::from_tensor(m, b, t)).transpose()?;
-        let mut x = kernels::to_vec(x)?;
-        for layer in &self.layers {
-            x = self.layer_forward(layer, x, b, t, mask.as_ref());
-        }
+        let x = self.forward_rows(kernels::to_vec(x)?, b, t, mask.as_ref());
         kernels::tensor(x, &[b, t, h])
+    }
+
+    /// As `forward` on `(batch * seq) x hidden` rows.
+    pub fn forward_rows(&self, mut x: Vec<f32>, b: usize, t: usize, mask: Option<&AttnMask>) -> Vec<f32> {
+        assert_eq!(x.len(), b * t * self.spec.hidden);
+        for layer in &self.layers {
+            x = self.layer_forward(layer, x, b, t, mask);
+        }
+        x
     }
 
     fn layer_forward(&self, layer: &EncoderLayer, mut x: Vec<f32>, b: usize, t: usize, mask: Option<&AttnMask>) -> Vec<f32> {
         let (h, heads) = (self.spec.hidden, self.spec.heads);
         let act = self.spec.activation.kernel();
+        let normed = |x: &[f32], norm: &Norm| {
+            let mut n = kernels::alloc(x.len());
+            n.copy_from_slice(x);
+            norm.apply(&mut n);
+            n
+        };
         if self.spec.pre_norm {
-            let mut normed = x.clone();
-            layer.attn_norm.apply(&mut normed);
-            let qkv = layer.qkv.forward(&normed, Act::None);
+            let n = normed(&x, &layer.attn_norm);
+            let qkv = layer.qkv.forward(&n, Act::None);
+            kernels::recycle(n);
             let context = kernels::attention(&qkv, b, t, heads, h, mask);
-            let x = layer.attn_out.forward_with(&context, Act::None, Some(&x));
-            let mut normed = x.clone();
-            layer.ffn_norm.apply(&mut normed);
-            let inner = layer.ffn_in.forward(&normed, act);
-            layer.ffn_out.forward_with(&inner, Act::None, Some(&x))
+            kernels::recycle(qkv);
+            let y = layer.attn_out.forward_with(&context, Act::None, Some(&x));
+            kernels::recycle(context);
+            kernels::recycle(x);
+            let n = normed(&y, &layer.ffn_norm);
+            let inner = layer.ffn_in.forward(&n, act);
+            kernels::recycle(n);
+            let out = layer.ffn_out.forward_with(&inner, Act::None, Some(&y));
+            kernels::recycle(inner);
+            kernels::recycle(y);
+            out
         } else {
             let qkv = layer.qkv.forward(&x, Act::None);
             let context = kernels::attention(&qkv, b, t, heads, h, mask);
+            kernels::recycle(qkv);
             let attn = layer.attn_out.forward(&context, Act::None);
+            kernels::recycle(context);
             let n = &layer.attn_norm;
             kernels::add_layer_norm_in_place(&mut x, &attn, &n.gamma, &n.beta, n.eps);
+            kernels::recycle(attn);
             let inner = layer.ffn_in.forward(&x, act);
             let ffn = layer.ffn_out.forward(&inner, Act::None);
+            kernels::recycle(inner);
             let n = &layer.ffn_norm;
             kernels::add_layer_norm_in_place(&mut x, &ffn, &n.gamma, &n.beta, n.eps);
+            kernels::recycle(ffn);
             x
         }
     }

@@ -39,8 +39,10 @@ impl ResNetBlock {
         let last = self.convs.len() - 1;
         let mut h = x;
         for (i, conv) in self.convs.iter().enumerate() {
-            h = if i < last { conv.forward(&h, act, None) } else { conv.forward(&h, act, Some(&residual)) };
+            let next = if i < last { conv.forward(&h, act, None) } else { conv.forward(&h, act, Some(&residual)) };
+            kernels::recycle(std::mem::replace(&mut h, next).data);
         }
+        kernels::recycle(residual);
         h
     }
 }
@@ -152,9 +154,10 @@ impl Network for ResNetClassifier {
     fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
         let pixels = super::take_pixels(batch)?;
         let act = self.activation.kernel();
-        let x = self.stem.forward(&Nhwc::from_nchw(pixels)?, act, None);
+        let stem = self.stem.forward(&Nhwc::from_nchw(pixels)?, act, None);
         // Max pooling 3x3/2 with padding 1.
-        let mut x = x.max_pool(3, 2, 1);
+        let mut x = stem.max_pool(3, 2, 1);
+        kernels::recycle(stem.data);
         for block in &self.blocks {
             x = block.forward(x, act);
         }
