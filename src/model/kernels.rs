@@ -39,16 +39,18 @@ pub fn tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
 static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
 const POOL_MAX_BYTES: usize = 256 << 20;
 const POOL_MIN_LEN: usize = 16 * 1024;
+const POOL_MAX_BUFFERS: usize = 48;
 
-/// A buffer of `len` elements with unspecified contents: callers overwrite all of it.
+/// A buffer of `len` elements with unspecified contents: callers overwrite all of it. Only a
+/// buffer of exactly that length is reused (shapes repeat from call to call, and a big buffer is
+/// never cut down for a small request).
 pub fn alloc(len: usize) -> Vec<f32> {
     if len >= POOL_MIN_LEN {
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        let best = pool.iter().enumerate().filter(|(_, b)| b.len() >= len).min_by_key(|(_, b)| b.len()).map(|(i, _)| i);
-        if let Some(i) = best {
-            let mut v = pool.swap_remove(i);
-            drop(pool);
-            v.truncate(len);
+        let found = {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            pool.iter().position(|b| b.len() == len).map(|i| pool.swap_remove(i))
+        };
+        if let Some(mut v) = found {
             if cfg!(test) {
                 v.fill(f32::NAN); // every kernel must overwrite what it is handed
             }
@@ -72,7 +74,7 @@ pub fn recycle(v: Vec<f32>) {
         total += b.len() * 4;
         total <= POOL_MAX_BYTES
     });
-    pool.truncate(32);
+    pool.truncate(POOL_MAX_BUFFERS);
 }
 
 /// Strided matrix view: element `(i, j)` is at `ptr + i * rs + j * cs`.
@@ -223,6 +225,30 @@ impl Dense {
     pub fn matmul_into(&self, x: &[f32], rows: usize, out: &mut [f32]) {
         let (k, n) = (self.inputs, self.outputs);
         assert!(x.len() >= rows * k && out.len() >= rows * n);
+        let t = threads();
+        if t > 1 && n <= 128 && rows >= 256 * t && rows * n * k >= 1 << 18 {
+            // Tall and thin (convolutions of early layers, small heads): gemm would split the few
+            // columns; give each thread its own block of rows instead.
+            let per = rows.div_ceil(t);
+            out[..rows * n].par_chunks_mut(per * n).zip(x[..rows * k].par_chunks(per * k)).for_each(|(o, xi)| {
+                let r = xi.len() / k;
+                unsafe {
+                    matmul_raw(
+                        r,
+                        n,
+                        k,
+                        o.as_mut_ptr(),
+                        n,
+                        MatRef { ptr: xi.as_ptr(), rs: k as isize, cs: 1 },
+                        MatRef { ptr: self.wt.as_ptr(), rs: n as isize, cs: 1 },
+                        1.0,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            });
+            return;
+        }
         unsafe {
             matmul_raw(
                 rows,
