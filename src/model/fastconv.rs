@@ -23,7 +23,16 @@ impl Nhwc {
     /// From a `(batch, channels, h, w)` tensor.
     pub fn from_nchw(t: &Tensor) -> Result<Self> {
         let (b, c, h, w) = t.dims4()?;
-        let data = kernels::to_vec(&t.permute((0, 2, 3, 1))?.contiguous()?)?;
+        let src = kernels::to_vec(t)?;
+        let hw = h * w;
+        let mut data = kernels::alloc(b * hw * c);
+        data.par_chunks_mut(hw * c).zip(src.par_chunks(c * hw)).for_each(|(dst, img)| {
+            for (ch, plane) in img.chunks(hw).enumerate() {
+                for (p, v) in plane.iter().enumerate() {
+                    dst[p * c + ch] = *v;
+                }
+            }
+        });
         Ok(Self { data, b, h, w, c })
     }
 
@@ -58,22 +67,27 @@ impl Nhwc {
         let c = self.c;
         let mut out = kernels::alloc(self.b * oh * ow * c);
         out.fill(f32::NEG_INFINITY);
-        out.par_chunks_mut(ow * c).enumerate().for_each(|(row_idx, orow)| {
-            let (b, oy) = (row_idx / oh, row_idx % oh);
-            for ox in 0..ow {
-                let dst = &mut orow[ox * c..(ox + 1) * c];
-                for ky in 0..k {
-                    let iy = (oy * stride + ky) as isize - pad as isize;
-                    if iy < 0 || iy >= self.h as isize {
-                        continue;
-                    }
-                    for kx in 0..k {
-                        let ix = (ox * stride + kx) as isize - pad as isize;
-                        if ix < 0 || ix >= self.w as isize {
+        // Several output rows per task: thin maps have short rows.
+        let rows_per_task = (16 * 1024usize).div_ceil(ow * c).max(1);
+        out.par_chunks_mut(rows_per_task * ow * c).enumerate().for_each(|(ti, block)| {
+            for (r, orow) in block.chunks_mut(ow * c).enumerate() {
+                let row_idx = ti * rows_per_task + r;
+                let (b, oy) = (row_idx / oh, row_idx % oh);
+                for ox in 0..ow {
+                    let dst = &mut orow[ox * c..(ox + 1) * c];
+                    for ky in 0..k {
+                        let iy = (oy * stride + ky) as isize - pad as isize;
+                        if iy < 0 || iy >= self.h as isize {
                             continue;
                         }
-                        let s = ((b * self.h + iy as usize) * self.w + ix as usize) * c;
-                        dst.iter_mut().zip(&self.data[s..s + c]).for_each(|(d, v)| *d = d.max(*v));
+                        for kx in 0..k {
+                            let ix = (ox * stride + kx) as isize - pad as isize;
+                            if ix < 0 || ix >= self.w as isize {
+                                continue;
+                            }
+                            let s = ((b * self.h + iy as usize) * self.w + ix as usize) * c;
+                            dst.iter_mut().zip(&self.data[s..s + c]).for_each(|(d, v)| *d = d.max(*v));
+                        }
                     }
                 }
             }
@@ -151,10 +165,13 @@ impl Conv {
         let kk = k * k * c;
         let per_task = (64 * 1024usize).div_ceil(kk).max(1);
         cols.par_chunks_mut(per_task * kk).enumerate().for_each(|(ti, block)| {
-            for (r, row) in block.chunks_mut(kk).enumerate() {
-                let pixel = start + ti * per_task + r;
-                let (b, rem) = (pixel / (oh * ow), pixel % (oh * ow));
-                let (oy, ox) = (rem / ow, rem % ow);
+            let first = start + ti * per_task;
+            // Output coordinates, advanced incrementally (no divisions per pixel).
+            let (mut b, rem) = (first / (oh * ow), first % (oh * ow));
+            let (mut oy, mut ox) = (rem / ow, rem % ow);
+            for row in block.chunks_mut(kk) {
+                let x0 = (ox * self.stride) as isize - self.pad as isize;
+                let inside_x = x0 >= 0 && x0 as usize + k <= x.w;
                 for ky in 0..k {
                     let iy = (oy * self.stride + ky) as isize - self.pad as isize;
                     let dst = &mut row[ky * k * c..(ky + 1) * k * c];
@@ -162,12 +179,11 @@ impl Conv {
                         dst.fill(0.0);
                         continue;
                     }
-                    let x0 = (ox * self.stride) as isize - self.pad as isize;
                     let line = (b * x.h + iy as usize) * x.w;
-                    if x0 >= 0 && x0 as usize + k <= x.w {
+                    if inside_x {
                         // The whole window row is inside: one contiguous copy.
                         let s = (line + x0 as usize) * c;
-                        dst.copy_from_slice(&x.data[s..s + k * c]);
+                        copy_small(dst, &x.data[s..s + k * c]);
                     } else {
                         for kx in 0..k {
                             let ix = x0 + kx as isize;
@@ -176,13 +192,43 @@ impl Conv {
                                 d.fill(0.0);
                             } else {
                                 let s = (line + ix as usize) * c;
-                                d.copy_from_slice(&x.data[s..s + c]);
+                                copy_small(d, &x.data[s..s + c]);
                             }
                         }
                     }
                 }
+                ox += 1;
+                if ox == ow {
+                    ox = 0;
+                    oy += 1;
+                    if oy == oh {
+                        oy = 0;
+                        b += 1;
+                    }
+                }
             }
         });
+    }
+}
+
+/// `dst.copy_from_slice(src)` without a `memcpy` call for the few-element copies of thin maps.
+#[inline(always)]
+fn copy_small(dst: &mut [f32], src: &[f32]) {
+    if dst.len() > 32 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let (mut d, mut s) = (dst, src);
+    while d.len() >= 8 {
+        d[..8].copy_from_slice(&s[..8]);
+        (d, s) = (&mut d[8..], &s[8..]);
+    }
+    if d.len() >= 4 {
+        d[..4].copy_from_slice(&s[..4]);
+        (d, s) = (&mut d[4..], &s[4..]);
+    }
+    for (a, v) in d.iter_mut().zip(s) {
+        *a = *v;
     }
 }
 
