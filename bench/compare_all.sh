@@ -16,8 +16,8 @@ rounds=${ROUNDS:-3}
 minilm=${MINILM:-target/fixtures/all-minilm-l6-v2}
 vit=${VIT:-/work/bench-models/vit-b16}
 resnet=${RESNET:-/work/bench-models/resnet50}
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/modeldeck
+[ -n "${BIN:-}" ] || cargo build --release --quiet
+bin=${BIN:-${CARGO_TARGET_DIR:-target}/release/modeldeck}
 
 # name model batch seq iters
 cases=(
