@@ -14,6 +14,9 @@ detected from the folder:
   * modules.json present (sentence-transformers): AutoModel forward + attention-
     masked mean pooling + L2 normalise (pooling/normalise are inside the timed
     region; they are negligible);
+  * ModelDeckCnnForImageClassification (the demo models in models/, e.g.
+    models/digits-v1): the same compact CNN written in torch.nn, weights from
+    model.safetensors, images through ViTImageProcessor (as preprocessor_config.json says);
   * architectures[0] ends with ForImageClassification: image classification;
   * architectures[0] ends with ForSequenceClassification: text classification;
   * CLIPModel: image encoder + text encoder on the labels ["a cat", "a dog"]
@@ -107,11 +110,47 @@ def make_random(kind: str, out_dir: str) -> None:
     print(f"wrote {kind} ({n / 1e6:.1f}M parameters) to {out}")
 
 
+def modeldeck_cnn(model_dir: Path):
+    """ModelDeck's compact CNN (src/model/cnn.rs) in torch.nn: 3x3 convolutions (padding 1) with
+    ReLU and 2x2 max pooling while the map is at least 2 wide, a hidden ReLU layer, a classifier."""
+    import torch
+    from safetensors.torch import load_file
+
+    cfg = json.loads((model_dir / "config.json").read_text())
+
+    class ModelDeckCnn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            chans = [3] + list(cfg["conv_channels"])
+            self.convs = torch.nn.ModuleList(
+                torch.nn.Conv2d(chans[i], chans[i + 1], 3, padding=1) for i in range(len(chans) - 1)
+            )
+            side = cfg["image_size"]
+            for _ in cfg["conv_channels"]:
+                side = max(side // 2, 1)
+            self.hidden = torch.nn.Linear(chans[-1] * side * side, cfg["hidden_size"])
+            self.classifier = torch.nn.Linear(cfg["hidden_size"], len(cfg["id2label"]))
+
+        def forward(self, pixel_values):
+            x = pixel_values
+            for conv in self.convs:
+                x = torch.relu(conv(x))
+                if x.shape[2] >= 2:
+                    x = torch.nn.functional.max_pool2d(x, 2)
+            return self.classifier(torch.relu(self.hidden(x.flatten(1))))
+
+    model = ModelDeckCnn()
+    model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
+    return model
+
+
 def detect_task(model_dir: Path) -> str:
     if (model_dir / "modules.json").exists():
         return "embedding"
     cfg = json.loads((model_dir / "config.json").read_text())
     arch = (cfg.get("architectures") or [""])[0]
+    if arch == "ModelDeckCnnForImageClassification":
+        return "modeldeck-cnn"
     if arch.endswith("ForImageClassification"):
         return "image-classification"
     if arch.endswith("ForSequenceClassification"):
@@ -179,7 +218,12 @@ def main() -> None:
     seq_len = None
 
     t0 = time.perf_counter()
-    if task == "image-classification":
+    if task == "modeldeck-cnn":
+        from transformers import ViTImageProcessor
+
+        model = modeldeck_cnn(model_dir)
+        proc = ViTImageProcessor.from_pretrained(model_dir)
+    elif task == "image-classification":
         model = AutoModelForImageClassification.from_pretrained(model_dir)
         proc = AutoImageProcessor.from_pretrained(model_dir, use_fast=False)
     elif task == "zero-shot-image-classification":
@@ -200,6 +244,12 @@ def main() -> None:
 
         def forward():
             return model(**inputs).logits
+
+    elif task == "modeldeck-cnn":
+        pixels = image_batch(proc, args.image, args.batch)
+
+        def forward():
+            return model(pixels)
 
     elif task == "zero-shot-image-classification":
         txt = tok([f"This is a photo of {label}." for label in CLIP_LABELS], padding=True, return_tensors="pt")

@@ -7,6 +7,8 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::{Conv2d, Linear, VarBuilder};
 
 use super::config::ModelConfig;
+use super::fastconv::{Conv, Nhwc};
+use super::kernels::{self, Act, Dense};
 use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::weights::Weights;
 use super::{Batch, ModelError, Network, Request, Response, Task};
@@ -84,9 +86,47 @@ impl Cnn {
     }
 }
 
+/// The same network for inference on channels-last maps (src/model/fastconv.rs): every
+/// convolution one matrix product with bias and ReLU fused, pooling on NHWC, and the hidden layer's
+/// columns permuted at load time to read the NHWC flattening.
+struct FastCnn {
+    convs: Vec<Conv>,
+    hidden: Dense,
+}
+
+impl FastCnn {
+    fn new(cnn: &Cnn, config: &CnnConfig) -> candle_core::Result<Self> {
+        let convs = cnn.convs.iter().map(Conv::from_conv2d).collect::<candle_core::Result<Vec<_>>>()?;
+        let channels = convs.last().map(|c| c.out_channels()).unwrap_or(3);
+        let side = config.final_side();
+        // Column (c, y, x) of the NCHW flattening becomes column (y, x, c).
+        let w = cnn.hidden.weight();
+        let (out, _) = w.dims2()?;
+        let w = w.reshape((out, channels, side, side))?.permute((0, 2, 3, 1))?.reshape((out, side * side * channels))?;
+        Ok(Self { convs, hidden: Dense::from_tensors(&w, cnn.hidden.bias())? })
+    }
+
+    fn features(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+        let mut x = Nhwc::from_nchw(pixels)?;
+        for conv in &self.convs {
+            let y = conv.forward(&x, Act::Relu, None);
+            kernels::recycle(std::mem::replace(&mut x, y).data);
+            if x.h >= 2 {
+                let y = x.max_pool(2, 2, 0);
+                kernels::recycle(std::mem::replace(&mut x, y).data);
+            }
+        }
+        let b = x.b;
+        let h = self.hidden.forward(&x.data, Act::Relu);
+        kernels::recycle(x.data);
+        kernels::tensor(h, &[b, self.hidden.outputs])
+    }
+}
+
 /// The network behind the common model interface.
 pub struct CnnClassifier {
     cnn: Cnn,
+    fast: FastCnn,
     preprocessor: ImagePreprocessor,
     sigmoid: bool,
     device: Device,
@@ -96,9 +136,10 @@ impl CnnClassifier {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
         let cfg = CnnConfig::from_config(config)?;
         let cnn = Cnn::new(weights.builder(), &cfg).map_err(|e| weights.mismatch(ARCHITECTURE, e))?;
+        let fast = FastCnn::new(&cnn, &cfg).map_err(|e| weights.mismatch(ARCHITECTURE, e))?;
         let preprocessor =
             ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::Vit, cfg.image_size as u32)?;
-        Ok(Self { cnn, preprocessor, sigmoid: config.uses_sigmoid(cfg.num_labels), device: Device::Cpu })
+        Ok(Self { cnn, fast, preprocessor, sigmoid: config.uses_sigmoid(cfg.num_labels), device: Device::Cpu })
     }
 }
 
@@ -113,10 +154,38 @@ impl Network for CnnClassifier {
     }
 
     fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
-        Ok(self.cnn.features(super::take_pixels(batch)?)?)
+        Ok(self.fast.features(super::take_pixels(batch)?)?)
     }
 
     fn head_names(&self) -> Option<(&'static str, &'static str)> {
         Some(("classifier.weight", "classifier.bias"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_path_matches_candle() {
+        for (size, channels) in [(8, vec![16, 32]), (7, vec![4, 6, 5]), (12, vec![8])] {
+            let config = CnnConfig { image_size: size, conv_channels: channels, hidden_size: 24, num_labels: 5 };
+            let varmap = candle_nn::VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+            let cnn = Cnn::new(vb, &config).unwrap();
+            // Biases start at zero: give them values too.
+            for (name, var) in varmap.data().lock().unwrap().iter() {
+                if name.ends_with("bias") {
+                    let n = var.as_tensor().elem_count();
+                    var.set(&Tensor::rand(-0.5f32, 0.5, n, &Device::Cpu).unwrap()).unwrap();
+                }
+            }
+            let fast = FastCnn::new(&cnn, &config).unwrap();
+            let pixels = Tensor::rand(-1f32, 1.0, (3, 3, size, size), &Device::Cpu).unwrap();
+            let want = cnn.features(&pixels).unwrap();
+            let got = fast.features(&pixels).unwrap();
+            let diff = (want - got).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "{size} px");
+        }
     }
 }

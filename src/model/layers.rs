@@ -5,6 +5,8 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
+use super::kernels::{self, Act, AttnMask, Dense};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     /// Exact (erf) GELU: transformers' "gelu".
@@ -116,16 +118,53 @@ pub struct EncoderSpec {
 }
 
 struct EncoderLayer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
-    attn_norm: LayerNorm,
-    ffn_in: Linear,
-    ffn_out: Linear,
-    ffn_norm: LayerNorm,
+    /// Query, key and value stacked into one `(3 * hidden, hidden)` product.
+    qkv: Dense,
+    attn_out: Dense,
+    attn_norm: Norm,
+    ffn_in: Dense,
+    ffn_out: Dense,
+    ffn_norm: Norm,
 }
 
+/// A layer norm's parameters as plain vectors for the fused kernels.
+pub struct Norm {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub eps: f32,
+}
+
+impl Norm {
+    pub fn from_layer_norm(norm: &LayerNorm) -> Result<Self> {
+        let gamma = kernels::to_vec(norm.weight())?;
+        let beta = match norm.bias() {
+            Some(b) => kernels::to_vec(b)?,
+            None => vec![0.0; gamma.len()],
+        };
+        Ok(Self { gamma, beta, eps: norm.eps() as f32 })
+    }
+
+    /// Row-wise over `rows x width`, in place.
+    pub fn apply(&self, x: &mut [f32]) {
+        kernels::layer_norm_in_place(x, &self.gamma, &self.beta, self.eps);
+    }
+}
+
+impl Activation {
+    pub fn kernel(self) -> Act {
+        match self {
+            Self::Gelu => Act::Gelu,
+            Self::GeluTanh => Act::GeluTanh,
+            Self::Relu => Act::Relu,
+            Self::QuickGelu => Act::QuickGelu,
+            Self::Tanh => Act::Tanh,
+        }
+    }
+}
+
+/// The transformer encoder. It runs on the fused kernels of [`kernels`]: one product for
+/// query/key/value, attention read in place from it, bias/activation/residual/layer norm applied
+/// as each product's epilogue, and no layout copies between layers.
 pub struct Encoder {
     spec: EncoderSpec,
     layers: Vec<EncoderLayer>,
@@ -138,68 +177,89 @@ impl Encoder {
             candle_core::bail!("hidden size {} is not divisible by {} attention heads", spec.hidden, spec.heads);
         }
         let h = spec.hidden;
+        let dense = |l: Linear| Dense::from_linear(&l);
         let layers = (0..spec.layers)
             .map(|i| {
                 let vb = vb.pp(i);
+                let q = dense(candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.query))?)?;
+                let k = dense(candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.key))?)?;
+                let v = dense(candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.value))?)?;
                 Ok(EncoderLayer {
-                    query: candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.query))?,
-                    key: candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.key))?,
-                    value: candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.value))?,
-                    attn_out: candle_nn::linear(h, h, vb.pp(names.attn_out))?,
-                    attn_norm: candle_nn::layer_norm(h, spec.eps, vb.pp(names.attn_norm))?,
-                    ffn_in: candle_nn::linear(h, spec.intermediate, vb.pp(names.ffn_in))?,
-                    ffn_out: candle_nn::linear(spec.intermediate, h, vb.pp(names.ffn_out))?,
-                    ffn_norm: candle_nn::layer_norm(h, spec.eps, vb.pp(names.ffn_norm))?,
+                    qkv: Dense::concat(&[q, k, v]),
+                    attn_out: dense(candle_nn::linear(h, h, vb.pp(names.attn_out))?)?,
+                    attn_norm: Norm::from_layer_norm(&candle_nn::layer_norm(h, spec.eps, vb.pp(names.attn_norm))?)?,
+                    ffn_in: dense(candle_nn::linear(h, spec.intermediate, vb.pp(names.ffn_in))?)?,
+                    ffn_out: dense(candle_nn::linear(spec.intermediate, h, vb.pp(names.ffn_out))?)?,
+                    ffn_norm: Norm::from_layer_norm(&candle_nn::layer_norm(h, spec.eps, vb.pp(names.ffn_norm))?)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { spec, layers })
     }
 
-    /// `x`: `(batch, seq, hidden)`; `mask`: additive, broadcastable to `(batch, heads, seq, seq)`.
+    /// `x`: `(batch, seq, hidden)`; `mask`: additive, broadcastable to `(batch, heads, seq, seq)`
+    /// as `(batch or 1, 1, seq or 1, seq)`.
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let mut x = x.clone();
-        for layer in &self.layers {
-            x = self.layer_forward(layer, &x, mask)?;
-        }
-        Ok(x)
-    }
-
-    fn layer_forward(&self, layer: &EncoderLayer, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        if self.spec.pre_norm {
-            let attn = self.attention(layer, &layer.attn_norm.forward(x)?, mask)?;
-            let x = (x + attn)?;
-            let ffn = self.mlp(layer, &layer.ffn_norm.forward(&x)?)?;
-            x + ffn
-        } else {
-            let attn = self.attention(layer, x, mask)?;
-            let x = layer.attn_norm.forward(&(attn + x)?)?;
-            let ffn = self.mlp(layer, &x)?;
-            layer.ffn_norm.forward(&(ffn + x)?)
-        }
-    }
-
-    fn mlp(&self, layer: &EncoderLayer, x: &Tensor) -> Result<Tensor> {
-        let h = self.spec.activation.apply(&layer.ffn_in.forward(x)?)?;
-        layer.ffn_out.forward(&h)
-    }
-
-    fn attention(&self, layer: &EncoderLayer, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, h) = x.dims3()?;
-        let heads = self.spec.heads;
-        let d = h / heads;
-        let split = |t_: Tensor| -> Result<Tensor> { t_.reshape((b, t, heads, d))?.transpose(1, 2)?.contiguous() };
-        let q = split(layer.query.forward(x)?)?;
-        let k = split(layer.key.forward(x)?)?;
-        let v = split(layer.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-        let scores = match mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores,
+        if h != self.spec.hidden {
+            candle_core::bail!("encoder input has hidden size {h}, expected {}", self.spec.hidden);
+        }
+        let mask = mask.map(|m| AttnMask::from_tensor(m, b, t)).transpose()?;
+        let x = self.forward_rows(kernels::to_vec(x)?, b, t, mask.as_ref());
+        kernels::tensor(x, &[b, t, h])
+    }
+
+    /// As `forward` on `(batch * seq) x hidden` rows.
+    pub fn forward_rows(&self, mut x: Vec<f32>, b: usize, t: usize, mask: Option<&AttnMask>) -> Vec<f32> {
+        assert_eq!(x.len(), b * t * self.spec.hidden);
+        for layer in &self.layers {
+            x = self.layer_forward(layer, x, b, t, mask);
+        }
+        x
+    }
+
+    fn layer_forward(&self, layer: &EncoderLayer, mut x: Vec<f32>, b: usize, t: usize, mask: Option<&AttnMask>) -> Vec<f32> {
+        let (h, heads) = (self.spec.hidden, self.spec.heads);
+        let act = self.spec.activation.kernel();
+        let normed = |x: &[f32], norm: &Norm| {
+            let mut n = kernels::alloc(x.len());
+            n.copy_from_slice(x);
+            norm.apply(&mut n);
+            n
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
-        layer.attn_out.forward(&context)
+        if self.spec.pre_norm {
+            let n = normed(&x, &layer.attn_norm);
+            let qkv = layer.qkv.forward(&n, Act::None);
+            kernels::recycle(n);
+            let context = kernels::attention(&qkv, b, t, heads, h, mask);
+            kernels::recycle(qkv);
+            let y = layer.attn_out.forward_with(&context, Act::None, Some(&x));
+            kernels::recycle(context);
+            kernels::recycle(x);
+            let n = normed(&y, &layer.ffn_norm);
+            let inner = layer.ffn_in.forward(&n, act);
+            kernels::recycle(n);
+            let out = layer.ffn_out.forward_with(&inner, Act::None, Some(&y));
+            kernels::recycle(inner);
+            kernels::recycle(y);
+            out
+        } else {
+            let qkv = layer.qkv.forward(&x, Act::None);
+            let context = kernels::attention(&qkv, b, t, heads, h, mask);
+            kernels::recycle(qkv);
+            let attn = layer.attn_out.forward(&context, Act::None);
+            kernels::recycle(context);
+            let n = &layer.attn_norm;
+            kernels::add_layer_norm_in_place(&mut x, &attn, &n.gamma, &n.beta, n.eps);
+            kernels::recycle(attn);
+            let inner = layer.ffn_in.forward(&x, act);
+            let ffn = layer.ffn_out.forward(&inner, Act::None);
+            kernels::recycle(inner);
+            let n = &layer.ffn_norm;
+            kernels::add_layer_norm_in_place(&mut x, &ffn, &n.gamma, &n.beta, n.eps);
+            kernels::recycle(ffn);
+            x
+        }
     }
 }
 

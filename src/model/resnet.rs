@@ -7,6 +7,8 @@ use candle_nn::{Conv2d, Linear, VarBuilder};
 
 use super::config::{Architecture, ModelConfig};
 use super::image::{ImagePreprocessor, ProcessorFamily};
+use super::fastconv::{Conv, Nhwc};
+use super::kernels::{self, Act};
 use super::layers::{conv_bn, Activation};
 use super::weights::Weights;
 use super::{Batch, ModelError, Network, Request, Response, Task};
@@ -15,30 +17,38 @@ use crate::source::ModelFiles;
 const BN_EPS: f64 = 1e-5;
 
 struct ResNetBlock {
-    shortcut: Option<Conv2d>,
-    /// Convolutions in order; every one but the last is followed by the activation.
-    convs: Vec<Conv2d>,
+    shortcut: Option<Conv>,
+    /// Convolutions in order; every one but the last is followed by the activation, the last by
+    /// the residual and then the activation.
+    convs: Vec<Conv>,
 }
 
 impl ResNetBlock {
-    fn forward(&self, x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
+    fn from_convs(shortcut: Option<Conv2d>, convs: Vec<Conv2d>) -> candle_core::Result<Self> {
+        Ok(Self {
+            shortcut: shortcut.as_ref().map(Conv::from_conv2d).transpose()?,
+            convs: convs.iter().map(Conv::from_conv2d).collect::<candle_core::Result<_>>()?,
+        })
+    }
+
+    fn forward(&self, x: Nhwc, act: Act) -> Nhwc {
         let residual = match &self.shortcut {
-            Some(conv) => conv.forward(x)?,
-            None => x.clone(),
+            Some(conv) => conv.forward(&x, Act::None, None).data,
+            None => x.data.clone(),
         };
-        let mut h = x.clone();
+        let last = self.convs.len() - 1;
+        let mut h = x;
         for (i, conv) in self.convs.iter().enumerate() {
-            h = conv.forward(&h)?;
-            if i + 1 < self.convs.len() {
-                h = act.apply(&h)?;
-            }
+            let next = if i < last { conv.forward(&h, act, None) } else { conv.forward(&h, act, Some(&residual)) };
+            kernels::recycle(std::mem::replace(&mut h, next).data);
         }
-        act.apply(&(h + residual)?)
+        kernels::recycle(residual);
+        h
     }
 }
 
 pub struct ResNetClassifier {
-    stem: Conv2d,
+    stem: Conv,
     blocks: Vec<ResNetBlock>,
     classifier: Linear,
     activation: Activation,
@@ -71,8 +81,8 @@ impl ResNetClassifier {
         let channels = config.usize_or("num_channels", 3)?;
         let labels = config.labels().len();
         let vb = weights.builder();
-        let build = || -> candle_core::Result<(Conv2d, Vec<ResNetBlock>, Linear)> {
-            let stem = conv_layer(&vb.pp("resnet.embedder.embedder"), (channels, embedding, 7), 2)?;
+        let build = || -> candle_core::Result<(Conv, Vec<ResNetBlock>, Linear)> {
+            let stem = Conv::from_conv2d(&conv_layer(&vb.pp("resnet.embedder.embedder"), (channels, embedding, 7), 2)?)?;
             let mut blocks = Vec::new();
             let mut in_ch = embedding;
             for (stage, (&out_ch, &depth)) in hidden.iter().zip(&depths).enumerate() {
@@ -106,7 +116,7 @@ impl ResNetClassifier {
                             conv_layer(&l.pp(1), (out_ch, out_ch, 3), 1)?,
                         ]
                     };
-                    blocks.push(ResNetBlock { shortcut, convs });
+                    blocks.push(ResNetBlock::from_convs(shortcut, convs)?);
                 }
                 in_ch = out_ch;
             }
@@ -143,13 +153,16 @@ impl Network for ResNetClassifier {
 
     fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
         let pixels = super::take_pixels(batch)?;
-        let x = self.activation.apply(&self.stem.forward(pixels)?)?;
-        // Max pooling 3x3/2 with padding 1; zero padding is exact after the activation (x >= 0).
-        let x = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;
-        let mut x = x;
+        let act = self.activation.kernel();
+        let stem = self.stem.forward(&Nhwc::from_nchw(pixels)?, act, None);
+        // Max pooling 3x3/2 with padding 1.
+        let mut x = stem.max_pool(3, 2, 1);
+        kernels::recycle(stem.data);
         for block in &self.blocks {
-            x = block.forward(&x, self.activation)?;
+            x = block.forward(x, act);
         }
-        Ok(x.mean(3)?.mean(2)?)
+        let b = x.b;
+        let c = x.c;
+        Ok(kernels::tensor(x.global_mean(), &[b, c])?)
     }
 }

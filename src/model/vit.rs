@@ -1,21 +1,24 @@
 //! ViT (`ViTForImageClassification`), under transformers' tensor names.
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{Conv2d, LayerNorm, Linear};
+use candle_nn::Linear;
 
 use super::config::{Architecture, ModelConfig};
 use super::image::{ImagePreprocessor, ProcessorFamily};
-use super::layers::{self, Activation, Encoder, EncoderSpec};
+use super::fastconv::{Conv, Nhwc};
+use super::kernels::{self, Act};
+use super::layers::{self, Activation, Encoder, EncoderSpec, Norm};
 use super::weights::Weights;
 use super::{Batch, ModelError, Network, Request, Response, Task};
 use crate::source::ModelFiles;
 
 pub struct VitClassifier {
-    patch: Conv2d,
-    cls_token: Tensor,
-    positions: Tensor,
+    patch: Conv,
+    cls_token: Vec<f32>,
+    positions: Vec<f32>,
+    hidden: usize,
     encoder: Encoder,
-    norm: LayerNorm,
+    norm: Norm,
     classifier: Linear,
     preprocessor: ImagePreprocessor,
     image_size: usize,
@@ -51,11 +54,18 @@ impl VitClassifier {
             let e = vb.pp("vit.embeddings");
             let conv = candle_nn::Conv2dConfig { stride: patch_size, ..Default::default() };
             Ok(Self {
-                patch: candle_nn::conv2d(3, hidden, patch_size, conv, e.pp("patch_embeddings.projection"))?,
-                cls_token: e.get((1, 1, hidden), "cls_token")?,
-                positions: e.get((1, patches + 1, hidden), "position_embeddings")?,
+                patch: Conv::from_conv2d(&candle_nn::conv2d(
+                    3,
+                    hidden,
+                    patch_size,
+                    conv,
+                    e.pp("patch_embeddings.projection"),
+                )?)?,
+                cls_token: kernels::to_vec(&e.get((1, 1, hidden), "cls_token")?)?,
+                positions: kernels::to_vec(&e.get((1, patches + 1, hidden), "position_embeddings")?)?,
+                hidden,
                 encoder: Encoder::load(vb.pp("vit.encoder.layer"), spec, &layers::VIT_NAMES)?,
-                norm: candle_nn::layer_norm(hidden, spec.eps, vb.pp("vit.layernorm"))?,
+                norm: Norm::from_layer_norm(&candle_nn::layer_norm(hidden, spec.eps, vb.pp("vit.layernorm"))?)?,
                 classifier: candle_nn::linear(hidden, labels, vb.pp("classifier"))?,
                 preprocessor: ImagePreprocessor::defaults(ProcessorFamily::Vit, image_size as u32),
                 image_size,
@@ -93,10 +103,25 @@ impl Network for VitClassifier {
                 self.image_size
             )));
         }
-        let x = self.patch.forward(pixels)?.flatten_from(2)?.transpose(1, 2)?;
-        let cls = self.cls_token.broadcast_as((b, 1, self.cls_token.dim(2)?))?;
-        let x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&self.positions)?;
-        let x = self.norm.forward(&self.encoder.forward(&x, None)?)?;
-        Ok(layers::token_at(&x, 0)?)
+        // Patches in row-major order: (batch * patches) x hidden.
+        let patches = self.patch.forward(&Nhwc::from_nchw(pixels)?, Act::None, None);
+        let (hidden, n) = (self.hidden, patches.h * patches.w);
+        let t = n + 1;
+        if self.positions.len() != t * hidden {
+            return Err(ModelError::Input(format!("{n} patches do not match the position table")));
+        }
+        let mut x = kernels::alloc(b * t * hidden);
+        for (bi, seq) in x.chunks_mut(t * hidden).enumerate() {
+            seq[..hidden].copy_from_slice(&self.cls_token);
+            seq[hidden..].copy_from_slice(&patches.data[bi * n * hidden..(bi + 1) * n * hidden]);
+            seq.iter_mut().zip(&self.positions).for_each(|(v, p)| *v += p);
+        }
+        kernels::recycle(patches.data);
+        let x = self.encoder.forward_rows(x, b, t, None);
+        // The final layer norm is per token: only the CLS tokens are needed.
+        let mut cls: Vec<f32> = x.chunks(t * hidden).flat_map(|seq| seq[..hidden].iter().copied()).collect();
+        kernels::recycle(x);
+        self.norm.apply(&mut cls);
+        Ok(kernels::tensor(cls, &[b, hidden])?)
     }
 }

@@ -1,0 +1,376 @@
+//! Convolutional networks on channels-last (NHWC) feature maps, where every convolution is one
+//! matrix product: a 1x1 convolution multiplies the map as it lies, `(pixels, c_in)`, and a k x k
+//! one gathers each output pixel's k·k·c_in inputs (im2col, in tiles) first. Bias and activation
+//! (and a residual) are the product's epilogue. Depthwise convolutions (ConvNeXt) have a direct
+//! kernel that runs along the contiguous channel axis. Tested against candle's NCHW `conv2d`.
+
+use candle_core::{Result, Tensor};
+use rayon::prelude::*;
+
+use super::kernels::{self, Act, Dense};
+
+/// A batch of feature maps, channels last: `data[((b * h + y) * w + x) * c + channel]`.
+#[derive(Debug, Clone)]
+pub struct Nhwc {
+    pub data: Vec<f32>,
+    pub b: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Nhwc {
+    /// From a `(batch, channels, h, w)` tensor.
+    pub fn from_nchw(t: &Tensor) -> Result<Self> {
+        let (b, c, h, w) = t.dims4()?;
+        let src = kernels::to_vec(t)?;
+        let hw = h * w;
+        let mut data = kernels::alloc(b * hw * c);
+        data.par_chunks_mut(hw * c).zip(src.par_chunks(c * hw)).for_each(|(dst, img)| {
+            for (ch, plane) in img.chunks(hw).enumerate() {
+                for (p, v) in plane.iter().enumerate() {
+                    dst[p * c + ch] = *v;
+                }
+            }
+        });
+        Ok(Self { data, b, h, w, c })
+    }
+
+    /// Back to a `(batch, channels, h, w)` tensor.
+    pub fn to_nchw(&self) -> Result<Tensor> {
+        kernels::tensor(self.data.clone(), &[self.b, self.h, self.w, self.c])?.permute((0, 3, 1, 2))?.contiguous()
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.b * self.h * self.w
+    }
+
+    /// Mean over the spatial axes: `(batch, channels)` row-major.
+    pub fn global_mean(&self) -> Vec<f32> {
+        let (hw, c) = (self.h * self.w, self.c);
+        let mut out = vec![0f32; self.b * c];
+        out.par_chunks_mut(c).enumerate().for_each(|(b, row)| {
+            for p in 0..hw {
+                let src = &self.data[(b * hw + p) * c..(b * hw + p + 1) * c];
+                row.iter_mut().zip(src).for_each(|(o, v)| *o += *v);
+            }
+            let inv = 1.0 / hw as f32;
+            row.iter_mut().for_each(|o| *o *= inv);
+        });
+        out
+    }
+
+    /// Max pooling, `k x k` windows with `stride` and `pad` (padding never wins, as in PyTorch).
+    pub fn max_pool(&self, k: usize, stride: usize, pad: usize) -> Nhwc {
+        let oh = (self.h + 2 * pad - k) / stride + 1;
+        let ow = (self.w + 2 * pad - k) / stride + 1;
+        let c = self.c;
+        let mut out = kernels::alloc(self.b * oh * ow * c);
+        out.fill(f32::NEG_INFINITY);
+        // Several output rows per task: thin maps have short rows.
+        let rows_per_task = (16 * 1024usize).div_ceil(ow * c).max(1);
+        out.par_chunks_mut(rows_per_task * ow * c).enumerate().for_each(|(ti, block)| {
+            for (r, orow) in block.chunks_mut(ow * c).enumerate() {
+                let row_idx = ti * rows_per_task + r;
+                let (b, oy) = (row_idx / oh, row_idx % oh);
+                for ox in 0..ow {
+                    let dst = &mut orow[ox * c..(ox + 1) * c];
+                    for ky in 0..k {
+                        let iy = (oy * stride + ky) as isize - pad as isize;
+                        if iy < 0 || iy >= self.h as isize {
+                            continue;
+                        }
+                        for kx in 0..k {
+                            let ix = (ox * stride + kx) as isize - pad as isize;
+                            if ix < 0 || ix >= self.w as isize {
+                                continue;
+                            }
+                            let s = ((b * self.h + iy as usize) * self.w + ix as usize) * c;
+                            dst.iter_mut().zip(&self.data[s..s + c]).for_each(|(d, v)| *d = d.max(*v));
+                        }
+                    }
+                }
+            }
+        });
+        Nhwc { data: out, b: self.b, h: oh, w: ow, c }
+    }
+}
+
+/// A dense (groups = 1) 2-D convolution with a square kernel, as a matrix product over NHWC maps.
+pub struct Conv {
+    /// Weight `(c_out, k * k * c_in)`, each row in `(ky, kx, c_in)` order.
+    dense: Dense,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    c_in: usize,
+}
+
+impl Conv {
+    /// From weight `(c_out, c_in, k, k)` and optional bias `(c_out,)`.
+    pub fn new(weight: &Tensor, bias: Option<&Tensor>, stride: usize, pad: usize) -> Result<Self> {
+        let (c_out, c_in, kh, kw) = weight.dims4()?;
+        if kh != kw || stride == 0 {
+            candle_core::bail!("only square kernels with a positive stride are supported ({kh}x{kw}, stride {stride})");
+        }
+        let w = weight.permute((0, 2, 3, 1))?.contiguous()?.reshape((c_out, kh * kw * c_in))?;
+        Ok(Self { dense: Dense::from_tensors(&w, bias)?, k: kh, stride, pad, c_in })
+    }
+
+    pub fn from_conv2d(conv: &candle_nn::Conv2d) -> Result<Self> {
+        let cfg = conv.config();
+        if cfg.groups != 1 || cfg.dilation != 1 {
+            candle_core::bail!("grouped or dilated convolutions take another kernel");
+        }
+        Self::new(conv.weight(), conv.bias(), cfg.stride, cfg.padding)
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.dense.outputs
+    }
+
+    fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        ((h + 2 * self.pad - self.k) / self.stride + 1, (w + 2 * self.pad - self.k) / self.stride + 1)
+    }
+
+    /// `act(conv(x) + bias (+ residual))`; `residual` is an NHWC map of the output's shape.
+    pub fn forward(&self, x: &Nhwc, act: Act, residual: Option<&[f32]>) -> Nhwc {
+        assert_eq!(x.c, self.c_in, "convolution input channels");
+        let (oh, ow) = self.out_size(x.h, x.w);
+        let rows = x.b * oh * ow;
+        let n = self.dense.outputs;
+        let data = if self.k == 1 && self.stride == 1 && self.pad == 0 {
+            self.dense.forward_with(&x.data, act, residual)
+        } else {
+            let kk = self.k * self.k * self.c_in;
+            let mut out = kernels::alloc(rows * n);
+            // Tiles of about 4 MB of gathered inputs.
+            let tile = (1usize << 20).div_ceil(kk).max(64).min(rows);
+            let mut cols = kernels::alloc(tile * kk);
+            for start in (0..rows).step_by(tile) {
+                let len = tile.min(rows - start);
+                self.im2col(x, oh, ow, start, &mut cols[..len * kk]);
+                self.dense.matmul_into(&cols[..len * kk], len, &mut out[start * n..(start + len) * n]);
+            }
+            kernels::recycle(cols);
+            kernels::epilogue(&mut out, n, self.dense.bias.as_deref(), residual, act);
+            out
+        };
+        Nhwc { data, b: x.b, h: oh, w: ow, c: n }
+    }
+
+    /// Gathers output pixels `start..start + cols.len() / (k·k·c_in)` into rows of `cols`.
+    fn im2col(&self, x: &Nhwc, oh: usize, ow: usize, start: usize, cols: &mut [f32]) {
+        let (k, c) = (self.k, self.c_in);
+        let kk = k * k * c;
+        let per_task = (64 * 1024usize).div_ceil(kk).max(1);
+        cols.par_chunks_mut(per_task * kk).enumerate().for_each(|(ti, block)| {
+            let first = start + ti * per_task;
+            // Output coordinates, advanced incrementally (no divisions per pixel).
+            let (mut b, rem) = (first / (oh * ow), first % (oh * ow));
+            let (mut oy, mut ox) = (rem / ow, rem % ow);
+            for row in block.chunks_mut(kk) {
+                let x0 = (ox * self.stride) as isize - self.pad as isize;
+                let inside_x = x0 >= 0 && x0 as usize + k <= x.w;
+                for ky in 0..k {
+                    let iy = (oy * self.stride + ky) as isize - self.pad as isize;
+                    let dst = &mut row[ky * k * c..(ky + 1) * k * c];
+                    if iy < 0 || iy >= x.h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let line = (b * x.h + iy as usize) * x.w;
+                    if inside_x {
+                        // The whole window row is inside: one contiguous copy.
+                        let s = (line + x0 as usize) * c;
+                        copy_small(dst, &x.data[s..s + k * c]);
+                    } else {
+                        for kx in 0..k {
+                            let ix = x0 + kx as isize;
+                            let d = &mut dst[kx * c..(kx + 1) * c];
+                            if ix < 0 || ix >= x.w as isize {
+                                d.fill(0.0);
+                            } else {
+                                let s = (line + ix as usize) * c;
+                                copy_small(d, &x.data[s..s + c]);
+                            }
+                        }
+                    }
+                }
+                ox += 1;
+                if ox == ow {
+                    ox = 0;
+                    oy += 1;
+                    if oy == oh {
+                        oy = 0;
+                        b += 1;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// `dst.copy_from_slice(src)` without a `memcpy` call for the few-element copies of thin maps.
+#[inline(always)]
+fn copy_small(dst: &mut [f32], src: &[f32]) {
+    if dst.len() > 32 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let (mut d, mut s) = (dst, src);
+    while d.len() >= 8 {
+        d[..8].copy_from_slice(&s[..8]);
+        (d, s) = (&mut d[8..], &s[8..]);
+    }
+    if d.len() >= 4 {
+        d[..4].copy_from_slice(&s[..4]);
+        (d, s) = (&mut d[4..], &s[4..]);
+    }
+    for (a, v) in d.iter_mut().zip(s) {
+        *a = *v;
+    }
+}
+
+/// A depthwise convolution (groups = channels), square kernel, stride 1, computed directly along
+/// the channel axis.
+pub struct DepthwiseConv {
+    /// `(k, k, c)`: the taps of every channel side by side.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    k: usize,
+    pad: usize,
+    c: usize,
+}
+
+impl DepthwiseConv {
+    pub fn from_conv2d(conv: &candle_nn::Conv2d) -> Result<Self> {
+        let cfg = conv.config();
+        let (c, one, kh, kw) = conv.weight().dims4()?;
+        if one != 1 || cfg.groups != c || kh != kw || cfg.stride != 1 || cfg.dilation != 1 {
+            candle_core::bail!("not a stride-1 depthwise convolution");
+        }
+        let weight = kernels::to_vec(&conv.weight().reshape((c, kh * kw))?.t()?.contiguous()?)?;
+        let bias = match conv.bias() {
+            Some(b) => kernels::to_vec(b)?,
+            None => vec![0.0; c],
+        };
+        Ok(Self { weight, bias, k: kh, pad: cfg.padding, c })
+    }
+
+    pub fn forward(&self, x: &Nhwc) -> Nhwc {
+        assert_eq!(x.c, self.c, "depthwise convolution channels");
+        let (k, c, pad) = (self.k, self.c, self.pad);
+        let oh = x.h + 2 * pad - k + 1;
+        let ow = x.w + 2 * pad - k + 1;
+        let mut out = kernels::alloc(x.b * oh * ow * c);
+        out.par_chunks_mut(ow * c).enumerate().for_each(|(row_idx, orow)| {
+            let (b, oy) = (row_idx / oh, row_idx % oh);
+            for ox in 0..ow {
+                let acc = &mut orow[ox * c..(ox + 1) * c];
+                acc.copy_from_slice(&self.bias);
+                for ky in 0..k {
+                    let iy = (oy + ky) as isize - pad as isize;
+                    if iy < 0 || iy >= x.h as isize {
+                        continue;
+                    }
+                    for kx in 0..k {
+                        let ix = (ox + kx) as isize - pad as isize;
+                        if ix < 0 || ix >= x.w as isize {
+                            continue;
+                        }
+                        let s = ((b * x.h + iy as usize) * x.w + ix as usize) * c;
+                        let w = &self.weight[(ky * k + kx) * c..(ky * k + kx + 1) * c];
+                        for ((a, v), wv) in acc.iter_mut().zip(&x.data[s..s + c]).zip(w) {
+                            *a += v * wv;
+                        }
+                    }
+                }
+            }
+        });
+        Nhwc { data: out, b: x.b, h: oh, w: ow, c }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Module};
+
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(7);
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn convolutions_match_candle() {
+        // (batch, c_in, h, w, c_out, k, stride, pad)
+        let cases = [
+            (1, 3, 17, 15, 8, 7, 2, 3),
+            (2, 16, 9, 9, 12, 3, 1, 1),
+            (2, 16, 9, 9, 12, 3, 2, 1),
+            (1, 24, 8, 8, 20, 1, 1, 0),
+            (3, 24, 7, 7, 20, 1, 2, 0),
+            (2, 3, 16, 16, 10, 4, 4, 0),
+            (1, 5, 4, 4, 6, 3, 1, 1),
+        ];
+        for (i, &(b, ci, h, w, co, k, s, p)) in cases.iter().enumerate() {
+            let x = rand(&[b, ci, h, w], i as u64);
+            let wt = rand(&[co, ci, k, k], 100 + i as u64);
+            let bias = rand(&[co], 200 + i as u64);
+            let cfg = candle_nn::Conv2dConfig { padding: p, stride: s, ..Default::default() };
+            let conv = candle_nn::Conv2d::new(wt, Some(bias), cfg);
+            let want = conv.forward(&x).unwrap();
+            let fast = Conv::from_conv2d(&conv).unwrap();
+            let got = fast.forward(&Nhwc::from_nchw(&x).unwrap(), Act::None, None).to_nchw().unwrap();
+            assert!(max_diff(&got, &want) < 1e-4, "case {i}");
+            // ReLU with a residual.
+            let r = rand(want.dims(), 300 + i as u64);
+            let want = (want + &r).unwrap().relu().unwrap();
+            let rn = Nhwc::from_nchw(&r).unwrap();
+            let got =
+                fast.forward(&Nhwc::from_nchw(&x).unwrap(), Act::Relu, Some(&rn.data)).to_nchw().unwrap();
+            assert!(max_diff(&got, &want) < 1e-4, "case {i} with residual");
+        }
+    }
+
+    #[test]
+    fn depthwise_matches_candle() {
+        for (b, c, h, w, k, p) in [(2, 8, 9, 11, 7, 3), (1, 5, 4, 4, 3, 1)] {
+            let x = rand(&[b, c, h, w], 1);
+            let wt = rand(&[c, 1, k, k], 2);
+            let bias = rand(&[c], 3);
+            let cfg = candle_nn::Conv2dConfig { padding: p, groups: c, ..Default::default() };
+            let conv = candle_nn::Conv2d::new(wt, Some(bias), cfg);
+            let want = conv.forward(&x).unwrap();
+            let got = DepthwiseConv::from_conv2d(&conv).unwrap().forward(&Nhwc::from_nchw(&x).unwrap()).to_nchw().unwrap();
+            assert!(max_diff(&got, &want) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn pooling_matches_candle() {
+        let x = rand(&[2, 6, 9, 8], 4);
+        let want = x.pad_with_same(2, 1, 1).unwrap().pad_with_same(3, 1, 1).unwrap().max_pool2d_with_stride(3, 2).unwrap();
+        let got = Nhwc::from_nchw(&x).unwrap().max_pool(3, 2, 1).to_nchw().unwrap();
+        assert_eq!(max_diff(&got, &want), 0.0);
+        let want = x.max_pool2d(2).unwrap();
+        let got = Nhwc::from_nchw(&x).unwrap().max_pool(2, 2, 0).to_nchw().unwrap();
+        assert_eq!(max_diff(&got, &want), 0.0);
+        let want = x.mean(3).unwrap().mean(2).unwrap();
+        let got = Tensor::from_vec(Nhwc::from_nchw(&x).unwrap().global_mean(), (2, 6), &Device::Cpu).unwrap();
+        assert!(max_diff(&got, &want) < 1e-6);
+    }
+}

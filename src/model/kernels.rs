@@ -1,0 +1,776 @@
+//! CPU kernels behind the model code where candle's generic ops are the bottleneck: f32 matrix
+//! products straight into caller-owned buffers (the `gemm` crate that candle itself uses, without
+//! the zeroed temporaries, transposed copies and broadcast batches), fused epilogues (bias,
+//! activation, residual, layer norm) applied while a row is still in cache, vectorised `exp` and
+//! `erf`, and multi-head attention that reads query/key/value in place from one fused projection.
+//!
+//! Everything works on row-major `f32` slices; rows are split across the rayon pool that candle
+//! also uses (`RAYON_NUM_THREADS`). Each kernel has a test against candle's own result.
+
+use candle_core::{DType, Device, Result, Tensor};
+use rayon::prelude::*;
+
+/// Worker threads for the maths (candle's own count: `RAYON_NUM_THREADS`, else all cores).
+pub fn threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
+fn parallelism(work: usize) -> gemm::Parallelism {
+    let t = threads();
+    if t > 1 && work >= 1 << 18 {
+        gemm::Parallelism::Rayon(t)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// A contiguous f32 copy of `t` (no copy when it already is one... candle hands out its storage).
+pub fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+}
+
+pub fn tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+    Tensor::from_vec(data, shape, &Device::Cpu)
+}
+
+/// Recycled scratch buffers. Fresh multi-megabyte allocations come from the kernel as untouched
+/// pages, and faulting them in cost ~8% of a forward pass; activations have the same sizes from
+/// layer to layer and call to call, so they are handed back here and reused.
+static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+const POOL_MAX_BYTES: usize = 256 << 20;
+const POOL_MIN_LEN: usize = 16 * 1024;
+const POOL_MAX_BUFFERS: usize = 48;
+
+/// A buffer of `len` elements with unspecified contents: callers overwrite all of it. Only a
+/// buffer of exactly that length is reused (shapes repeat from call to call, and a big buffer is
+/// never cut down for a small request).
+pub fn alloc(len: usize) -> Vec<f32> {
+    if len >= POOL_MIN_LEN {
+        let found = {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            pool.iter().position(|b| b.len() == len).map(|i| pool.swap_remove(i))
+        };
+        if let Some(mut v) = found {
+            if cfg!(test) {
+                v.fill(f32::NAN); // every kernel must overwrite what it is handed
+            }
+            return v;
+        }
+    }
+    vec![0f32; len]
+}
+
+/// Hands a buffer back for reuse.
+pub fn recycle(v: Vec<f32>) {
+    if v.len() < POOL_MIN_LEN {
+        return;
+    }
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    pool.push(v);
+    // Keep the largest buffers within the budget.
+    pool.sort_by_key(|b| std::cmp::Reverse(b.len()));
+    let mut total = 0;
+    pool.retain(|b| {
+        total += b.len() * 4;
+        total <= POOL_MAX_BYTES
+    });
+    pool.truncate(POOL_MAX_BUFFERS);
+}
+
+/// Strided matrix view: element `(i, j)` is at `ptr + i * rs + j * cs`.
+#[derive(Clone, Copy)]
+pub struct MatRef {
+    pub ptr: *const f32,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+/// `dst (m x n, row stride dst_rs) = beta * lhs · rhs (+ dst when accumulate)`.
+///
+/// # Safety
+/// Every element the views address must be in bounds of live allocations, and `dst` must not
+/// overlap `lhs` or `rhs`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: MatRef,
+    rhs: MatRef,
+    beta: f32,
+    accumulate: bool,
+    par: gemm::Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                std::ptr::write_bytes(dst.add(i * dst_rs), 0, n);
+            }
+        }
+        return;
+    }
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.cs,
+        lhs.rs,
+        rhs.ptr,
+        rhs.cs,
+        rhs.rs,
+        1.0,
+        beta,
+        false,
+        false,
+        false,
+        par,
+    );
+}
+
+/// Element-wise function applied after a matrix product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    None,
+    Relu,
+    /// Exact (erf) GELU.
+    Gelu,
+    /// Tanh-approximated GELU.
+    GeluTanh,
+    /// `x * sigmoid(1.702 x)`.
+    QuickGelu,
+    Tanh,
+}
+
+/// A fully connected layer `y = x Wᵀ + b`. The weight is kept transposed, `(in, out)` row-major,
+/// the layout `gemm` packs fastest (most so for few rows, as with one short sentence).
+pub struct Dense {
+    /// `Wᵀ`: `inputs x outputs`, row-major.
+    wt: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+impl Dense {
+    /// From a weight as PyTorch stores it, `(out, in)` row-major, and an optional bias `(out,)`.
+    pub fn new(weight: Vec<f32>, bias: Option<Vec<f32>>, outputs: usize, inputs: usize) -> Self {
+        assert_eq!(weight.len(), outputs * inputs);
+        if let Some(b) = &bias {
+            assert_eq!(b.len(), outputs);
+        }
+        Self { wt: transpose(&weight, outputs, inputs), bias, inputs, outputs }
+    }
+
+    /// From candle tensors: weight `(out, in)`, optional bias `(out,)`.
+    pub fn from_tensors(weight: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
+        let (outputs, inputs) = weight.dims2()?;
+        Ok(Self::new(to_vec(weight)?, bias.map(to_vec).transpose()?, outputs, inputs))
+    }
+
+    pub fn from_linear(linear: &candle_nn::Linear) -> Result<Self> {
+        Self::from_tensors(linear.weight(), linear.bias())
+    }
+
+    /// Stacks layers with the same input size into one (query/key/value in one product): the
+    /// outputs of `parts` side by side.
+    pub fn concat(parts: &[Dense]) -> Self {
+        let inputs = parts[0].inputs;
+        assert!(parts.iter().all(|p| p.inputs == inputs));
+        let outputs = parts.iter().map(|p| p.outputs).sum();
+        let mut wt = Vec::with_capacity(inputs * outputs);
+        for i in 0..inputs {
+            for p in parts {
+                wt.extend_from_slice(&p.wt[i * p.outputs..(i + 1) * p.outputs]);
+            }
+        }
+        let bias = if parts.iter().any(|p| p.bias.is_some()) {
+            Some(
+                parts
+                    .iter()
+                    .flat_map(|p| p.bias.clone().unwrap_or_else(|| vec![0.0; p.outputs]))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        Self { wt, bias, inputs, outputs }
+    }
+
+    /// `x`: `rows x inputs` row-major → `rows x outputs`, with bias and `act`.
+    pub fn forward(&self, x: &[f32], act: Act) -> Vec<f32> {
+        self.forward_with(x, act, None)
+    }
+
+    /// As `forward`, adding `residual` (`rows x outputs`) after the bias and before `act`.
+    pub fn forward_with(&self, x: &[f32], act: Act, residual: Option<&[f32]>) -> Vec<f32> {
+        let rows = x.len() / self.inputs.max(1);
+        assert_eq!(rows * self.inputs, x.len());
+        let mut out = alloc(rows * self.outputs);
+        self.matmul_into(x, rows, &mut out);
+        epilogue(&mut out, self.outputs, self.bias.as_deref(), residual, act);
+        out
+    }
+
+    /// `out = x Wᵀ` (no bias).
+    pub fn matmul_into(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        let (k, n) = (self.inputs, self.outputs);
+        assert!(x.len() >= rows * k && out.len() >= rows * n);
+        let t = threads();
+        if t > 1 && n <= 128 && rows >= 256 * t && rows * n * k >= 1 << 18 {
+            // Tall and thin (convolutions of early layers, small heads): gemm would split the few
+            // columns; give each thread its own block of rows instead.
+            let per = rows.div_ceil(t);
+            out[..rows * n].par_chunks_mut(per * n).zip(x[..rows * k].par_chunks(per * k)).for_each(|(o, xi)| {
+                let r = xi.len() / k;
+                unsafe {
+                    matmul_raw(
+                        r,
+                        n,
+                        k,
+                        o.as_mut_ptr(),
+                        n,
+                        MatRef { ptr: xi.as_ptr(), rs: k as isize, cs: 1 },
+                        MatRef { ptr: self.wt.as_ptr(), rs: n as isize, cs: 1 },
+                        1.0,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            });
+            return;
+        }
+        unsafe {
+            matmul_raw(
+                rows,
+                n,
+                k,
+                out.as_mut_ptr(),
+                n,
+                MatRef { ptr: x.as_ptr(), rs: k as isize, cs: 1 },
+                MatRef { ptr: self.wt.as_ptr(), rs: n as isize, cs: 1 },
+                1.0,
+                false,
+                parallelism(rows * n * k),
+            );
+        }
+    }
+}
+
+/// `rows x cols` row-major → `cols x rows` row-major (in cache-sized tiles).
+pub fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert_eq!(x.len(), rows * cols);
+    let mut out = vec![0f32; rows * cols];
+    const T: usize = 32;
+    out.par_chunks_mut(T * rows.max(1)).enumerate().for_each(|(cb, block)| {
+        let c0 = cb * T;
+        let cw = block.len() / rows.max(1);
+        for r0 in (0..rows).step_by(T) {
+            for c in 0..cw {
+                for r in r0..(r0 + T).min(rows) {
+                    block[c * rows + r] = x[r * cols + c0 + c];
+                }
+            }
+        }
+    });
+    out
+}
+
+/// Rows per parallel task so that each task has at least ~`min_elems` elements.
+fn rows_per_task(rows: usize, width: usize, min_elems: usize) -> usize {
+    let t = threads().max(1);
+    let by_threads = rows.div_ceil(t * 4).max(1);
+    let by_size = min_elems.div_ceil(width.max(1)).max(1);
+    by_threads.max(by_size).min(rows.max(1))
+}
+
+/// In place on `rows x width`: `x += bias (+ residual)`, then `act`.
+pub fn epilogue(x: &mut [f32], width: usize, bias: Option<&[f32]>, residual: Option<&[f32]>, act: Act) {
+    if bias.is_none() && residual.is_none() && act == Act::None {
+        return;
+    }
+    let rows = x.len() / width.max(1);
+    let chunk = rows_per_task(rows, width, 16 * 1024);
+    x.par_chunks_mut(chunk * width).enumerate().for_each(|(ci, block)| {
+        let start = ci * chunk * width;
+        for (r, row) in block.chunks_mut(width).enumerate() {
+            if let Some(b) = bias {
+                add_assign(row, b);
+            }
+            if let Some(res) = residual {
+                add_assign(row, &res[start + r * width..start + (r + 1) * width]);
+            }
+        }
+        activate(block, act);
+    });
+}
+
+/// `x += y` element-wise, in parallel.
+pub fn add_in_place(x: &mut [f32], y: &[f32]) {
+    assert_eq!(x.len(), y.len());
+    let chunk = (x.len().div_ceil(threads().max(1) * 4)).max(16 * 1024);
+    x.par_chunks_mut(chunk).zip(y.par_chunks(chunk)).for_each(|(a, b)| add_assign(a, b));
+}
+
+#[inline]
+fn add_assign(a: &mut [f32], b: &[f32]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += *y;
+    }
+}
+
+/// Applies `act` to every element of `x`, in parallel.
+pub fn activate_par(x: &mut [f32], act: Act) {
+    if act == Act::None {
+        return;
+    }
+    let chunk = (x.len().div_ceil(threads().max(1) * 4)).max(16 * 1024);
+    x.par_chunks_mut(chunk).for_each(|c| activate(c, act));
+}
+
+/// Applies `act` to every element of `x` on this thread.
+pub fn activate(x: &mut [f32], act: Act) {
+    match act {
+        Act::None => {}
+        Act::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+        _ => simd::activate(x, act),
+    }
+}
+
+/// Row-wise layer norm in place: `(x - mean) / sqrt(var + eps) * gamma + beta`, in parallel.
+pub fn layer_norm_in_place(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let width = gamma.len();
+    let rows = x.len() / width;
+    let chunk = rows_per_task(rows, width, 8 * 1024);
+    x.par_chunks_mut(chunk * width).for_each(|block| {
+        for row in block.chunks_mut(width) {
+            layer_norm_row(row, gamma, beta, eps);
+        }
+    });
+}
+
+/// `layer_norm(x + y)` row-wise, written into `x`.
+pub fn add_layer_norm_in_place(x: &mut [f32], y: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let width = gamma.len();
+    let rows = x.len() / width;
+    assert_eq!(x.len(), y.len());
+    let chunk = rows_per_task(rows, width, 8 * 1024);
+    x.par_chunks_mut(chunk * width).zip(y.par_chunks(chunk * width)).for_each(|(block, yb)| {
+        for (row, yr) in block.chunks_mut(width).zip(yb.chunks(width)) {
+            add_assign(row, yr);
+            layer_norm_row(row, gamma, beta, eps);
+        }
+    });
+}
+
+#[inline]
+fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = row.len() as f32;
+    let mean = sum(row) / n;
+    let mut var = 0f32;
+    // Eight partial sums: vectorises without reassociation.
+    let mut acc = [0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            let d = c[i] - mean;
+            acc[i] += d * d;
+        }
+    }
+    for &v in rest {
+        var += (v - mean) * (v - mean);
+    }
+    var += acc.iter().sum::<f32>();
+    let rstd = 1.0 / (var / n + eps).sqrt();
+    for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+        *v = (*v - mean) * rstd * g + b;
+    }
+}
+
+#[inline]
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Softmax of one row in place (max-subtracted).
+#[inline]
+pub fn softmax_row(row: &mut [f32]) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    simd::exp_sub(row, max);
+    let inv = 1.0 / sum(row);
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// Multi-head scaled dot-product attention reading query, key and value in place from a fused
+/// projection `qkv`: `(batch * seq) x (3 * hidden)` with each row `[q | k | v]`, heads side by side
+/// inside each part. `mask`: additive, `(batch or 1) x (seq or 1) x seq` row-major. Returns
+/// `(batch * seq) x hidden`, heads side by side (the layout the output projection reads).
+pub fn attention(qkv: &[f32], batch: usize, seq: usize, heads: usize, hidden: usize, mask: Option<&AttnMask>) -> Vec<f32> {
+    let d = hidden / heads;
+    let ld = 3 * hidden;
+    assert_eq!(qkv.len(), batch * seq * ld);
+    let mut out = alloc(batch * seq * hidden);
+    let scale = 1.0 / (d as f32).sqrt();
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let tasks = batch * heads;
+    // Larger problems: each (batch, head) pair is a task of two small products and a softmax.
+    let work = |task: usize, scores: &mut Vec<f32>| {
+        let (b, h) = (task / heads, task % heads);
+        scores.resize(seq * seq, 0.0);
+        let base = b * seq * ld;
+        let q = MatRef { ptr: qkv[base + h * d..].as_ptr(), rs: ld as isize, cs: 1 };
+        // Kᵀ: element (i, j) = K[j][i].
+        let kt = MatRef { ptr: qkv[base + hidden + h * d..].as_ptr(), rs: 1, cs: ld as isize };
+        let v = MatRef { ptr: qkv[base + 2 * hidden + h * d..].as_ptr(), rs: ld as isize, cs: 1 };
+        unsafe {
+            matmul_raw(seq, seq, d, scores.as_mut_ptr(), seq, q, kt, scale, false, gemm::Parallelism::None);
+        }
+        for (i, row) in scores.chunks_mut(seq).enumerate() {
+            if let Some(m) = mask {
+                add_assign(row, m.row(b, i));
+            }
+            softmax_row(row);
+        }
+        let p = MatRef { ptr: scores.as_ptr(), rs: seq as isize, cs: 1 };
+        let dst = out_ptr;
+        unsafe {
+            matmul_raw(seq, d, seq, dst.0.add(b * seq * hidden + h * d), hidden, p, v, 1.0, false, gemm::Parallelism::None);
+        }
+    };
+    (0..tasks).into_par_iter().for_each_init(Vec::new, |scores, task| work(task, scores));
+    out
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// An additive attention mask, `(batch or 1, seq or 1, seq)`.
+pub struct AttnMask {
+    data: Vec<f32>,
+    batch: usize,
+    rows: usize,
+    seq: usize,
+}
+
+impl AttnMask {
+    /// From a tensor broadcastable to `(batch, 1, seq, seq)`: `(b or 1, 1, seq or 1, seq)`.
+    pub fn from_tensor(mask: &Tensor, batch: usize, seq: usize) -> Result<Self> {
+        let (mb, mh, mr, mc) = mask.dims4()?;
+        if mh != 1 || mc != seq || !(mb == 1 || mb == batch) || !(mr == 1 || mr == seq) {
+            candle_core::bail!("attention mask of shape {:?} does not broadcast to ({batch}, heads, {seq}, {seq})", mask.dims());
+        }
+        Ok(Self { data: to_vec(mask)?, batch: mb, rows: mr, seq })
+    }
+
+    #[inline]
+    fn row(&self, b: usize, i: usize) -> &[f32] {
+        let b = if self.batch == 1 { 0 } else { b };
+        let i = if self.rows == 1 { 0 } else { i };
+        let start = (b * self.rows + i) * self.seq;
+        &self.data[start..start + self.seq]
+    }
+}
+
+/// Vectorised transcendental functions: one generic body, compiled for AVX2+FMA when the CPU has
+/// it (checked once at run time) and for the baseline otherwise.
+pub mod simd {
+    use super::Act;
+
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split in two for an exact range reduction (Cephes).
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+
+    /// `a * b + c`, fused where the instantiation is compiled with FMA.
+    #[inline(always)]
+    fn ma<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
+        if F {
+            a.mul_add(b, c)
+        } else {
+            a * b + c
+        }
+    }
+
+    /// `e^x` to about 2 ulp (Cephes `expf` polynomial), 0 below -87.3, branch-free.
+    #[inline(always)]
+    pub fn exp<const F: bool>(x: f32) -> f32 {
+        let xc = x.clamp(-87.33, 88.37);
+        let n = (xc * LOG2E + 0.5).floor();
+        let r = xc - n * LN2_HI - n * LN2_LO;
+        let mut p = 1.987_569_1e-4f32;
+        p = ma::<F>(p, r, 1.398_199_9e-3);
+        p = ma::<F>(p, r, 8.333_452e-3);
+        p = ma::<F>(p, r, 4.166_579_6e-2);
+        p = ma::<F>(p, r, 0.166_666_65);
+        p = ma::<F>(p, r, 0.5);
+        let y = ma::<F>(p * r, r, r) + 1.0;
+        let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+        let v = y * scale;
+        if x < -87.33 {
+            0.0
+        } else {
+            v
+        }
+    }
+
+    /// `erf(x)` (Abramowitz & Stegun 7.1.26, absolute error below 1.5e-7; PyTorch's vectorised
+    /// CPU `erf` uses the same formula).
+    #[inline(always)]
+    pub fn erf<const F: bool>(x: f32) -> f32 {
+        let a = x.abs();
+        let t = 1.0 / ma::<F>(0.327_591_1, a, 1.0);
+        let mut p = 1.061_405_4f32;
+        p = ma::<F>(p, t, -1.453_152);
+        p = ma::<F>(p, t, 1.421_413_8);
+        p = ma::<F>(p, t, -0.284_496_74);
+        p = ma::<F>(p, t, 0.254_829_6);
+        let y = 1.0 - p * t * exp::<F>(-a * a);
+        y.copysign(x)
+    }
+
+    #[inline(always)]
+    fn tanh<const F: bool>(x: f32) -> f32 {
+        // 1 - 2 / (e^{2x} + 1): saturates cleanly at both ends.
+        1.0 - 2.0 / (exp::<F>(2.0 * x) + 1.0)
+    }
+
+    #[inline(always)]
+    fn act_one<const F: bool>(v: f32, act: Act) -> f32 {
+        match act {
+            Act::None => v,
+            Act::Relu => v.max(0.0),
+            Act::Gelu => 0.5 * v * (1.0 + erf::<F>(v * std::f32::consts::FRAC_1_SQRT_2)),
+            Act::GeluTanh => {
+                let u = 0.797_884_6 * (v + 0.044_715 * v * v * v);
+                0.5 * v * (1.0 + tanh::<F>(u))
+            }
+            Act::QuickGelu => v / (1.0 + exp::<F>(-1.702 * v)),
+            Act::Tanh => tanh::<F>(v),
+        }
+    }
+
+    #[inline(always)]
+    fn activate_body<const F: bool>(x: &mut [f32], act: Act) {
+        macro_rules! each {
+            ($a:expr) => {
+                x.iter_mut().for_each(|v| *v = act_one::<F>(*v, $a))
+            };
+        }
+        match act {
+            Act::None => {}
+            Act::Relu => each!(Act::Relu),
+            Act::Gelu => each!(Act::Gelu),
+            Act::GeluTanh => each!(Act::GeluTanh),
+            Act::QuickGelu => each!(Act::QuickGelu),
+            Act::Tanh => each!(Act::Tanh),
+        }
+    }
+
+    #[inline(always)]
+    fn exp_sub_body<const F: bool>(x: &mut [f32], shift: f32) {
+        x.iter_mut().for_each(|v| *v = exp::<F>(*v - shift));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn activate_avx2(x: &mut [f32], act: Act) {
+        activate_body::<true>(x, act)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exp_sub_avx2(x: &mut [f32], shift: f32) {
+        exp_sub_body::<true>(x, shift)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn has_avx2() -> bool {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+
+    pub fn activate(x: &mut [f32], act: Act) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            return unsafe { activate_avx2(x, act) };
+        }
+        activate_body::<false>(x, act)
+    }
+
+    /// `x = e^(x - shift)`.
+    pub fn exp_sub(x: &mut [f32], shift: f32) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            return unsafe { exp_sub_avx2(x, shift) };
+        }
+        exp_sub_body::<false>(x, shift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Module, D};
+
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        // Deterministic pseudo-random values in [-2, 2).
+        let n: usize = shape.iter().product();
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect();
+        tensor(v, shape).unwrap()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn exp_matches_std() {
+        // Normal results only: below -87.3 (denormals) the kernel returns 0.
+        for i in -8700..8800 {
+            let x = i as f32 * 0.01;
+            let mut v = [x; 1];
+            simd::exp_sub(&mut v, 0.0);
+            let want = x.exp();
+            assert!(((v[0] - want) / want).abs() < 4e-7, "exp({x}) = {} vs {want}", v[0]);
+        }
+        let mut v = [f32::MIN, -1e30, -100.0, f32::NEG_INFINITY];
+        simd::exp_sub(&mut v, 0.0);
+        assert_eq!(v, [0.0; 4]);
+    }
+
+    #[test]
+    fn activations_match_candle() {
+        let x = rand(&[4, 1000], 1);
+        let x = (x * 3.0).unwrap();
+        let data = to_vec(&x).unwrap();
+        let cases: [(Act, Tensor); 4] = [
+            (Act::Gelu, x.gelu_erf().unwrap()),
+            (Act::GeluTanh, x.gelu().unwrap()),
+            (Act::QuickGelu, x.broadcast_mul(&candle_nn::ops::sigmoid(&(&x * 1.702).unwrap()).unwrap()).unwrap()),
+            (Act::Tanh, x.tanh().unwrap()),
+        ];
+        for (act, want) in cases {
+            let mut got = data.clone();
+            activate_par(&mut got, act);
+            let d = max_diff(&got, &to_vec(&want).unwrap());
+            assert!(d < 2e-6, "{act:?}: max difference {d}");
+        }
+        let mut got = data.clone();
+        activate_par(&mut got, Act::Relu);
+        assert_eq!(got, to_vec(&x.relu().unwrap()).unwrap());
+    }
+
+    #[test]
+    fn dense_matches_candle_linear() {
+        for &(rows, k, n) in &[(1, 7, 5), (17, 384, 1152), (300, 64, 33)] {
+            let x = rand(&[rows, k], 2);
+            let w = rand(&[n, k], 3);
+            let b = rand(&[n], 4);
+            let linear = candle_nn::Linear::new(w.clone(), Some(b.clone()));
+            let want = linear.forward(&x).unwrap().gelu_erf().unwrap();
+            let dense = Dense::from_linear(&linear).unwrap();
+            let got = dense.forward(&to_vec(&x).unwrap(), Act::Gelu);
+            let d = max_diff(&got, &to_vec(&want).unwrap());
+            assert!(d < 1e-4, "{rows}x{k}x{n}: {d}");
+            // Residual in the epilogue.
+            let r = rand(&[rows, n], 5);
+            let want = (linear.forward(&x).unwrap() + &r).unwrap();
+            let got = dense.forward_with(&to_vec(&x).unwrap(), Act::None, Some(&to_vec(&r).unwrap()));
+            assert!(max_diff(&got, &to_vec(&want).unwrap()) < 1e-4);
+        }
+        // Stacked layers give the parts side by side.
+        let x = rand(&[3, 8], 6);
+        let parts: Vec<Dense> =
+            (0..3).map(|i| Dense::new(to_vec(&rand(&[4, 8], 10 + i)).unwrap(), Some(vec![i as f32; 4]), 4, 8)).collect();
+        let singles: Vec<Vec<f32>> = parts.iter().map(|p| p.forward(&to_vec(&x).unwrap(), Act::None)).collect();
+        let fused = Dense::concat(&parts).forward(&to_vec(&x).unwrap(), Act::None);
+        for r in 0..3 {
+            for (i, s) in singles.iter().enumerate() {
+                assert_eq!(&fused[r * 12 + i * 4..r * 12 + i * 4 + 4], &s[r * 4..r * 4 + 4]);
+            }
+        }
+    }
+
+    #[test]
+    fn layer_norm_matches_candle() {
+        let x = (rand(&[37, 384], 7) * 5.0).unwrap();
+        let y = rand(&[37, 384], 8);
+        let g = rand(&[384], 9);
+        let b = rand(&[384], 10);
+        let want = candle_nn::ops::layer_norm(&(&x + &y).unwrap(), &g, &b, 1e-12).unwrap();
+        let mut got = to_vec(&x).unwrap();
+        add_layer_norm_in_place(&mut got, &to_vec(&y).unwrap(), &to_vec(&g).unwrap(), &to_vec(&b).unwrap(), 1e-12);
+        assert!(max_diff(&got, &to_vec(&want).unwrap()) < 1e-5);
+        let want = candle_nn::ops::layer_norm(&x, &g, &b, 1e-5).unwrap();
+        let mut got = to_vec(&x).unwrap();
+        layer_norm_in_place(&mut got, &to_vec(&g).unwrap(), &to_vec(&b).unwrap(), 1e-5);
+        assert!(max_diff(&got, &to_vec(&want).unwrap()) < 1e-5);
+    }
+
+    /// Attention as candle ops: split heads, scores, mask, softmax, context.
+    fn candle_attention(qkv: &Tensor, b: usize, t: usize, heads: usize, h: usize, mask: Option<&Tensor>) -> Tensor {
+        let d = h / heads;
+        let split = |i: usize| {
+            qkv.narrow(D::Minus1, i * h, h).unwrap().reshape((b, t, heads, d)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap()
+        };
+        let (q, k, v) = (split(0), split(1), split(2));
+        let scores = (q.matmul(&k.t().unwrap()).unwrap() * (1.0 / (d as f64).sqrt())).unwrap();
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m).unwrap(),
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
+        probs.matmul(&v).unwrap().transpose(1, 2).unwrap().reshape((b * t, h)).unwrap()
+    }
+
+    #[test]
+    fn attention_matches_candle() {
+        let (b, t, heads, h) = (3, 11, 4, 32);
+        let qkv = rand(&[b * t, 3 * h], 11);
+        let data = to_vec(&qkv).unwrap();
+        // No mask.
+        let want = candle_attention(&qkv, b, t, heads, h, None);
+        let got = attention(&data, b, t, heads, h, None);
+        assert!(max_diff(&got, &to_vec(&want).unwrap()) < 1e-5);
+        // Padding mask (batch, 1, 1, seq): the last 4 tokens of sequence 1 are padding.
+        let mut pad = vec![1f32; b * t];
+        pad[t + 7..2 * t].iter_mut().for_each(|v| *v = 0.0);
+        let pad = crate::model::layers::padding_mask(&tensor(pad, &[b, t]).unwrap()).unwrap();
+        let want = candle_attention(&qkv, b, t, heads, h, Some(&pad));
+        let got = attention(&data, b, t, heads, h, Some(&AttnMask::from_tensor(&pad, b, t).unwrap()));
+        assert!(max_diff(&got, &to_vec(&want).unwrap()) < 1e-5);
+        // Causal mask (1, 1, seq, seq).
+        let causal = crate::model::layers::causal_mask(t, &Device::Cpu).unwrap();
+        let want = candle_attention(&qkv, b, t, heads, h, Some(&causal));
+        let got = attention(&data, b, t, heads, h, Some(&AttnMask::from_tensor(&causal, b, t).unwrap()));
+        assert!(max_diff(&got, &to_vec(&want).unwrap()) < 1e-5);
+    }
+}
