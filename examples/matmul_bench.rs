@@ -25,7 +25,16 @@ fn main() -> candle_core::Result<()> {
     let shapes: Vec<(usize, usize, usize)> = if args.len() >= 3 {
         args.chunks(3).filter(|c| c.len() == 3).map(|c| (c[0], c[1], c[2])).collect()
     } else {
-        vec![(512, 512, 512), (2048, 384, 1152), (2048, 384, 1536), (2048, 1536, 384), (197, 768, 2304), (197, 3072, 768), (3136, 576, 64), (17, 384, 1152)]
+        vec![
+            (512, 512, 512),
+            (2048, 384, 1152),
+            (2048, 384, 1536),
+            (2048, 1536, 384),
+            (197, 768, 2304),
+            (197, 3072, 768),
+            (3136, 576, 64),
+            (17, 384, 1152),
+        ]
     };
     let threads = candle_core::utils::get_num_threads();
     println!("threads {threads}");
@@ -44,10 +53,50 @@ fn main() -> candle_core::Result<()> {
         let mut dst = vec![0f32; m * n];
         let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
         let t_gemm = best_of(|| unsafe {
-            gemm::gemm(m, n, k, dst.as_mut_ptr(), 1, n as isize, false, av.as_ptr(), 1, k as isize, bv.as_ptr(), 1, n as isize, 0.0, 1.0, false, false, false, par);
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                av.as_ptr(),
+                1,
+                k as isize,
+                bv.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
         });
         let t_gemm_t = best_of(|| unsafe {
-            gemm::gemm(m, n, k, dst.as_mut_ptr(), 1, n as isize, false, av.as_ptr(), 1, k as isize, btv.as_ptr(), k as isize, 1, 0.0, 1.0, false, false, false, par);
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                av.as_ptr(),
+                1,
+                k as isize,
+                btv.as_ptr(),
+                k as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
         });
         // Rows split across threads, one single-threaded gemm each.
         let rows_per = m.div_ceil(threads);
@@ -61,7 +110,27 @@ fn main() -> candle_core::Result<()> {
                     return;
                 }
                 unsafe {
-                    gemm::gemm(rows, n, k, (dptr as *mut f32).add(r0 * n), 1, n as isize, false, av.as_ptr().add(r0 * k), 1, k as isize, btv.as_ptr(), k as isize, 1, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+                    gemm::gemm(
+                        rows,
+                        n,
+                        k,
+                        (dptr as *mut f32).add(r0 * n),
+                        1,
+                        n as isize,
+                        false,
+                        av.as_ptr().add(r0 * k),
+                        1,
+                        k as isize,
+                        btv.as_ptr(),
+                        k as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
                 }
             });
         });

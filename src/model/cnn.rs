@@ -8,8 +8,8 @@ use candle_nn::{Conv2d, Linear, VarBuilder};
 
 use super::config::ModelConfig;
 use super::fastconv::{Conv, Nhwc};
-use super::kernels::{self, Act, Dense};
 use super::image::{ImagePreprocessor, ProcessorFamily};
+use super::kernels::{self, Act, Dense};
 use super::weights::Weights;
 use super::{Batch, ModelError, Network, Request, Response, Task};
 use crate::source::ModelFiles;
@@ -102,7 +102,8 @@ impl FastCnn {
         // Column (c, y, x) of the NCHW flattening becomes column (y, x, c).
         let w = cnn.hidden.weight();
         let (out, _) = w.dims2()?;
-        let w = w.reshape((out, channels, side, side))?.permute((0, 2, 3, 1))?.reshape((out, side * side * channels))?;
+        let w =
+            w.reshape((out, channels, side, side))?.permute((0, 2, 3, 1))?.reshape((out, side * side * channels))?;
         Ok(Self { convs, hidden: Dense::from_tensors(&w, cnn.hidden.bias())? })
     }
 

@@ -340,8 +340,7 @@ mod tests {
             let r = rand(want.dims(), 300 + i as u64);
             let want = (want + &r).unwrap().relu().unwrap();
             let rn = Nhwc::from_nchw(&r).unwrap();
-            let got =
-                fast.forward(&Nhwc::from_nchw(&x).unwrap(), Act::Relu, Some(&rn.data)).to_nchw().unwrap();
+            let got = fast.forward(&Nhwc::from_nchw(&x).unwrap(), Act::Relu, Some(&rn.data)).to_nchw().unwrap();
             assert!(max_diff(&got, &want) < 1e-4, "case {i} with residual");
         }
     }
@@ -355,7 +354,8 @@ mod tests {
             let cfg = candle_nn::Conv2dConfig { padding: p, groups: c, ..Default::default() };
             let conv = candle_nn::Conv2d::new(wt, Some(bias), cfg);
             let want = conv.forward(&x).unwrap();
-            let got = DepthwiseConv::from_conv2d(&conv).unwrap().forward(&Nhwc::from_nchw(&x).unwrap()).to_nchw().unwrap();
+            let got =
+                DepthwiseConv::from_conv2d(&conv).unwrap().forward(&Nhwc::from_nchw(&x).unwrap()).to_nchw().unwrap();
             assert!(max_diff(&got, &want) < 1e-5);
         }
     }
@@ -363,7 +363,8 @@ mod tests {
     #[test]
     fn pooling_matches_candle() {
         let x = rand(&[2, 6, 9, 8], 4);
-        let want = x.pad_with_same(2, 1, 1).unwrap().pad_with_same(3, 1, 1).unwrap().max_pool2d_with_stride(3, 2).unwrap();
+        let want =
+            x.pad_with_same(2, 1, 1).unwrap().pad_with_same(3, 1, 1).unwrap().max_pool2d_with_stride(3, 2).unwrap();
         let got = Nhwc::from_nchw(&x).unwrap().max_pool(3, 2, 1).to_nchw().unwrap();
         assert_eq!(max_diff(&got, &want), 0.0);
         let want = x.max_pool2d(2).unwrap();

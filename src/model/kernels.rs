@@ -194,12 +194,7 @@ impl Dense {
             }
         }
         let bias = if parts.iter().any(|p| p.bias.is_some()) {
-            Some(
-                parts
-                    .iter()
-                    .flat_map(|p| p.bias.clone().unwrap_or_else(|| vec![0.0; p.outputs]))
-                    .collect(),
-            )
+            Some(parts.iter().flat_map(|p| p.bias.clone().unwrap_or_else(|| vec![0.0; p.outputs])).collect())
         } else {
             None
         };
@@ -423,7 +418,14 @@ pub fn softmax_row(row: &mut [f32]) {
 /// projection `qkv`: `(batch * seq) x (3 * hidden)` with each row `[q | k | v]`, heads side by side
 /// inside each part. `mask`: additive, `(batch or 1) x (seq or 1) x seq` row-major. Returns
 /// `(batch * seq) x hidden`, heads side by side (the layout the output projection reads).
-pub fn attention(qkv: &[f32], batch: usize, seq: usize, heads: usize, hidden: usize, mask: Option<&AttnMask>) -> Vec<f32> {
+pub fn attention(
+    qkv: &[f32],
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    hidden: usize,
+    mask: Option<&AttnMask>,
+) -> Vec<f32> {
     let d = hidden / heads;
     let ld = 3 * hidden;
     assert_eq!(qkv.len(), batch * seq * ld);
@@ -452,7 +454,18 @@ pub fn attention(qkv: &[f32], batch: usize, seq: usize, heads: usize, hidden: us
         let p = MatRef { ptr: scores.as_ptr(), rs: seq as isize, cs: 1 };
         let dst = out_ptr;
         unsafe {
-            matmul_raw(seq, d, seq, dst.0.add(b * seq * hidden + h * d), hidden, p, v, 1.0, false, gemm::Parallelism::None);
+            matmul_raw(
+                seq,
+                d,
+                seq,
+                dst.0.add(b * seq * hidden + h * d),
+                hidden,
+                p,
+                v,
+                1.0,
+                false,
+                gemm::Parallelism::None,
+            );
         }
     };
     (0..tasks).into_par_iter().for_each_init(Vec::new, |scores, task| work(task, scores));
@@ -477,7 +490,10 @@ impl AttnMask {
     pub fn from_tensor(mask: &Tensor, batch: usize, seq: usize) -> Result<Self> {
         let (mb, mh, mr, mc) = mask.dims4()?;
         if mh != 1 || mc != seq || !(mb == 1 || mb == batch) || !(mr == 1 || mr == seq) {
-            candle_core::bail!("attention mask of shape {:?} does not broadcast to ({batch}, heads, {seq}, {seq})", mask.dims());
+            candle_core::bail!(
+                "attention mask of shape {:?} does not broadcast to ({batch}, heads, {seq}, {seq})",
+                mask.dims()
+            );
         }
         Ok(Self { data: to_vec(mask)?, batch: mb, rows: mr, seq })
     }
@@ -708,8 +724,9 @@ mod tests {
         }
         // Stacked layers give the parts side by side.
         let x = rand(&[3, 8], 6);
-        let parts: Vec<Dense> =
-            (0..3).map(|i| Dense::new(to_vec(&rand(&[4, 8], 10 + i)).unwrap(), Some(vec![i as f32; 4]), 4, 8)).collect();
+        let parts: Vec<Dense> = (0..3)
+            .map(|i| Dense::new(to_vec(&rand(&[4, 8], 10 + i)).unwrap(), Some(vec![i as f32; 4]), 4, 8))
+            .collect();
         let singles: Vec<Vec<f32>> = parts.iter().map(|p| p.forward(&to_vec(&x).unwrap(), Act::None)).collect();
         let fused = Dense::concat(&parts).forward(&to_vec(&x).unwrap(), Act::None);
         for r in 0..3 {
@@ -739,7 +756,14 @@ mod tests {
     fn candle_attention(qkv: &Tensor, b: usize, t: usize, heads: usize, h: usize, mask: Option<&Tensor>) -> Tensor {
         let d = h / heads;
         let split = |i: usize| {
-            qkv.narrow(D::Minus1, i * h, h).unwrap().reshape((b, t, heads, d)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap()
+            qkv.narrow(D::Minus1, i * h, h)
+                .unwrap()
+                .reshape((b, t, heads, d))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
         };
         let (q, k, v) = (split(0), split(1), split(2));
         let scores = (q.matmul(&k.t().unwrap()).unwrap() * (1.0 / (d as f64).sqrt())).unwrap();

@@ -218,7 +218,14 @@ impl Encoder {
         x
     }
 
-    fn layer_forward(&self, layer: &EncoderLayer, mut x: Vec<f32>, b: usize, t: usize, mask: Option<&AttnMask>) -> Vec<f32> {
+    fn layer_forward(
+        &self,
+        layer: &EncoderLayer,
+        mut x: Vec<f32>,
+        b: usize,
+        t: usize,
+        mask: Option<&AttnMask>,
+    ) -> Vec<f32> {
         let (h, heads) = (self.spec.hidden, self.spec.heads);
         let act = self.spec.activation.kernel();
         let normed = |x: &[f32], norm: &Norm| {

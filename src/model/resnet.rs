@@ -6,8 +6,8 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::{Conv2d, Linear, VarBuilder};
 
 use super::config::{Architecture, ModelConfig};
-use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::fastconv::{Conv, Nhwc};
+use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::kernels::{self, Act};
 use super::layers::{conv_bn, Activation};
 use super::weights::Weights;
@@ -82,7 +82,8 @@ impl ResNetClassifier {
         let labels = config.labels().len();
         let vb = weights.builder();
         let build = || -> candle_core::Result<(Conv, Vec<ResNetBlock>, Linear)> {
-            let stem = Conv::from_conv2d(&conv_layer(&vb.pp("resnet.embedder.embedder"), (channels, embedding, 7), 2)?)?;
+            let stem =
+                Conv::from_conv2d(&conv_layer(&vb.pp("resnet.embedder.embedder"), (channels, embedding, 7), 2)?)?;
             let mut blocks = Vec::new();
             let mut in_ch = embedding;
             for (stage, (&out_ch, &depth)) in hidden.iter().zip(&depths).enumerate() {

@@ -4,8 +4,8 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::Linear;
 
 use super::config::{Architecture, ModelConfig};
-use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::fastconv::{Conv, Nhwc};
+use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::kernels::{self, Act};
 use super::layers::{self, Activation, Encoder, EncoderSpec, Norm};
 use super::weights::Weights;
