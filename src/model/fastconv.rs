@@ -298,15 +298,7 @@ mod tests {
     use candle_core::{Device, Module};
 
     fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(7);
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+        crate::model::kernels::random_tensor(shape, seed, 1.0)
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {

@@ -644,22 +644,27 @@ pub mod simd {
     }
 }
 
+/// Deterministic pseudo-random values in `[-amplitude, amplitude)`, for kernel tests.
+#[cfg(test)]
+pub(crate) fn random_tensor(shape: &[usize], seed: u64, amplitude: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 * amplitude - amplitude
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &candle_core::Device::Cpu).expect("shape matches the data")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::{Module, D};
 
     fn rand(shape: &[usize], seed: u64) -> Tensor {
-        // Deterministic pseudo-random values in [-2, 2).
-        let n: usize = shape.iter().product();
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect();
-        tensor(v, shape).unwrap()
+        random_tensor(shape, seed, 2.0)
     }
 
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
