@@ -38,7 +38,10 @@ fn main() -> candle_core::Result<()> {
     };
     let threads = candle_core::utils::get_num_threads();
     println!("threads {threads}");
-    println!("{:>18} {:>12} {:>12} {:>12} {:>12}", "m k n", "candle", "gemm", "gemm w^T", "split-m w^T");
+    println!(
+        "{:>18} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "m k n", "candle", "gemm", "gemm w^T", "split-m w^T", "swapped", "split-n"
+    );
     for (m, k, n) in shapes {
         let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
         let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
@@ -134,13 +137,75 @@ fn main() -> candle_core::Result<()> {
                 }
             });
         });
+        // Operands swapped: dstᵀ (n x m) = W (n x k, read in place from the (k, n) row-major
+        // copy, i.e. column-major) · xᵀ; gemm then packs only the small xᵀ.
+        let t_swap = best_of(|| unsafe {
+            gemm::gemm(
+                n,
+                m,
+                k,
+                dst.as_mut_ptr(),
+                n as isize,
+                1,
+                false,
+                bv.as_ptr(),
+                n as isize,
+                1,
+                av.as_ptr(),
+                k as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        });
+        // Columns (output channels) split across threads, one single-threaded gemm each.
+        let cols_per = n.div_ceil(threads).next_multiple_of(16);
+        let t_split_n = best_of(|| {
+            use rayon::prelude::*;
+            (0..threads).into_par_iter().for_each(|t| {
+                let c0 = (t * cols_per).min(n);
+                let cols = cols_per.min(n - c0);
+                if cols == 0 {
+                    return;
+                }
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        cols,
+                        k,
+                        (dptr as *mut f32).add(c0),
+                        1,
+                        n as isize,
+                        false,
+                        av.as_ptr(),
+                        1,
+                        k as isize,
+                        bv.as_ptr().add(c0),
+                        1,
+                        n as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            });
+        });
         println!(
-            "{:>18} {:>9.1} GF {:>9.1} GF {:>9.1} GF {:>9.1} GF",
+            "{:>18} {:>9.1} GF {:>9.1} GF {:>9.1} GF {:>9.1} GF {:>9.1} GF {:>9.1} GF",
             format!("{m} {k} {n}"),
             flops / t_candle / 1e9,
             flops / t_gemm / 1e9,
             flops / t_gemm_t / 1e9,
-            flops / t_split / 1e9
+            flops / t_split / 1e9,
+            flops / t_swap / 1e9,
+            flops / t_split_n / 1e9
         );
     }
     Ok(())

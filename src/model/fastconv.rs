@@ -142,19 +142,7 @@ impl Conv {
         let data = if self.k == 1 && self.stride == 1 && self.pad == 0 {
             self.dense.forward_with(&x.data, act, residual)
         } else {
-            let kk = self.k * self.k * self.c_in;
-            let mut out = kernels::alloc(rows * n);
-            // Tiles of about 4 MB of gathered inputs.
-            let tile = (1usize << 20).div_ceil(kk).max(64).min(rows);
-            let mut cols = kernels::alloc(tile * kk);
-            for start in (0..rows).step_by(tile) {
-                let len = tile.min(rows - start);
-                self.im2col(x, oh, ow, start, &mut cols[..len * kk]);
-                self.dense.matmul_into(&cols[..len * kk], len, &mut out[start * n..(start + len) * n]);
-            }
-            kernels::recycle(cols);
-            kernels::epilogue(&mut out, n, self.dense.bias.as_deref(), residual, act);
-            out
+            self.dense.forward_gathered(rows, act, residual, |start, cols| self.im2col(x, oh, ow, start, cols))
         };
         Nhwc { data, b: x.b, h: oh, w: ow, c: n }
     }
@@ -163,51 +151,47 @@ impl Conv {
     fn im2col(&self, x: &Nhwc, oh: usize, ow: usize, start: usize, cols: &mut [f32]) {
         let (k, c) = (self.k, self.c_in);
         let kk = k * k * c;
-        let per_task = (64 * 1024usize).div_ceil(kk).max(1);
-        cols.par_chunks_mut(per_task * kk).enumerate().for_each(|(ti, block)| {
-            let first = start + ti * per_task;
-            // Output coordinates, advanced incrementally (no divisions per pixel).
-            let (mut b, rem) = (first / (oh * ow), first % (oh * ow));
-            let (mut oy, mut ox) = (rem / ow, rem % ow);
-            for row in block.chunks_mut(kk) {
-                let x0 = (ox * self.stride) as isize - self.pad as isize;
-                let inside_x = x0 >= 0 && x0 as usize + k <= x.w;
-                for ky in 0..k {
-                    let iy = (oy * self.stride + ky) as isize - self.pad as isize;
-                    let dst = &mut row[ky * k * c..(ky + 1) * k * c];
-                    if iy < 0 || iy >= x.h as isize {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let line = (b * x.h + iy as usize) * x.w;
-                    if inside_x {
-                        // The whole window row is inside: one contiguous copy.
-                        let s = (line + x0 as usize) * c;
-                        copy_small(dst, &x.data[s..s + k * c]);
-                    } else {
-                        for kx in 0..k {
-                            let ix = x0 + kx as isize;
-                            let d = &mut dst[kx * c..(kx + 1) * c];
-                            if ix < 0 || ix >= x.w as isize {
-                                d.fill(0.0);
-                            } else {
-                                let s = (line + ix as usize) * c;
-                                copy_small(d, &x.data[s..s + c]);
-                            }
+        // Output coordinates, advanced incrementally (no divisions per pixel).
+        let (mut b, rem) = (start / (oh * ow), start % (oh * ow));
+        let (mut oy, mut ox) = (rem / ow, rem % ow);
+        for row in cols.chunks_mut(kk) {
+            let x0 = (ox * self.stride) as isize - self.pad as isize;
+            let inside_x = x0 >= 0 && x0 as usize + k <= x.w;
+            for ky in 0..k {
+                let iy = (oy * self.stride + ky) as isize - self.pad as isize;
+                let dst = &mut row[ky * k * c..(ky + 1) * k * c];
+                if iy < 0 || iy >= x.h as isize {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let line = (b * x.h + iy as usize) * x.w;
+                if inside_x {
+                    // The whole window row is inside: one contiguous copy.
+                    let s = (line + x0 as usize) * c;
+                    copy_small(dst, &x.data[s..s + k * c]);
+                } else {
+                    for kx in 0..k {
+                        let ix = x0 + kx as isize;
+                        let d = &mut dst[kx * c..(kx + 1) * c];
+                        if ix < 0 || ix >= x.w as isize {
+                            d.fill(0.0);
+                        } else {
+                            let s = (line + ix as usize) * c;
+                            copy_small(d, &x.data[s..s + c]);
                         }
                     }
                 }
-                ox += 1;
-                if ox == ow {
-                    ox = 0;
-                    oy += 1;
-                    if oy == oh {
-                        oy = 0;
-                        b += 1;
-                    }
+            }
+            ox += 1;
+            if ox == ow {
+                ox = 0;
+                oy += 1;
+                if oy == oh {
+                    oy = 0;
+                    b += 1;
                 }
             }
-        });
+        }
     }
 }
 
@@ -317,6 +301,10 @@ mod tests {
             (3, 24, 7, 7, 20, 1, 2, 0),
             (2, 3, 16, 16, 10, 4, 4, 0),
             (1, 5, 4, 4, 6, 3, 1, 1),
+            // Few output pixels, many channels: split by output channels.
+            (1, 16, 3, 3, 300, 3, 1, 1),
+            // Many pixels: each thread gathers several tiles of its own rows.
+            (1, 16, 64, 64, 8, 3, 1, 1),
         ];
         for (i, &(b, ci, h, w, co, k, s, p)) in cases.iter().enumerate() {
             let x = rand(&[b, ci, h, w], i as u64);

@@ -32,18 +32,28 @@ impl ResNetBlock {
     }
 
     fn forward(&self, x: Nhwc, act: Act) -> Nhwc {
-        let residual = match &self.shortcut {
-            Some(conv) => conv.forward(&x, Act::None, None).data,
-            None => x.data.clone(),
-        };
+        let shortcut = self.shortcut.as_ref().map(|conv| conv.forward(&x, Act::None, None));
+        // The identity shortcut is the input itself, read in place by the last convolution.
+        let residual = shortcut.as_ref().map_or(&x.data, |s| &s.data);
         let last = self.convs.len() - 1;
-        let mut h = x;
+        let mut h: Option<Nhwc> = None;
         for (i, conv) in self.convs.iter().enumerate() {
-            let next = if i < last { conv.forward(&h, act, None) } else { conv.forward(&h, act, Some(&residual)) };
-            kernels::recycle(std::mem::replace(&mut h, next).data);
+            let input = h.as_ref().unwrap_or(&x);
+            let next = conv.forward(input, act, if i == last { Some(residual.as_slice()) } else { None });
+            if let Some(old) = h.replace(next) {
+                kernels::recycle(old.data);
+            }
         }
-        kernels::recycle(residual);
-        h
+        if let Some(s) = shortcut {
+            kernels::recycle(s.data);
+        }
+        match h {
+            Some(out) => {
+                kernels::recycle(x.data);
+                out
+            }
+            None => x,
+        }
     }
 }
 
