@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Issue 5's targets side by side: each case runs `modeldeck bench` and bench/pytorch_bench.py in
 # turn, ROUNDS times (alternating, so both sides see the same machine), and the table shows the
-# best p50 of each side and their ratio. On a busy machine take the best of several runs.
+# best p50 of each side and their ratio, the load times and each process's peak resident memory.
+# On a busy machine take the best of several runs.
 #
 #   PYTHON=/work/venv-torch/bin/python bench/compare_all.sh
 #
-# MINILM (default target/fixtures/all-minilm-l6-v2), VIT and RESNET (default
-# /work/bench-models/vit-b16 and resnet50, made by `pytorch_bench.py --make-random`) name the
-# checkpoints; a missing one is skipped. THREADS (default 2), ROUNDS (default 3).
+# MINILM (default target/fixtures/all-minilm-l6-v2), VIT, RESNET and CONVNEXT (default
+# /work/bench-models/vit-b16, resnet50 and convnext-tiny, made by `pytorch_bench.py
+# --make-random`) name the checkpoints; a missing one is skipped. THREADS (default 2), ROUNDS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -16,6 +17,7 @@ rounds=${ROUNDS:-3}
 minilm=${MINILM:-target/fixtures/all-minilm-l6-v2}
 vit=${VIT:-/work/bench-models/vit-b16}
 resnet=${RESNET:-/work/bench-models/resnet50}
+convnext=${CONVNEXT:-/work/bench-models/convnext-tiny}
 [ -n "${BIN:-}" ] || cargo build --release --quiet
 bin=${BIN:-${CARGO_TARGET_DIR:-target}/release/modeldeck}
 
@@ -25,6 +27,7 @@ cases=(
   "MiniLM-32x64|$minilm|32|64|8"
   "ViT-B/16|$vit|1|17|10"
   "ResNet-50|$resnet|1|17|20"
+  "ConvNeXt-T|$convnext|1|17|20"
   "digits-v1-b1|models/digits-v1|1|17|500"
   "digits-v1-b256|models/digits-v1|256|17|200"
 )
@@ -47,15 +50,18 @@ for arg in sys.argv[1:]:
     r, t = json.loads(r), json.loads(t)
     if name not in best:
         order.append(name)
-        best[name] = [float("inf"), float("inf"), r["load_ms"], t["load_ms"]]
+        best[name] = [float("inf")] * 6
     b = best[name]
     b[0] = min(b[0], r["latency_ms"]["p50"])
     b[1] = min(b[1], t["latency_ms"]["p50"])
     b[2] = min(b[2], r["load_ms"])
     b[3] = min(b[3], t["load_ms"])
-print(f"| case | modeldeck p50 ms | pytorch p50 ms | ratio | modeldeck load ms | pytorch load ms |")
-print(f"| --- | ---: | ---: | ---: | ---: | ---: |")
+    b[4] = min(b[4], r.get("peak_rss_mib") or float("nan"))
+    b[5] = min(b[5], t.get("peak_rss_mib") or float("nan"))
+print("| case | modeldeck p50 ms | pytorch p50 ms | ratio | modeldeck load ms | pytorch load ms "
+      "| modeldeck peak MiB | pytorch peak MiB |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for name in order:
-    m, p, lm, lp = best[name]
-    print(f"| {name} | {m:.3f} | {p:.3f} | {m / p:.2f} | {lm:.0f} | {lp:.0f} |")
+    m, p, lm, lp, rm, rp = best[name]
+    print(f"| {name} | {m:.3f} | {p:.3f} | {m / p:.2f} | {lm:.0f} | {lp:.0f} | {rm:.0f} | {rp:.0f} |")
 PY

@@ -8,6 +8,7 @@ Usage:
         [--iters K] [--warmup W] [--threads T] [--seq-len L] [--image PATH] [--json]
     /work/venv-torch/bin/python bench/pytorch_bench.py --make-random vit-b16 OUT_DIR
     /work/venv-torch/bin/python bench/pytorch_bench.py --make-random resnet50 OUT_DIR
+    /work/venv-torch/bin/python bench/pytorch_bench.py --make-random convnext-tiny OUT_DIR
 
 --model DIR is a Hugging Face folder (config.json + weights). The task is
 detected from the folder:
@@ -41,13 +42,15 @@ JSON (--json prints exactly one object on stdout):
 both frameworks on a realistic size: vit-b16 = default ViTConfig (ViT-B/16,
 224px, 1000 labels) with google/vit-base-patch16-224's processor settings;
 resnet50 = default ResNetConfig (ResNet-50, 1000 labels) with
-microsoft/resnet-50's processor settings. Put them outside the repository,
+microsoft/resnet-50's processor settings; convnext-tiny = default ConvNextConfig
+(ConvNeXt-T, 1000 labels) with facebook/convnext-tiny-224's. Put them outside the repository,
 e.g. /work/bench-models/vit-b16 (the script refuses a path inside the repo).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import os
 import sys
 import time
@@ -78,6 +81,8 @@ def _inside_repo(path: Path) -> bool:
 def make_random(kind: str, out_dir: str) -> None:
     import torch
     from transformers import (
+        ConvNextConfig,
+        ConvNextForImageClassification,
         ConvNextImageProcessor,
         ResNetConfig,
         ResNetForImageClassification,
@@ -102,8 +107,14 @@ def make_random(kind: str, out_dir: str) -> None:
             size={"shortest_edge": 224}, crop_pct=0.875, resample=3,
             image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
         )
+    elif kind == "convnext-tiny":
+        model = ConvNextForImageClassification(ConvNextConfig(num_labels=1000))
+        proc = ConvNextImageProcessor(
+            size={"shortest_edge": 224}, crop_pct=0.875, resample=3,
+            image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+        )
     else:
-        sys.exit(f"unknown --make-random kind {kind!r}; expected vit-b16 or resnet50")
+        sys.exit(f"unknown --make-random kind {kind!r}; expected vit-b16, resnet50 or convnext-tiny")
     model.eval().save_pretrained(out, safe_serialization=True)
     proc.save_pretrained(out)
     n = sum(p.numel() for p in model.parameters())
@@ -300,6 +311,8 @@ def main() -> None:
         "load_ms": load_ms,
         "latency_ms": {"p50": p50, "p95": p95, "mean": float(np.mean(lat))},
         "throughput_per_s": args.batch * 1000.0 / p50,
+        # Peak resident memory of the process (Linux reports ru_maxrss in KiB).
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
     }

@@ -55,6 +55,17 @@ pub struct BenchReport {
     pub preprocess_ms: f64,
     pub latency_ms: LatencySummary,
     pub throughput_per_s: f64,
+    /// The process's peak resident memory (VmHWM, Linux only), in MiB: weights, activations and
+    /// the runtime together.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Peak resident memory of this process so far, from /proc (Linux).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Percentile with linear interpolation (numpy's default), from the statistics module.
@@ -112,6 +123,7 @@ pub fn run(source: &ModelSource, options: &BenchOptions, resolve: &ResolveOption
             min: times[0],
         },
         throughput_per_s: options.batch as f64 * 1000.0 / p50,
+        peak_rss_mib: peak_rss_mib(),
     })
 }
 

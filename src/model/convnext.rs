@@ -1,11 +1,16 @@
-//! ConvNeXt as transformers writes it (`ConvNextForImageClassification`).
+//! ConvNeXt as transformers writes it (`ConvNextForImageClassification`), on channels-last maps:
+//! the stem and downsampling convolutions are matrix products, the 7x7 depthwise convolution runs
+//! along the channel axis, the channel layer norms are row-wise, and the layer scale is folded
+//! into the second pointwise layer at load time so that the residual is that product's epilogue.
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{Conv2d, LayerNorm, Linear};
+use candle_nn::{LayerNorm, Linear};
 
 use super::config::{Architecture, ModelConfig};
+use super::fastconv::{Conv, DepthwiseConv, Nhwc};
 use super::image::{ImagePreprocessor, ProcessorFamily};
-use super::layers::{layer_norm_channels_first, Activation};
+use super::kernels::{self, Act, Dense};
+use super::layers::{Activation, Norm};
 use super::weights::Weights;
 use super::{Batch, ModelError, Network, Request, Response, Task};
 use crate::source::ModelFiles;
@@ -13,33 +18,34 @@ use crate::source::ModelFiles;
 const CONVNEXT_EPS: f64 = 1e-6;
 
 struct ConvNextLayer {
-    depthwise: Conv2d,
-    norm: LayerNorm,
-    pointwise_in: Linear,
-    pointwise_out: Linear,
-    scale: Option<Tensor>,
+    depthwise: DepthwiseConv,
+    norm: Norm,
+    pointwise_in: Dense,
+    /// `pwconv2` with the layer scale folded in: `γ ⊙ (W h + b) = (γ ⊙ W) h + γ ⊙ b`.
+    pointwise_out: Dense,
 }
 
 impl ConvNextLayer {
-    fn forward(&self, x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
-        let h = self.depthwise.forward(x)?.permute((0, 2, 3, 1))?;
-        let h = self.pointwise_out.forward(&act.apply(&self.pointwise_in.forward(&self.norm.forward(&h)?)?)?)?;
-        let h = match &self.scale {
-            Some(scale) => h.broadcast_mul(scale)?,
-            None => h,
-        };
-        x + h.permute((0, 3, 1, 2))?
+    fn forward(&self, x: Nhwc, act: Act) -> Nhwc {
+        let mut h = self.depthwise.forward(&x);
+        self.norm.apply(&mut h.data);
+        let inner = self.pointwise_in.forward(&h.data, act);
+        kernels::recycle(h.data);
+        let data = self.pointwise_out.forward_with(&inner, Act::None, Some(&x.data));
+        kernels::recycle(inner);
+        kernels::recycle(x.data);
+        Nhwc { data, ..x }
     }
 }
 
 struct Stage {
-    downsample: Option<(LayerNorm, Conv2d)>,
+    downsample: Option<(Norm, Conv)>,
     layers: Vec<ConvNextLayer>,
 }
 
 pub struct ConvNextClassifier {
-    stem: Conv2d,
-    stem_norm: LayerNorm,
+    stem: Conv,
+    stem_norm: Norm,
     stages: Vec<Stage>,
     final_norm: LayerNorm,
     classifier: Linear,
@@ -47,6 +53,18 @@ pub struct ConvNextClassifier {
     preprocessor: ImagePreprocessor,
     sigmoid: bool,
     device: Device,
+}
+
+/// `pwconv2` with the layer scale `gamma` (if any) folded into its weight and bias.
+fn scaled_linear(linear: &Linear, gamma: Option<&Tensor>) -> candle_core::Result<Dense> {
+    match gamma {
+        None => Dense::from_linear(linear),
+        Some(g) => {
+            let weight = linear.weight().broadcast_mul(&g.unsqueeze(1)?)?;
+            let bias = linear.bias().map(|b| b * g).transpose()?;
+            Dense::from_tensors(&weight, bias.as_ref())
+        }
+    }
 }
 
 impl ConvNextClassifier {
@@ -73,8 +91,18 @@ impl ConvNextClassifier {
                 let downsample = if i > 0 {
                     let conv_cfg = candle_nn::Conv2dConfig { stride: 2, ..Default::default() };
                     Some((
-                        candle_nn::layer_norm(in_ch, CONVNEXT_EPS, s.pp("downsampling_layer.0"))?,
-                        candle_nn::conv2d(in_ch, out_ch, 2, conv_cfg, s.pp("downsampling_layer.1"))?,
+                        Norm::from_layer_norm(&candle_nn::layer_norm(
+                            in_ch,
+                            CONVNEXT_EPS,
+                            s.pp("downsampling_layer.0"),
+                        )?)?,
+                        Conv::from_conv2d(&candle_nn::conv2d(
+                            in_ch,
+                            out_ch,
+                            2,
+                            conv_cfg,
+                            s.pp("downsampling_layer.1"),
+                        )?)?,
                     ))
                 } else {
                     None
@@ -83,12 +111,23 @@ impl ConvNextClassifier {
                     .map(|j| {
                         let l = s.pp(format!("layers.{j}"));
                         let dw_cfg = candle_nn::Conv2dConfig { padding: 3, groups: out_ch, ..Default::default() };
+                        let scale = if uses_scale { Some(l.get(out_ch, "layer_scale_parameter")?) } else { None };
+                        let pwconv2 = candle_nn::linear(4 * out_ch, out_ch, l.pp("pwconv2"))?;
                         Ok(ConvNextLayer {
-                            depthwise: candle_nn::conv2d(out_ch, out_ch, 7, dw_cfg, l.pp("dwconv"))?,
-                            norm: candle_nn::layer_norm(out_ch, CONVNEXT_EPS, l.pp("layernorm"))?,
-                            pointwise_in: candle_nn::linear(out_ch, 4 * out_ch, l.pp("pwconv1"))?,
-                            pointwise_out: candle_nn::linear(4 * out_ch, out_ch, l.pp("pwconv2"))?,
-                            scale: if uses_scale { Some(l.get(out_ch, "layer_scale_parameter")?) } else { None },
+                            depthwise: DepthwiseConv::from_conv2d(&candle_nn::conv2d(
+                                out_ch,
+                                out_ch,
+                                7,
+                                dw_cfg,
+                                l.pp("dwconv"),
+                            )?)?,
+                            norm: Norm::from_layer_norm(&candle_nn::layer_norm(
+                                out_ch,
+                                CONVNEXT_EPS,
+                                l.pp("layernorm"),
+                            )?)?,
+                            pointwise_in: Dense::from_linear(&candle_nn::linear(out_ch, 4 * out_ch, l.pp("pwconv1"))?)?,
+                            pointwise_out: scaled_linear(&pwconv2, scale.as_ref())?,
                         })
                     })
                     .collect::<candle_core::Result<Vec<_>>>()?;
@@ -96,8 +135,14 @@ impl ConvNextClassifier {
                 in_ch = out_ch;
             }
             Ok(Self {
-                stem: candle_nn::conv2d(channels, hidden[0], patch, stem_cfg, e.pp("patch_embeddings"))?,
-                stem_norm: candle_nn::layer_norm(hidden[0], CONVNEXT_EPS, e.pp("layernorm"))?,
+                stem: Conv::from_conv2d(&candle_nn::conv2d(
+                    channels,
+                    hidden[0],
+                    patch,
+                    stem_cfg,
+                    e.pp("patch_embeddings"),
+                )?)?,
+                stem_norm: Norm::from_layer_norm(&candle_nn::layer_norm(hidden[0], CONVNEXT_EPS, e.pp("layernorm"))?)?,
                 stages,
                 final_norm: candle_nn::layer_norm(in_ch, eps, vb.pp("convnext.layernorm"))?,
                 classifier: candle_nn::linear(in_ch, labels, vb.pp("classifier"))?,
@@ -129,15 +174,39 @@ impl Network for ConvNextClassifier {
 
     fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
         let pixels = super::take_pixels(batch)?;
-        let mut x = layer_norm_channels_first(&self.stem_norm, &self.stem.forward(pixels)?)?;
+        let act = self.activation.kernel();
+        let mut x = self.stem.forward(&Nhwc::from_nchw(pixels)?, Act::None, None);
+        self.stem_norm.apply(&mut x.data);
         for stage in &self.stages {
             if let Some((norm, conv)) = &stage.downsample {
-                x = conv.forward(&layer_norm_channels_first(norm, &x)?)?;
+                norm.apply(&mut x.data);
+                let y = conv.forward(&x, Act::None, None);
+                kernels::recycle(std::mem::replace(&mut x, y).data);
             }
             for layer in &stage.layers {
-                x = layer.forward(&x, self.activation)?;
+                x = layer.forward(x, act);
             }
         }
-        Ok(self.final_norm.forward(&x.mean(3)?.mean(2)?)?)
+        let (b, c) = (x.b, x.c);
+        let pooled = kernels::tensor(x.global_mean(), &[b, c])?;
+        kernels::recycle(x.data);
+        Ok(self.final_norm.forward(&pooled)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kernels::random_tensor;
+
+    #[test]
+    fn folded_layer_scale_matches_scaling_the_output() {
+        let x = random_tensor(&[5, 12], 1, 1.0);
+        let linear = Linear::new(random_tensor(&[7, 12], 2, 1.0), Some(random_tensor(&[7], 3, 1.0)));
+        let gamma = random_tensor(&[7], 4, 1.0);
+        let want = linear.forward(&x).unwrap().broadcast_mul(&gamma).unwrap();
+        let got = scaled_linear(&linear, Some(&gamma)).unwrap().forward(&kernels::to_vec(&x).unwrap(), Act::None);
+        let want = kernels::to_vec(&want).unwrap();
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "{got:?} vs {want:?}");
     }
 }

@@ -248,31 +248,71 @@ impl DepthwiseConv {
         let oh = x.h + 2 * pad - k + 1;
         let ow = x.w + 2 * pad - k + 1;
         let mut out = kernels::alloc(x.b * oh * ow * c);
-        out.par_chunks_mut(ow * c).enumerate().for_each(|(row_idx, orow)| {
-            let (b, oy) = (row_idx / oh, row_idx % oh);
-            for ox in 0..ow {
-                let acc = &mut orow[ox * c..(ox + 1) * c];
-                acc.copy_from_slice(&self.bias);
-                for ky in 0..k {
-                    let iy = (oy + ky) as isize - pad as isize;
-                    if iy < 0 || iy >= x.h as isize {
-                        continue;
-                    }
-                    for kx in 0..k {
-                        let ix = (ox + kx) as isize - pad as isize;
-                        if ix < 0 || ix >= x.w as isize {
-                            continue;
-                        }
-                        let s = ((b * x.h + iy as usize) * x.w + ix as usize) * c;
-                        let w = &self.weight[(ky * k + kx) * c..(ky * k + kx + 1) * c];
-                        for ((a, v), wv) in acc.iter_mut().zip(&x.data[s..s + c]).zip(w) {
-                            *a += v * wv;
-                        }
-                    }
-                }
+        // Several output rows per task: late stages have short rows.
+        let rows_per_task = (8 * 1024usize).div_ceil(ow * c).max(1);
+        out.par_chunks_mut(rows_per_task * ow * c).enumerate().for_each(|(ti, block)| {
+            for (r, orow) in block.chunks_mut(ow * c).enumerate() {
+                self.row(x, ti * rows_per_task + r, orow);
             }
         });
         Nhwc { data: out, b: x.b, h: oh, w: ow, c }
+    }
+
+    /// Output row `row_idx` (over batch and height) into `orow`.
+    fn row(&self, x: &Nhwc, row_idx: usize, orow: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if kernels::simd::has_avx2() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { self.row_avx2(x, row_idx, orow) };
+        }
+        self.row_body::<false>(x, row_idx, orow)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn row_avx2(&self, x: &Nhwc, row_idx: usize, orow: &mut [f32]) {
+        self.row_body::<true>(x, row_idx, orow)
+    }
+
+    /// Channels in blocks of `B` whose sums stay in registers across all k·k taps.
+    #[inline(always)]
+    fn row_body<const F: bool>(&self, x: &Nhwc, row_idx: usize, orow: &mut [f32]) {
+        const B: usize = 16;
+        let (k, c, pad) = (self.k, self.c, self.pad);
+        let oh = x.h + 2 * pad - k + 1;
+        let (b, oy) = (row_idx / oh, row_idx % oh);
+        let ky0 = pad.saturating_sub(oy);
+        let ky1 = k.min(x.h + pad - oy);
+        for (ox, out) in orow.chunks_mut(c).enumerate() {
+            let kx0 = pad.saturating_sub(ox);
+            let kx1 = k.min(x.w + pad - ox);
+            let mut c0 = 0;
+            while c0 < c {
+                let width = B.min(c - c0);
+                let mut acc = [0f32; B];
+                acc[..width].copy_from_slice(&self.bias[c0..c0 + width]);
+                for ky in ky0..ky1 {
+                    let iy = oy + ky - pad;
+                    for kx in kx0..kx1 {
+                        let ix = ox + kx - pad;
+                        let s = ((b * x.h + iy) * x.w + ix) * c + c0;
+                        let t = (ky * k + kx) * c + c0;
+                        let (xs, ws) = (&x.data[s..s + width], &self.weight[t..t + width]);
+                        if width == B {
+                            for i in 0..B {
+                                acc[i] = kernels::simd::ma::<F>(xs[i], ws[i], acc[i]);
+                            }
+                        } else {
+                            for i in 0..width {
+                                acc[i] = kernels::simd::ma::<F>(xs[i], ws[i], acc[i]);
+                            }
+                        }
+                    }
+                }
+                out[c0..c0 + width].copy_from_slice(&acc[..width]);
+                c0 += width;
+            }
+        }
     }
 }
 
@@ -327,7 +367,8 @@ mod tests {
 
     #[test]
     fn depthwise_matches_candle() {
-        for (b, c, h, w, k, p) in [(2, 8, 9, 11, 7, 3), (1, 5, 4, 4, 3, 1)] {
+        // Channel counts below, at and past the 16-wide blocks.
+        for (b, c, h, w, k, p) in [(2, 8, 9, 11, 7, 3), (1, 5, 4, 4, 3, 1), (2, 40, 8, 7, 7, 3), (1, 16, 3, 3, 7, 3)] {
             let x = rand(&[b, c, h, w], 1);
             let wt = rand(&[c, 1, k, k], 2);
             let bias = rand(&[c], 3);

@@ -2,7 +2,7 @@
 //! post-norm (BERT family) and pre-norm (ViT, CLIP) layers under each family's tensor names,
 //! and attention masks. Speed work on attention and MLPs happens here, once.
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use super::kernels::{self, Act, AttnMask, Dense};
@@ -33,16 +33,6 @@ impl Activation {
                 ))
             }
         })
-    }
-
-    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::Gelu => x.gelu_erf(),
-            Self::GeluTanh => x.gelu(),
-            Self::Relu => x.relu(),
-            Self::QuickGelu => x.broadcast_mul(&candle_nn::ops::sigmoid(&(x * 1.702)?)?),
-            Self::Tanh => x.tanh(),
-        }
     }
 }
 
@@ -297,11 +287,6 @@ pub fn rows(x: &Tensor) -> Result<Vec<Vec<f32>>> {
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
     x.broadcast_div(&norm.maximum(1e-12)?)
-}
-
-/// `candle_nn::LayerNorm` over the channel axis of `(batch, channels, h, w)` maps.
-pub fn layer_norm_channels_first(norm: &LayerNorm, x: &Tensor) -> Result<Tensor> {
-    norm.forward(&x.permute((0, 2, 3, 1))?)?.permute((0, 3, 1, 2))
 }
 
 /// A convolution followed by an inference-mode batch norm, folded into one convolution with bias:
