@@ -78,6 +78,17 @@ def _inside_repo(path: Path) -> bool:
         return False
 
 
+def rss_now_mib() -> float | None:
+    """Resident memory now (VmRSS from /proc, Linux), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def make_random(kind: str, out_dir: str) -> None:
     import torch
     from transformers import (
@@ -311,8 +322,9 @@ def main() -> None:
         "load_ms": load_ms,
         "latency_ms": {"p50": p50, "p95": p95, "mean": float(np.mean(lat))},
         "throughput_per_s": args.batch * 1000.0 / p50,
-        # Peak resident memory of the process (Linux reports ru_maxrss in KiB).
+        # Peak resident memory of the process (Linux reports ru_maxrss in KiB) and now.
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "rss_mib": rss_now_mib(),
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
     }

@@ -56,14 +56,19 @@ pub struct BenchReport {
     pub latency_ms: LatencySummary,
     pub throughput_per_s: f64,
     /// The process's peak resident memory (VmHWM, Linux only), in MiB: weights, activations and
-    /// the runtime together.
+    /// the runtime together, loading included (the memory-mapped file and the weights copied out
+    /// of it are both resident for a moment).
     pub peak_rss_mib: Option<f64>,
+    /// Resident memory after the timed passes (VmRSS), in MiB: what the loaded model costs while
+    /// it predicts.
+    pub rss_mib: Option<f64>,
 }
 
-/// Peak resident memory of this process so far, from /proc (Linux).
-pub fn peak_rss_mib() -> Option<f64> {
+/// A memory figure of this process from /proc/self/status (Linux), in MiB: `VmHWM` (peak) or
+/// `VmRSS` (now).
+pub fn proc_status_mib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
@@ -123,7 +128,8 @@ pub fn run(source: &ModelSource, options: &BenchOptions, resolve: &ResolveOption
             min: times[0],
         },
         throughput_per_s: options.batch as f64 * 1000.0 / p50,
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: proc_status_mib("VmHWM"),
+        rss_mib: proc_status_mib("VmRSS"),
     })
 }
 

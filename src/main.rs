@@ -321,8 +321,8 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("  preprocess  {:>9.1} ms", report.preprocess_ms);
         println!("  latency p50 {:>9.2} ms   p95 {:.2} ms   mean {:.2} ms", l.p50, l.p95, l.mean);
         println!("  throughput  {:>9.1} inputs/s", report.throughput_per_s);
-        if let Some(mib) = report.peak_rss_mib {
-            println!("  peak memory {mib:>9.0} MiB resident");
+        if let (Some(now), Some(peak)) = (report.rss_mib, report.peak_rss_mib) {
+            println!("  memory      {now:>9.0} MiB resident after the runs, {peak:.0} MiB at the peak (loading)");
         }
     }
     Ok(())
