@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
-use super::ModelError;
+use super::{kernels, ModelError};
 use crate::source::{ModelFiles, WeightsFormat};
 
 /// Opened weights and what we know about them.
@@ -37,7 +37,7 @@ impl Weights {
                     let dtype = DType::try_from(view.dtype()).unwrap_or(DType::F32);
                     tensors.insert(name, (count, dtype));
                 }
-                Box::new(mmaped)
+                Box::new(CopiedOut(mmaped))
             }
             WeightsFormat::PyTorch => {
                 if files.weights.len() != 1 {
@@ -117,6 +117,75 @@ impl Weights {
     }
 }
 
+/// Memory-mapped safetensors read the way loading needs: each f32 tensor is copied once into a
+/// huge-page buffer (candle's own reader faults in fresh 4 KiB pages), and the file pages it came
+/// from are then dropped from this process's resident set (they stay in the page cache), so that
+/// loading does not hold the file and the weights copied out of it at once.
+struct CopiedOut(candle_core::safetensors::MmapedSafetensors);
+
+impl SimpleBackend for CopiedOut {
+    fn get(
+        &self,
+        shape: candle_core::Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let tensor = self.get_unchecked(name, dtype, device)?;
+        if tensor.shape() != &shape {
+            Err(candle_core::Error::UnexpectedShape {
+                msg: format!("shape mismatch for {name}"),
+                expected: shape,
+                got: tensor.shape().clone(),
+            }
+            .bt())?
+        }
+        Ok(tensor)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        use candle_core::safetensors::Load;
+        let view = self.0.get(name)?;
+        let bytes = view.data();
+        let tensor = if DType::try_from(view.dtype()).ok() == Some(DType::F32) && device.is_cpu() {
+            let mut data = kernels::alloc_zeroed_huge(bytes.len() / 4);
+            for (d, b) in data.iter_mut().zip(bytes.chunks_exact(4)) {
+                *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+            Tensor::from_vec(data, view.shape(), device)?
+        } else {
+            view.load(device)?
+        };
+        release_file_pages(bytes);
+        tensor.to_dtype(dtype)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.get(name).is_ok()
+    }
+}
+
+/// Drops the whole pages of a read-only file mapping from the resident set; reading them again
+/// faults them back in from the page cache, unchanged.
+#[cfg(target_os = "linux")]
+fn release_file_pages(bytes: &[u8]) {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
+    let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+    if end > start {
+        // SAFETY: whole pages inside a live read-only private file mapping; their contents come
+        // back from the file on the next access.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn release_file_pages(_: &[u8]) {}
+
 /// The error under candle's backtrace and path wrappers.
 fn innermost(error: &candle_core::Error) -> &candle_core::Error {
     match error {
@@ -167,4 +236,42 @@ fn check_safetensors_header(path: &PathBuf) -> Result<(), ModelError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::safetensors::MmapedSafetensors;
+    use candle_nn::Init;
+
+    #[test]
+    fn copied_out_tensors_match_the_file_in_every_dtype() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        // Big enough to span whole pages (the released part) and small ones.
+        let big = Tensor::arange(0f32, 300_000f32, &Device::Cpu).unwrap().reshape((600, 500)).unwrap();
+        let small = Tensor::new(&[1.5f32, -2.25, 3.0], &Device::Cpu).unwrap();
+        let half = small.to_dtype(DType::F16).unwrap();
+        let tensors = std::collections::HashMap::from([
+            ("big".to_string(), big.clone()),
+            ("small".to_string(), small.clone()),
+            ("half".to_string(), half),
+        ]);
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        let backend = CopiedOut(unsafe { MmapedSafetensors::new(&path) }.unwrap());
+        let cpu = Device::Cpu;
+        let same = |a: &Tensor, b: &Tensor| {
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap() == b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        // Twice: the second read comes back after the pages were released.
+        for _ in 0..2 {
+            let got = backend.get((600, 500).into(), "big", Init::Const(0.0), DType::F32, &cpu).unwrap();
+            assert!(same(&got, &big));
+        }
+        assert!(same(&backend.get_unchecked("small", DType::F32, &cpu).unwrap(), &small));
+        assert!(same(&backend.get_unchecked("half", DType::F32, &cpu).unwrap(), &small));
+        let err = backend.get((500, 600).into(), "big", Init::Const(0.0), DType::F32, &cpu).unwrap_err();
+        assert!(matches!(innermost(&err), candle_core::Error::UnexpectedShape { .. }), "{err}");
+        assert!(backend.contains_tensor("half") && !backend.contains_tensor("missing"));
+    }
 }
