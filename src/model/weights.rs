@@ -150,8 +150,16 @@ impl SimpleBackend for CopiedOut {
         let bytes = view.data();
         let tensor = if DType::try_from(view.dtype()).ok() == Some(DType::F32) && device.is_cpu() {
             let mut data = kernels::alloc_zeroed_huge(bytes.len() / 4);
-            for (d, b) in data.iter_mut().zip(bytes.chunks_exact(4)) {
-                *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            if cfg!(target_endian = "little") {
+                // SAFETY: `data` holds bytes.len() / 4 f32s, every bit pattern is a valid f32,
+                // and the two buffers are distinct allocations.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.as_mut_ptr().cast::<u8>(), data.len() * 4);
+                }
+            } else {
+                for (d, b) in data.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
             }
             Tensor::from_vec(data, view.shape(), device)?
         } else {
