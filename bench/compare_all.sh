@@ -2,7 +2,9 @@
 # Issue 5's targets side by side: each case runs `modeldeck bench` and bench/pytorch_bench.py in
 # turn, ROUNDS times (alternating, so both sides see the same machine), and the table shows the
 # best p50 of each side and their ratio, the load times and each process's resident memory after
-# the runs (and at its peak, loading included).
+# the runs (and at its peak, loading included), and the floating-point work of one forward pass
+# (PyTorch's FlopCounterMode) over modeldeck's p50: the throughput to set against the machine's
+# matmul figure (`cargo run --release --example matmul_bench`).
 # On a busy machine take the best of several runs.
 #
 #   PYTHON=/work/venv-torch/bin/python bench/compare_all.sh
@@ -51,7 +53,7 @@ for arg in sys.argv[1:]:
     r, t = json.loads(r), json.loads(t)
     if name not in best:
         order.append(name)
-        best[name] = [float("inf")] * 8
+        best[name] = [float("inf")] * 8 + [t.get("flops") or 0]
     b = best[name]
     b[0] = min(b[0], r["latency_ms"]["p50"])
     b[1] = min(b[1], t["latency_ms"]["p50"])
@@ -61,11 +63,11 @@ for arg in sys.argv[1:]:
     b[5] = min(b[5], t.get("peak_rss_mib") or float("nan"))
     b[6] = min(b[6], r.get("rss_mib") or float("nan"))
     b[7] = min(b[7], t.get("rss_mib") or float("nan"))
-print("| case | modeldeck p50 ms | pytorch p50 ms | ratio | modeldeck load ms | pytorch load ms "
-      "| modeldeck RSS MiB (peak) | pytorch RSS MiB (peak) |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| case | modeldeck p50 ms | pytorch p50 ms | ratio | GFLOP | modeldeck GFLOP/s | modeldeck load ms "
+      "| pytorch load ms | modeldeck RSS MiB (peak) | pytorch RSS MiB (peak) |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for name in order:
-    m, p, lm, lp, rm, rp, nm, np_ = best[name]
-    print(f"| {name} | {m:.3f} | {p:.3f} | {m / p:.2f} | {lm:.0f} | {lp:.0f} "
-          f"| {nm:.0f} ({rm:.0f}) | {np_:.0f} ({rp:.0f}) |")
+    m, p, lm, lp, rm, rp, nm, np_, flops = best[name]
+    print(f"| {name} | {m:.3f} | {p:.3f} | {m / p:.2f} | {flops / 1e9:.3f} | {flops / m / 1e6:.0f} "
+          f"| {lm:.0f} | {lp:.0f} | {nm:.0f} ({rm:.0f}) | {np_:.0f} ({rp:.0f}) |")
 PY

@@ -35,7 +35,9 @@ JSON (--json prints exactly one object on stdout):
    "seq_len": L or null (image models, CLIP), "threads": T, "iters": K,
    "warmup": W, "load_ms": model + tokenizer/processor load time,
    "latency_ms": {"p50", "p95", "mean"} (numpy percentile, linear),
-   "throughput_per_s": batch * 1000 / p50, "torch_version": ...}
+   "throughput_per_s": batch * 1000 / p50, "flops": one forward pass
+   (torch.utils.flop_counter), "peak_rss_mib" / "rss_mib": the process's peak
+   and current resident memory, "torch_version": ...}
 
 --make-random writes a randomly initialised save_pretrained folder
 (model.safetensors + config.json + preprocessor_config.json) for benchmarking
@@ -303,6 +305,13 @@ def main() -> None:
 
     lat = []
     with torch.inference_mode():
+        # Floating-point operations of one forward pass (matrix products and convolutions, two
+        # per multiply-add), counted by PyTorch itself: the work both frameworks do.
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            forward()
+        flops = counter.get_total_flops()
         for _ in range(args.warmup):
             forward()
         for _ in range(args.iters):
@@ -322,6 +331,7 @@ def main() -> None:
         "load_ms": load_ms,
         "latency_ms": {"p50": p50, "p95": p95, "mean": float(np.mean(lat))},
         "throughput_per_s": args.batch * 1000.0 / p50,
+        "flops": flops,
         # Peak resident memory of the process (Linux reports ru_maxrss in KiB) and now.
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "rss_mib": rss_now_mib(),
