@@ -70,8 +70,9 @@ fn main() -> candle_core::Result<()> {
         let oh = (h + 2 * pad - k) / stride + 1;
         let flops = 2.0 * (oh * oh * c_out * c_in * k * k) as f64;
         let secs = best_of(|| {
-            let y = conv.forward(&x, Act::Relu, None);
-            modeldeck::model::kernels::recycle(y.data);
+            if let Ok(y) = conv.forward(&x, Act::Relu, None) {
+                modeldeck::model::kernels::recycle(y.data);
+            }
         });
         total += secs * count as f64;
         total_flops += flops * count as f64;
@@ -109,7 +110,7 @@ fn main() -> candle_core::Result<()> {
         let start = Instant::now();
         for (i, conv, x) in &chain {
             let t = Instant::now();
-            let y = conv.forward(x, Act::Relu, None);
+            let y = conv.forward(x, Act::Relu, None)?;
             modeldeck::model::kernels::recycle(y.data);
             round[*i] += t.elapsed().as_secs_f64();
         }

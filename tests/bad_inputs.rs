@@ -145,6 +145,22 @@ fn bad_images_are_named_with_the_reason() {
 }
 
 #[test]
+fn images_too_small_for_the_network_are_explained() {
+    // A preprocessor that shrinks images below ConvNeXt's 4x4 patch stem.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_model("convnext-a", tmp.path());
+    let config = dir.join("preprocessor_config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    json["size"] = serde_json::json!({ "shortest_edge": 2 });
+    std::fs::write(&config, json.to_string()).unwrap();
+    let image = common::root().join("assets/samples/chelsea.png");
+    fails_with(
+        &["predict", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap()],
+        &["2x2 feature map is too small", "images are too small for this model"],
+    );
+}
+
+#[test]
 fn empty_text_fails_and_long_text_is_truncated() {
     let model = common::fixture_model("bert-cls-trunc");
     let model = model.to_str().unwrap();

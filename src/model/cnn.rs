@@ -110,7 +110,7 @@ impl FastCnn {
     fn features(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
         let mut x = Nhwc::from_nchw(pixels)?;
         for conv in &self.convs {
-            let y = conv.forward(&x, Act::Relu, None);
+            let y = conv.forward(&x, Act::Relu, None)?;
             kernels::recycle(std::mem::replace(&mut x, y).data);
             if x.h >= 2 {
                 let y = x.max_pool(2, 2, 0);

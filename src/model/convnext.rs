@@ -175,12 +175,12 @@ impl Network for ConvNextClassifier {
     fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
         let pixels = super::take_pixels(batch)?;
         let act = self.activation.kernel();
-        let mut x = self.stem.forward(&Nhwc::from_nchw(pixels)?, Act::None, None);
+        let mut x = self.stem.forward(&Nhwc::from_nchw(pixels)?, Act::None, None)?;
         self.stem_norm.apply(&mut x.data);
         for stage in &self.stages {
             if let Some((norm, conv)) = &stage.downsample {
                 norm.apply(&mut x.data);
-                let y = conv.forward(&x, Act::None, None);
+                let y = conv.forward(&x, Act::None, None)?;
                 kernels::recycle(std::mem::replace(&mut x, y).data);
             }
             for layer in &stage.layers {

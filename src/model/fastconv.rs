@@ -129,14 +129,26 @@ impl Conv {
         self.dense.outputs
     }
 
-    fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
-        ((h + 2 * self.pad - self.k) / self.stride + 1, (w + 2 * self.pad - self.k) / self.stride + 1)
+    /// The output size, or an error when the padded input is smaller than the kernel (a
+    /// configuration whose images are too small for its stages).
+    fn out_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        let (ph, pw) = (h + 2 * self.pad, w + 2 * self.pad);
+        if ph < self.k || pw < self.k {
+            candle_core::bail!(
+                "a {h}x{w} feature map is too small for a {k}x{k} convolution (padding {p}): the input images are too small for this model",
+                k = self.k,
+                p = self.pad
+            );
+        }
+        Ok(((ph - self.k) / self.stride + 1, (pw - self.k) / self.stride + 1))
     }
 
     /// `act(conv(x) + bias (+ residual))`; `residual` is an NHWC map of the output's shape.
-    pub fn forward(&self, x: &Nhwc, act: Act, residual: Option<&[f32]>) -> Nhwc {
-        assert_eq!(x.c, self.c_in, "convolution input channels");
-        let (oh, ow) = self.out_size(x.h, x.w);
+    pub fn forward(&self, x: &Nhwc, act: Act, residual: Option<&[f32]>) -> Result<Nhwc> {
+        if x.c != self.c_in {
+            candle_core::bail!("convolution expects {} input channels, got {}", self.c_in, x.c);
+        }
+        let (oh, ow) = self.out_size(x.h, x.w)?;
         let rows = x.b * oh * ow;
         let n = self.dense.outputs;
         let data = if self.k == 1 && self.stride == 1 && self.pad == 0 {
@@ -144,7 +156,7 @@ impl Conv {
         } else {
             self.dense.forward_gathered(rows, act, residual, |start, cols| self.im2col(x, oh, ow, start, cols))
         };
-        Nhwc { data, b: x.b, h: oh, w: ow, c: n }
+        Ok(Nhwc { data, b: x.b, h: oh, w: ow, c: n })
     }
 
     /// Gathers output pixels `start..start + cols.len() / (k·k·c_in)` into rows of `cols`.
@@ -216,8 +228,8 @@ fn copy_small(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// A depthwise convolution (groups = channels), square kernel, stride 1, computed directly along
-/// the channel axis.
+/// A depthwise convolution (groups = channels), square odd kernel, stride 1, "same" padding (the
+/// output has the input's size, so any map size works), computed directly along the channel axis.
 pub struct DepthwiseConv {
     /// `(k, k, c)`: the taps of every channel side by side.
     weight: Vec<f32>,
@@ -231,8 +243,9 @@ impl DepthwiseConv {
     pub fn from_conv2d(conv: &candle_nn::Conv2d) -> Result<Self> {
         let cfg = conv.config();
         let (c, one, kh, kw) = conv.weight().dims4()?;
-        if one != 1 || cfg.groups != c || kh != kw || cfg.stride != 1 || cfg.dilation != 1 {
-            candle_core::bail!("not a stride-1 depthwise convolution");
+        if one != 1 || cfg.groups != c || kh != kw || cfg.stride != 1 || cfg.dilation != 1 || 2 * cfg.padding + 1 != kh
+        {
+            candle_core::bail!("not a stride-1 depthwise convolution with 'same' padding");
         }
         let weight = kernels::to_vec(&conv.weight().reshape((c, kh * kw))?.t()?.contiguous()?)?;
         let bias = match conv.bias() {
@@ -354,15 +367,30 @@ mod tests {
             let conv = candle_nn::Conv2d::new(wt, Some(bias), cfg);
             let want = conv.forward(&x).unwrap();
             let fast = Conv::from_conv2d(&conv).unwrap();
-            let got = fast.forward(&Nhwc::from_nchw(&x).unwrap(), Act::None, None).to_nchw().unwrap();
+            let got = fast.forward(&Nhwc::from_nchw(&x).unwrap(), Act::None, None).unwrap().to_nchw().unwrap();
             assert!(max_diff(&got, &want) < 1e-4, "case {i}");
             // ReLU with a residual.
             let r = rand(want.dims(), 300 + i as u64);
             let want = (want + &r).unwrap().relu().unwrap();
             let rn = Nhwc::from_nchw(&r).unwrap();
-            let got = fast.forward(&Nhwc::from_nchw(&x).unwrap(), Act::Relu, Some(&rn.data)).to_nchw().unwrap();
+            let got =
+                fast.forward(&Nhwc::from_nchw(&x).unwrap(), Act::Relu, Some(&rn.data)).unwrap().to_nchw().unwrap();
             assert!(max_diff(&got, &want) < 1e-4, "case {i} with residual");
         }
+    }
+
+    #[test]
+    fn maps_smaller_than_the_kernel_are_errors() {
+        let conv = Conv::new(&rand(&[6, 3, 4, 4], 1), None, 4, 0).unwrap();
+        let small = Nhwc::from_nchw(&rand(&[1, 3, 2, 3], 2)).unwrap();
+        let err = conv.forward(&small, Act::None, None).unwrap_err().to_string();
+        assert!(err.contains("2x3 feature map is too small for a 4x4 convolution"), "{err}");
+        let wrong_channels = Nhwc::from_nchw(&rand(&[1, 5, 8, 8], 3)).unwrap();
+        assert!(conv.forward(&wrong_channels, Act::None, None).is_err());
+        // Depthwise convolutions must keep the map size.
+        let cfg = candle_nn::Conv2dConfig { padding: 1, groups: 4, ..Default::default() };
+        let dw = candle_nn::Conv2d::new(rand(&[4, 1, 7, 7], 4), None, cfg);
+        assert!(DepthwiseConv::from_conv2d(&dw).is_err());
     }
 
     #[test]

@@ -290,6 +290,6 @@ pub enum ModelError {
     Image(#[from] ImageError),
     #[error("{task} models take {expected}, not {given}")]
     WrongInput { task: Task, expected: &'static str, given: &'static str },
-    #[error("inference failed: {0}")]
+    #[error("inference failed: {}", weights::describe(.0))]
     Compute(#[from] candle_core::Error),
 }

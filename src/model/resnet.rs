@@ -31,15 +31,15 @@ impl ResNetBlock {
         })
     }
 
-    fn forward(&self, x: Nhwc, act: Act) -> Nhwc {
-        let shortcut = self.shortcut.as_ref().map(|conv| conv.forward(&x, Act::None, None));
+    fn forward(&self, x: Nhwc, act: Act) -> candle_core::Result<Nhwc> {
+        let shortcut = self.shortcut.as_ref().map(|conv| conv.forward(&x, Act::None, None)).transpose()?;
         // The identity shortcut is the input itself, read in place by the last convolution.
         let residual = shortcut.as_ref().map_or(&x.data, |s| &s.data);
         let last = self.convs.len() - 1;
         let mut h: Option<Nhwc> = None;
         for (i, conv) in self.convs.iter().enumerate() {
             let input = h.as_ref().unwrap_or(&x);
-            let next = conv.forward(input, act, if i == last { Some(residual.as_slice()) } else { None });
+            let next = conv.forward(input, act, if i == last { Some(residual.as_slice()) } else { None })?;
             if let Some(old) = h.replace(next) {
                 kernels::recycle(old.data);
             }
@@ -47,13 +47,13 @@ impl ResNetBlock {
         if let Some(s) = shortcut {
             kernels::recycle(s.data);
         }
-        match h {
+        Ok(match h {
             Some(out) => {
                 kernels::recycle(x.data);
                 out
             }
             None => x,
-        }
+        })
     }
 }
 
@@ -165,12 +165,12 @@ impl Network for ResNetClassifier {
     fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
         let pixels = super::take_pixels(batch)?;
         let act = self.activation.kernel();
-        let stem = self.stem.forward(&Nhwc::from_nchw(pixels)?, act, None);
+        let stem = self.stem.forward(&Nhwc::from_nchw(pixels)?, act, None)?;
         // Max pooling 3x3/2 with padding 1.
         let mut x = stem.max_pool(3, 2, 1);
         kernels::recycle(stem.data);
         for block in &self.blocks {
-            x = block.forward(x, act);
+            x = block.forward(x, act)?;
         }
         let b = x.b;
         let c = x.c;

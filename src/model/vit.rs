@@ -104,7 +104,7 @@ impl Network for VitClassifier {
             )));
         }
         // Patches in row-major order: (batch * patches) x hidden.
-        let patches = self.patch.forward(&Nhwc::from_nchw(pixels)?, Act::None, None);
+        let patches = self.patch.forward(&Nhwc::from_nchw(pixels)?, Act::None, None)?;
         let (hidden, n) = (self.hidden, patches.h * patches.w);
         let t = n + 1;
         if self.positions.len() != t * hidden {

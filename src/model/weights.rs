@@ -186,7 +186,7 @@ fn release_file_pages(bytes: &[u8]) {
     let start = (bytes.as_ptr() as usize).next_multiple_of(page);
     let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
     if end > start {
-        // SAFETY: whole pages inside a live read-only private file mapping; their contents come
+        // SAFETY: whole pages inside a live read-only file mapping; their contents come
         // back from the file on the next access.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
