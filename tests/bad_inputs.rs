@@ -158,6 +158,28 @@ fn images_too_small_for_the_network_are_explained() {
         &["predict", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap()],
         &["2x2 feature map is too small", "images are too small for this model"],
     );
+
+    // A zero-width stage is refused when loading.
+    let config = dir.join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    json["hidden_sizes"] = serde_json::json!([16, 0]);
+    std::fs::write(&config, json.to_string()).unwrap();
+    fails_with(&["predict", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap()], &["no zero size"]);
+
+    // The demo CNN's hidden layer fits one input size: a preprocessor making another is named.
+    let cnn = tmp.path().join("digits");
+    std::fs::create_dir_all(&cnn).unwrap();
+    for f in ["config.json", "model.safetensors", "preprocessor_config.json"] {
+        std::fs::copy(common::root().join("models/digits-v1").join(f), cnn.join(f)).unwrap();
+    }
+    let config = cnn.join("preprocessor_config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    json["size"] = serde_json::json!({ "height": 32, "width": 1 });
+    std::fs::write(&config, json.to_string()).unwrap();
+    fails_with(
+        &["predict", "--model", cnn.to_str().unwrap(), "--image", image.to_str().unwrap()],
+        &["takes 8x8 images but the preprocessor made 32x1"],
+    );
 }
 
 #[test]

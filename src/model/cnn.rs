@@ -92,6 +92,8 @@ impl Cnn {
 struct FastCnn {
     convs: Vec<Conv>,
     hidden: Dense,
+    /// The square input size the hidden layer was built for.
+    image_size: usize,
 }
 
 impl FastCnn {
@@ -104,10 +106,17 @@ impl FastCnn {
         let (out, _) = w.dims2()?;
         let w =
             w.reshape((out, channels, side, side))?.permute((0, 2, 3, 1))?.reshape((out, side * side * channels))?;
-        Ok(Self { convs, hidden: Dense::from_tensors(&w, cnn.hidden.bias())? })
+        Ok(Self { convs, hidden: Dense::from_tensors(&w, cnn.hidden.bias())?, image_size: config.image_size })
     }
 
     fn features(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, _, h, w) = pixels.dims4()?;
+        if (h, w) != (self.image_size, self.image_size) {
+            candle_core::bail!(
+                "this model takes {s}x{s} images but the preprocessor made {h}x{w} (check size in preprocessor_config.json)",
+                s = self.image_size
+            );
+        }
         let mut x = Nhwc::from_nchw(pixels)?;
         for conv in &self.convs {
             let y = conv.forward(&x, Act::Relu, None)?;

@@ -71,8 +71,9 @@ impl ConvNextClassifier {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
         let hidden = config.usize_list("hidden_sizes")?;
         let depths = config.usize_list("depths")?;
-        if hidden.is_empty() || hidden.len() != depths.len() {
-            return Err(config.error("`hidden_sizes` and `depths` must be non-empty lists of the same length"));
+        if hidden.is_empty() || hidden.len() != depths.len() || hidden.contains(&0) {
+            return Err(config
+                .error("`hidden_sizes` and `depths` must be non-empty lists of the same length, with no zero size"));
         }
         let patch = config.usize_or("patch_size", 4)?;
         let channels = config.usize_or("num_channels", 3)?;

@@ -4,8 +4,9 @@
 //! activation, residual, layer norm) applied while a row is still in cache, vectorised `exp` and
 //! `erf`, and multi-head attention that reads query/key/value in place from one fused projection.
 //!
-//! Everything works on row-major `f32` slices; rows are split across the rayon pool that candle
-//! also uses (`RAYON_NUM_THREADS`). Each kernel has a test against candle's own result.
+//! Everything works on row-major `f32` slices; rows (or a product's output columns) are split
+//! across the rayon pool that candle also uses (`RAYON_NUM_THREADS`). Each kernel has a test
+//! against candle's own result.
 
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
@@ -15,7 +16,7 @@ pub fn threads() -> usize {
     candle_core::utils::get_num_threads()
 }
 
-/// A contiguous f32 copy of `t` (no copy when it already is one... candle hands out its storage).
+/// A contiguous f32 copy of `t`.
 pub fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
@@ -37,11 +38,13 @@ pub fn tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
 }
 
 /// A zeroed buffer for `len` elements, backed by transparent huge pages where the kernel offers
-/// them on request (Linux's default `madvise` mode): a model's weights are hundreds of megabytes,
-/// and faulting them in 4 KiB at a time was most of the load time (ViT-B/16: 105,000 page
-/// faults). Huge pages also spare the TLB while the weights stream through every forward pass.
+/// them on request (Linux's `madvise` mode, the default of many distributions; `always` needs no
+/// advice): a model's weights are hundreds of megabytes, and faulting them in 4 KiB at a time was
+/// most of the load time (ViT-B/16: 105,000 page faults). Huge pages also spare the TLB while the
+/// weights stream through every forward pass.
 pub fn alloc_zeroed_huge(len: usize) -> Vec<f32> {
-    // Large zeroed allocations come straight from mmap, untouched, so the advice comes in time.
+    // Large zeroed allocations usually come straight from mmap, untouched, so the advice comes in
+    // time; one carved from already touched heap memory just keeps its small pages.
     let v = vec![0f32; len];
     advise_huge_pages(&v);
     v
@@ -277,7 +280,8 @@ impl Dense {
             Split::None => rows.max(1),
         };
         // Tiles of about 512 KB of gathered input (in L2 when the product reads them back), but
-        // at least as many rows as outputs: the weights are packed once per tile.
+        // at least as many rows as outputs, so that packing the weights (once per tile) costs no
+        // more than gathering; wide late layers therefore take bigger tiles.
         let tile = ((128usize << 10) / k.max(1)).max(n).max(64).min(per);
         let dst = SendPtr(out.as_mut_ptr());
         let block = |r0: usize, r1: usize| {
@@ -360,13 +364,18 @@ enum Split {
 }
 
 fn split(rows: usize, n: usize, k: usize) -> Split {
-    let t = threads();
+    split_for(threads(), rows, n, k)
+}
+
+/// `split` for `t` threads.
+fn split_for(t: usize, rows: usize, n: usize, k: usize) -> Split {
     if t <= 1 || rows * n * k < 1 << 18 {
         Split::None
     } else if rows >= n {
         Split::Rows(rows.div_ceil(t))
     } else {
-        // Whole micro-kernel tiles (16 columns) per thread.
+        // Multiples of 16 columns per thread: whole AVX2 tiles, and whole 16-wide vectors of the
+        // AVX-512 kernels.
         Split::Cols(n.div_ceil(t).next_multiple_of(16).min(n))
     }
 }
@@ -892,8 +901,9 @@ mod tests {
     fn dense_matches_candle_linear() {
         // Serial, split by columns (a ragged last block too), split by rows.
         for &(rows, k, n) in &[(1, 7, 5), (17, 384, 1152), (5, 300, 1000), (40, 200, 70), (300, 64, 33)] {
-            if threads() > 1 && (rows, k, n) == (40, 200, 70) {
-                assert_eq!(split(rows, n, k), Split::Cols(48));
+            if (rows, k, n) == (40, 200, 70) {
+                assert_eq!(split_for(2, rows, n, k), Split::Cols(48));
+                assert_eq!(split_for(4, rows, n, k), Split::Cols(32));
             }
             let x = rand(&[rows, k], 2);
             let w = rand(&[n, k], 3);

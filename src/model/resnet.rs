@@ -77,8 +77,10 @@ impl ResNetClassifier {
         let embedding = config.usize_or("embedding_size", 64)?;
         let hidden = config.usize_list("hidden_sizes")?;
         let depths = config.usize_list("depths")?;
-        if hidden.is_empty() || hidden.len() != depths.len() {
-            return Err(config.error("`hidden_sizes` and `depths` must be non-empty lists of the same length"));
+        if hidden.is_empty() || hidden.len() != depths.len() || hidden.iter().any(|&h| h < 4) || embedding == 0 {
+            return Err(config.error(
+                "`hidden_sizes` and `depths` must be non-empty lists of the same length, sizes at least 4, and `embedding_size` positive",
+            ));
         }
         let bottleneck = match config.str_or("layer_type", "bottleneck") {
             "bottleneck" => true,

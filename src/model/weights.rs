@@ -118,10 +118,11 @@ impl Weights {
     }
 }
 
-/// Memory-mapped safetensors read the way loading needs: each f32 tensor is copied once into a
-/// huge-page buffer (candle's own reader faults in fresh 4 KiB pages), and the file pages it came
-/// from are then dropped from this process's resident set (they stay in the page cache), so that
-/// loading does not hold the file and the weights copied out of it at once.
+/// Memory-mapped safetensors read the way loading needs: each f32 tensor is copied out of the
+/// mapping into a huge-page buffer (candle's own reader faults in fresh 4 KiB pages; layers then
+/// transpose it into their own buffer), and the file pages it came from are then dropped from this
+/// process's resident set (they stay in the page cache), so that loading does not hold the file
+/// and the weights copied out of it at once.
 struct CopiedOut(candle_core::safetensors::MmapedSafetensors);
 
 impl SimpleBackend for CopiedOut {
