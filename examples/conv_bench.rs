@@ -3,24 +3,14 @@
 //! spends its time and how close each shape comes to the machine's matmul throughput.
 //! `cargo run --release --example conv_bench`. Threads: RAYON_NUM_THREADS (default: all cores).
 
+mod common;
+
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use common::best_of;
 use modeldeck::model::fastconv::{Conv, Nhwc};
 use modeldeck::model::kernels::Act;
-
-fn best_of<F: FnMut()>(mut f: F) -> f64 {
-    for _ in 0..3 {
-        f();
-    }
-    let mut best = f64::INFINITY;
-    for _ in 0..20 {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    best
-}
 
 fn main() -> candle_core::Result<()> {
     // (times run, c_in, input size, c_out, k, stride, pad)
@@ -69,7 +59,7 @@ fn main() -> candle_core::Result<()> {
         let x = Nhwc::from_nchw(&x)?;
         let oh = (h + 2 * pad - k) / stride + 1;
         let flops = 2.0 * (oh * oh * c_out * c_in * k * k) as f64;
-        let secs = best_of(|| {
+        let secs = best_of(20, || {
             if let Ok(y) = conv.forward(&x, Act::Relu, None) {
                 modeldeck::model::kernels::recycle(y.data);
             }

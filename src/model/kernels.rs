@@ -247,13 +247,8 @@ impl Dense {
         let rows = x.len() / self.inputs.max(1);
         assert_eq!(rows * self.inputs, x.len());
         let mut out = alloc(rows * self.outputs);
-        self.run(x, rows, &mut out, Some(Epilogue { bias: self.bias.as_deref(), residual, act }));
+        self.run(x, rows, &mut out, &Epilogue { bias: self.bias.as_deref(), residual, act });
         out
-    }
-
-    /// `out = x Wᵀ` (no bias).
-    pub fn matmul_into(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        self.run(x, rows, out, None);
     }
 
     /// As `forward_with` for an input that is never materialised whole: `gather(first_row,
@@ -272,7 +267,7 @@ impl Dense {
                 let mut x = alloc(rows * k);
                 let per_task = rows.div_ceil(threads()).max(1);
                 x.par_chunks_mut(per_task * k).enumerate().for_each(|(t, block)| gather(t * per_task, block));
-                self.run(&x, rows, &mut out, Some(epilogue));
+                self.run(&x, rows, &mut out, &epilogue);
                 recycle(x);
                 return out;
             }
@@ -309,14 +304,12 @@ impl Dense {
     /// synchronisation: by rows when there are at least as many rows as outputs, else by output
     /// columns (few rows, as for one image's last stages or one sentence). On two cores this beats
     /// the `gemm` crate's own threading by 10-60% on those shapes (`examples/matmul_bench.rs`).
-    fn run(&self, x: &[f32], rows: usize, out: &mut [f32], epilogue: Option<Epilogue>) {
+    fn run(&self, x: &[f32], rows: usize, out: &mut [f32], epilogue: &Epilogue) {
         let (k, n) = (self.inputs, self.outputs);
         assert!(x.len() >= rows * k && out.len() >= rows * n);
         let block = |r0: usize, r1: usize, c0: usize, c1: usize, dst: SendPtr| unsafe {
             self.block(x[r0 * k..].as_ptr(), r1 - r0, dst.get().add(r0 * n + c0), c0, c1 - c0);
-            if let Some(e) = &epilogue {
-                e.apply(dst.get(), n, r0, r1, c0, c1);
-            }
+            epilogue.apply(dst.get(), n, r0, r1, c0, c1);
         };
         let dst = SendPtr(out.as_mut_ptr());
         match split(rows, n, k) {
@@ -454,27 +447,6 @@ fn rows_per_task(rows: usize, width: usize, min_elems: usize) -> usize {
     let by_threads = rows.div_ceil(t * 4).max(1);
     let by_size = min_elems.div_ceil(width.max(1)).max(1);
     by_threads.max(by_size).min(rows.max(1))
-}
-
-/// In place on `rows x width`: `x += bias (+ residual)`, then `act`.
-pub fn epilogue(x: &mut [f32], width: usize, bias: Option<&[f32]>, residual: Option<&[f32]>, act: Act) {
-    if bias.is_none() && residual.is_none() && act == Act::None {
-        return;
-    }
-    let rows = x.len() / width.max(1);
-    let chunk = rows_per_task(rows, width, 16 * 1024);
-    x.par_chunks_mut(chunk * width).enumerate().for_each(|(ci, block)| {
-        let start = ci * chunk * width;
-        let residual = residual.map(|r| &r[start..start + block.len()]);
-        epilogue_serial(block, width, bias, residual, act);
-    });
-}
-
-/// `x += y` element-wise, in parallel.
-pub fn add_in_place(x: &mut [f32], y: &[f32]) {
-    assert_eq!(x.len(), y.len());
-    let chunk = (x.len().div_ceil(threads().max(1) * 4)).max(16 * 1024);
-    x.par_chunks_mut(chunk).zip(y.par_chunks(chunk)).for_each(|(a, b)| add_assign(a, b));
 }
 
 #[inline]
