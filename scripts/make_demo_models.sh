@@ -18,8 +18,8 @@ rm -rf models/digits-v1 models/digits-v2
 "$md" "${v2[@]}" --json > /dev/null
 metrics="{}"
 for m in digits-v1 digits-v2; do
-  clean=$("$md" eval --model "demo:$m" --data assets/digits/test --json)
-  drifted=$("$md" eval --model "demo:$m" --data assets/digits/test --drift "$drift" --seed "$eval_seed" --json)
+  clean=$("$md" eval --model "models/$m" --data assets/digits/test --json)
+  drifted=$("$md" eval --model "models/$m" --data assets/digits/test --drift "$drift" --seed "$eval_seed" --json)
   metrics=$(python3 -c 'import json,sys; m=json.loads(sys.argv[1]); m[sys.argv[2]]={"clean":json.loads(sys.argv[3])["accuracy"],"drifted":json.loads(sys.argv[4])["accuracy"]}; print(json.dumps(m))' "$metrics" "$m" "$clean" "$drifted")
 done
 python3 - "$metrics" "$drift" "$eval_seed" "${v1[*]}" "${v2[*]}" <<'PY'

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the app under Xvfb, drives it with xdotool and saves PNG screenshots to docs/screenshots/:
-# the Playground (gallery sample and a drawn digit, A and B side by side), the Models view, both
-# themes, at 1280x800 and 1920x1080.
-# Needs: apt-get install -y xvfb xauth imagemagick xdotool
+# the Playground (the first-start sample, a gallery click, a drawn digit and a pasted 20000x200
+# panorama, A and B side by side), the Models view, both themes, at 1280x800 and 1920x1080.
+# Needs: apt-get install -y xvfb xauth imagemagick xdotool xclip
 # Coordinates match the default layout (top bar, left-anchored gallery); adjust if the UI moves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,9 @@ export XDG_RUNTIME_DIR
 # A throwaway persistence folder, so every run starts from the demos in dark theme.
 XDG_DATA_HOME=$(mktemp -d)
 export XDG_DATA_HOME
+# A panorama wider than any GPU texture (4 megapixels): a white bar on black, a "1" to the digits.
+panorama=$(mktemp --suffix=.png)
+convert -size 20000x200 xc:black -fill white -draw "rectangle 9500,20 10500,180" "$panorama"
 
 shot() { sleep 1.5; import -window root "$out/$1.png"; echo "saved $out/$1.png"; }
 click() { xdotool mousemove "$1" "$2" click 1; sleep 0.5; }
@@ -36,10 +39,15 @@ run_at() { # width height
   win=$(xdotool search --sync --name ModelDeck | head -1)
   xdotool windowmove "$win" 0 0 windowsize "$win" "$w" "$h"
   sleep 3
+  shot "playground-first-start-$size"
   click 443 128 # gallery: digit 3
   shot "playground-gallery-$size"
   draw_seven
   shot "playground-drawing-$size"
+  xclip -selection clipboard -t image/png -i "$panorama" &
+  sleep 0.5
+  xdotool windowfocus --sync "$win" key ctrl+v
+  shot "playground-pasted-panorama-$size"
   click 240 12 # Models tab
   shot "models-$size"
   click $((w - 52)) 12 # theme toggle

@@ -49,6 +49,9 @@ pub struct BenchReport {
     pub architecture: String,
     pub batch: usize,
     pub seq_len: Option<usize>,
+    /// The image fed to image models: the `--image` path, or the embedded sample's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     pub threads: usize,
     pub iters: usize,
     pub load_ms: f64,
@@ -78,14 +81,17 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     crate::stats::describe::quantile_sorted(sorted, q).unwrap_or(f64::NAN)
 }
 
-/// The image benchmarks feed: the given file, else the shipped sample photo, else a gradient.
+/// The image benchmarks feed: the given file, else the sample photo compiled into the binary
+/// (the same file `bench/pytorch_bench.py` reads).
 fn bench_image(path: Option<&PathBuf>) -> Result<image::RgbImage, Error> {
-    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/samples/chelsea.png");
-    match path {
-        Some(p) => Ok(model::decode_image_file(p).map_err(model::ModelError::from)?),
-        None if default.is_file() => Ok(model::decode_image_file(&default).map_err(model::ModelError::from)?),
-        None => Ok(image::RgbImage::from_fn(320, 240, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]))),
-    }
+    let image = match path {
+        Some(p) => model::decode_image_file(p),
+        None => {
+            let embedded = &crate::source::embedded::BENCH_IMAGE;
+            model::image::decode_image_bytes(embedded.bytes, std::path::Path::new(embedded.name))
+        }
+    };
+    Ok(image.map_err(model::ModelError::from)?)
 }
 
 /// Loads `source` and times its forward pass.
@@ -117,6 +123,10 @@ pub fn run(source: &ModelSource, options: &BenchOptions, resolve: &ResolveOption
         architecture: model.card().architecture.clone(),
         batch: options.batch,
         seq_len: (!task.takes_images()).then_some(options.seq_len),
+        image: task.takes_images().then(|| match &options.image {
+            Some(path) => path.display().to_string(),
+            None => crate::source::embedded::BENCH_IMAGE.name.to_string(),
+        }),
         threads: candle_core::utils::get_num_threads(),
         iters: options.iters,
         load_ms,

@@ -196,10 +196,7 @@ struct BenchArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("MODELDECK_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         None => run_gui(GuiArgs::default()),
@@ -219,6 +216,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Library log lines (hf-hub's retries, wgpu, ...) stay quiet unless `RUST_LOG` (or
+/// `MODELDECK_LOG`) asks for them; ModelDeck's own warnings show. Errors reach the user once, as
+/// the `error:` line `main` prints. Colour only when stderr is a terminal.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = ["RUST_LOG", "MODELDECK_LOG"]
+        .into_iter()
+        .find_map(|name| tracing_subscriber::EnvFilter::try_from_env(name).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("off,modeldeck=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
+        .init();
 }
 
 fn resolve_options(common: &CommonSource, progress: bool) -> ResolveOptions {
@@ -257,8 +272,9 @@ fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
     let source = ModelSource::parse(&args.model)?;
     let show_progress = !args.json && matches!(source, ModelSource::Hub { .. });
     let model = model::load_source(&source, &resolve_options(&args.common, show_progress))?;
-    let input = PredictInput { images: args.image, texts: args.text, labels: args.labels, top_k: args.top_k };
-    let output = predict::predict(&model, &input)?;
+    let input =
+        PredictInput { images: args.image, texts: args.text, labels: args.labels, template: None, top_k: args.top_k };
+    let output = predict::predict_files(&model, &input)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&output.to_json())?);
         return Ok(());
@@ -353,7 +369,7 @@ fn print_report(
 }
 
 fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
-    use modeldeck::deploy::drift::ImageDrift;
+    use modeldeck::eval::perturb::ImageDrift;
     let source = ModelSource::parse(&args.model)?;
     let model = model::load_source(&source, &resolve_options(&args.common, !args.json))?;
     let data = modeldeck::eval::Dataset::load(&args.data)?;
@@ -386,7 +402,7 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
-    use modeldeck::deploy::drift::ImageDrift;
+    use modeldeck::eval::perturb::ImageDrift;
     use modeldeck::train::{self, EpochReport, TrainOptions};
     let data = modeldeck::eval::Dataset::load(&args.data)?;
     let add_drifted = args.add_drifted.as_deref().map(ImageDrift::parse).transpose()?;

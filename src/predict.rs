@@ -1,21 +1,71 @@
-//! One prediction, end to end, as the CLI (and later the GUI) asks for it: decode the inputs,
-//! run the model, time it, and shape the answer (top-k labels, embeddings, similarity).
+//! The one prediction path. Every prediction — a CLI `predict`, a Playground input through the
+//! engine's slot workers, later replays and batches — goes through [`predict`]: check that the
+//! inputs fit the model's task, run preprocessing and the network, time them, and shape the
+//! answer (top-k labels, embeddings, similarity). Monitoring hooks in here, once.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
+use image::RgbImage;
 use serde::Serialize;
 
 use crate::model::{self, LabelScore, LoadedModel, Request, Response, Task};
 use crate::Error;
 
-/// What a user asks a model.
+/// A decoded image and the name it is reported under (a file name, "pasted image", ...).
+#[derive(Debug, Clone)]
+pub struct NamedImage {
+    pub name: String,
+    pub image: Arc<RgbImage>,
+}
+
+/// The inputs of one request: images or texts, never both.
+#[derive(Debug, Clone)]
+pub enum Inputs {
+    Images(Vec<NamedImage>),
+    /// Classifiers classify each text; embedding models embed each and compare the first two.
+    Texts(Vec<String>),
+}
+
+impl Inputs {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Images(_) => "images",
+            Self::Texts(_) => "text",
+        }
+    }
+}
+
+/// What a user asks a model, inputs already decoded.
+#[derive(Debug, Clone)]
+pub struct PredictRequest {
+    pub inputs: Inputs,
+    /// Candidate labels for zero-shot models (blank entries are ignored).
+    pub labels: Vec<String>,
+    /// Zero-shot hypothesis template with `{}` for the label; `None` is the pipeline's default.
+    pub template: Option<String>,
+    /// How many labels to return; 0 means 5.
+    pub top_k: usize,
+}
+
+impl PredictRequest {
+    pub fn images(images: Vec<NamedImage>) -> Self {
+        Self { inputs: Inputs::Images(images), labels: Vec::new(), template: None, top_k: 5 }
+    }
+    pub fn texts(texts: Vec<String>) -> Self {
+        Self { inputs: Inputs::Texts(texts), labels: Vec::new(), template: None, top_k: 5 }
+    }
+}
+
+/// What the CLI asks: image files to decode, or texts.
 #[derive(Debug, Clone, Default)]
 pub struct PredictInput {
     pub images: Vec<PathBuf>,
     pub texts: Vec<String>,
     /// Candidate labels for zero-shot models.
     pub labels: Vec<String>,
+    pub template: Option<String>,
     pub top_k: usize,
 }
 
@@ -65,64 +115,117 @@ impl PredictOutput {
         }
         json
     }
+
+    /// The first input's labels, most probable first (classifiers).
+    pub fn labels(&self) -> Option<&[LabelScore]> {
+        self.results.first()?.predictions.as_deref()
+    }
+
+    /// The first input's top label.
+    pub fn top_label(&self) -> Option<&str> {
+        self.labels()?.first().map(|l| l.label.as_str())
+    }
+
+    /// Length of the first embedding (embedding models).
+    pub fn embedding_dims(&self) -> Option<usize> {
+        self.results.first()?.embedding.as_ref().map(Vec::len)
+    }
 }
 
-/// Runs `input` through `model`.
-pub fn predict(model: &LoadedModel, input: &PredictInput) -> Result<PredictOutput, Error> {
+/// Decodes the CLI's image files, then runs [`predict`].
+pub fn predict_files(model: &LoadedModel, input: &PredictInput) -> Result<PredictOutput, Error> {
     let task = model.task();
-    let top_k = if input.top_k == 0 { 5 } else { input.top_k };
-    let (names, response, latency_ms) = if task.takes_images() {
-        if input.images.is_empty() {
-            return Err(Error::Usage(format!("{task} models need an image: pass --image PATH")));
+    let inputs = match (input.images.is_empty(), input.texts.is_empty()) {
+        (false, false) => {
+            return Err(Error::Usage(format!("give either --image or --text, not both ({task} models take one kind)")))
         }
-        if !input.texts.is_empty() {
-            return Err(Error::Usage(format!("{task} models take images, not --text")));
+        (true, true) if task.takes_images() => {
+            return Err(Error::Usage(format!("{task} models need an image: pass --image PATH")))
         }
-        let images = input
-            .images
-            .iter()
-            .map(|p| model::decode_image_file(p))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(model::ModelError::from)?;
-        let started = Instant::now();
-        let response = if task == Task::ZeroShotImageClassification {
-            if input.labels.iter().all(|l| l.trim().is_empty()) {
-                return Err(Error::Usage(
-                    "zero-shot models need candidate labels: pass --labels \"a cat,a dog\"".into(),
-                ));
+        (true, true) => return Err(Error::Usage(format!("{task} models need text: pass --text TEXT"))),
+        (false, true) => {
+            let images = input
+                .images
+                .iter()
+                .map(|p| {
+                    let image = model::decode_image_file(p).map_err(model::ModelError::from)?;
+                    Ok(NamedImage { name: p.display().to_string(), image: Arc::new(image) })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            Inputs::Images(images)
+        }
+        (true, false) => Inputs::Texts(input.texts.clone()),
+    };
+    let request =
+        PredictRequest { inputs, labels: input.labels.clone(), template: input.template.clone(), top_k: input.top_k };
+    predict(model, &request)
+}
+
+/// Runs `request` through `model`: the single prediction path.
+pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictOutput, Error> {
+    let task = model.task();
+    let top_k = if request.top_k == 0 { 5 } else { request.top_k };
+    let wrong_kind =
+        || Error::Usage(format!("{} is a {task} model and does not take {}", model.card().name, request.inputs.kind()));
+    let labels: Vec<String> = request.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    let (names, response, latency_ms) = match &request.inputs {
+        Inputs::Images(images) => {
+            if !task.takes_images() {
+                return Err(wrong_kind());
             }
-            model.run(&Request::ZeroShot { images: &images, labels: &input.labels })?
-        } else {
-            model.run(&Request::Images(&images))?
-        };
-        let names = input.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
-        (names, response, started.elapsed().as_secs_f64() * 1e3)
-    } else {
-        if input.texts.is_empty() {
-            return Err(Error::Usage(format!("{task} models need text: pass --text TEXT")));
+            if images.is_empty() {
+                return Err(Error::Usage(format!("{task} models need an image")));
+            }
+            // The model API takes a slice of images: one image is borrowed, several are copied.
+            let copies: Vec<RgbImage>;
+            let pixels: &[RgbImage] = match images.as_slice() {
+                [one] => std::slice::from_ref(one.image.as_ref()),
+                many => {
+                    copies = many.iter().map(|i| i.image.as_ref().clone()).collect();
+                    &copies
+                }
+            };
+            let started = Instant::now();
+            let response = if task == Task::ZeroShotImageClassification {
+                if labels.is_empty() {
+                    return Err(Error::Usage(
+                        "zero-shot models need candidate labels: pass --labels \"a cat,a dog\"".into(),
+                    ));
+                }
+                model.run(&Request::ZeroShot { images: pixels, labels: &labels })?
+            } else {
+                model.run(&Request::Images(pixels))?
+            };
+            let names = images.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+            (names, response, started.elapsed().as_secs_f64() * 1e3)
         }
-        if !input.images.is_empty() {
-            return Err(Error::Usage(format!("{task} models take text, not --image")));
+        Inputs::Texts(texts) => {
+            if task.takes_images() {
+                return Err(wrong_kind());
+            }
+            if texts.is_empty() {
+                return Err(Error::Usage(format!("{task} models need text")));
+            }
+            let started = Instant::now();
+            let response = model.run(&Request::Texts { texts, max_tokens: None })?;
+            (texts.clone(), response, started.elapsed().as_secs_f64() * 1e3)
         }
-        let started = Instant::now();
-        let response = model.run(&Request::Texts { texts: &input.texts, max_tokens: None })?;
-        (input.texts.clone(), response, started.elapsed().as_secs_f64() * 1e3)
     };
-    let labels: Vec<String> = if task == Task::ZeroShotImageClassification {
-        input.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
-    } else {
-        model.labels().to_vec()
-    };
+    let label_names: &[String] = if task == Task::ZeroShotImageClassification { &labels } else { model.labels() };
     let mut similarity = None;
     let results = match response {
         Response::Scores(scores) => names
             .into_iter()
             .zip(scores)
-            .map(|(name, s)| InputResult { input: name, predictions: Some(s.top_k(&labels, top_k)), embedding: None })
+            .map(|(name, s)| InputResult {
+                input: name,
+                predictions: Some(s.top_k(label_names, top_k)),
+                embedding: None,
+            })
             .collect(),
         Response::Embeddings(vectors) => {
-            if vectors.len() >= 2 {
-                similarity = Some(cosine(&vectors[0], &vectors[1]));
+            if let [first, second, ..] = vectors.as_slice() {
+                similarity = Some(cosine(first, second));
             }
             names
                 .into_iter()
@@ -134,8 +237,11 @@ pub fn predict(model: &LoadedModel, input: &PredictInput) -> Result<PredictOutpu
     Ok(PredictOutput { model: model.card().clone(), task, results, similarity, latency_ms })
 }
 
-/// Cosine similarity of two vectors (0 when either is all zeros).
+/// Cosine similarity of two vectors (0 when either is all zeros or their lengths differ).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return 0.0;
+    }
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
     let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();

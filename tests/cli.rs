@@ -91,3 +91,31 @@ fn drift_and_abtest_verbs_print_json_and_fail_cleanly() {
     assert!(!out.status.success());
     assert!(err.contains("bad.csv") && err.contains("latency_ms") && err.trim().lines().count() == 1, "{err}");
 }
+
+/// An installed binary (`cargo install --path .`) run from another folder has everything it
+/// needs at first start: the demo models, the gallery and the benchmark photo are inside it.
+#[test]
+fn a_copy_of_the_binary_in_an_empty_folder_runs_the_demo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join("modeldeck");
+    std::fs::copy(env!("CARGO_BIN_EXE_modeldeck"), &exe).unwrap();
+    let digit = tmp.path().join("three.png");
+    std::fs::copy(common::root().join("assets/digits/test/3/0045.png"), &digit).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(&exe)
+            .args(args)
+            .current_dir(tmp.path())
+            .env("MODELDECK_CACHE_DIR", tmp.path().join("cache"))
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    for demo in ["demo:digits-v1", "demo:digits-v2"] {
+        let v = run(&["predict", "--model", demo, "--image", "three.png", "--json"]);
+        assert_eq!(v["predictions"][0]["label"], "3", "{demo}: {v}");
+    }
+    let bench = run(&["bench", "--model", "demo:digits-v1", "--iters", "2", "--warmup", "0", "--json"]);
+    assert_eq!(bench["image"], "chelsea.png", "bench times the embedded photo, not a synthetic one: {bench}");
+}

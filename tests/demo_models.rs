@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use modeldeck::deploy::drift::ImageDrift;
+use modeldeck::eval::perturb::ImageDrift;
 use modeldeck::eval::{self, Dataset, EvalOptions};
 use modeldeck::model;
 use modeldeck::source::{self, CancelToken, ModelSource, ResolveOptions};
@@ -116,10 +116,7 @@ fn a_new_head_on_an_image_model_learns_a_new_label_set() {
 /// all-MiniLM-L6-v2 plus a text CSV gives a text classifier that loads like any other model.
 #[test]
 fn a_head_on_all_minilm_makes_a_text_classifier() {
-    let dir = std::env::var("MODELDECK_MINILM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| common::root().join("target/fixtures/all-minilm-l6-v2"));
-    assert!(dir.join("model.safetensors").is_file(), "run scripts/fetch_minilm.sh");
+    let dir = common::minilm_dir();
     let files = source::resolve(&ModelSource::Local { path: dir }, &Default::default()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let data = Dataset::load(&common::root().join("assets/text/reviews.csv")).unwrap();

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::hub_server::{HubServer, RepoSpec};
+use common::ScriptedDialogs;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use modeldeck::engine::Slot;
 use modeldeck::source::{ModelSource, ResolveOptions};
-use modeldeck::ui::{AppConfig, ModelDeckApp, ScriptedDialogs};
+use modeldeck::ui::{AppConfig, ModelDeckApp};
 
 fn app(config: AppConfig) -> Harness<'static, ModelDeckApp> {
     Harness::builder()
@@ -22,7 +23,7 @@ fn app(config: AppConfig) -> Harness<'static, ModelDeckApp> {
 }
 
 fn demo_config() -> AppConfig {
-    AppConfig { fresh: true, dialogs: Box::new(ScriptedDialogs::default()), ..Default::default() }
+    AppConfig { fresh: true, dialogs: Arc::new(ScriptedDialogs::default()), ..Default::default() }
 }
 
 /// Steps the UI (in real time, the engine works on other threads) until `done` holds.
@@ -44,24 +45,31 @@ fn has_text(harness: &Harness<'_, ModelDeckApp>, text: &str) -> bool {
     harness.query_all_by_label_contains(text).next().is_some()
 }
 
+fn answered(harness: &Harness<'_, ModelDeckApp>, slot: Slot, input: &str) -> bool {
+    harness.state().answered_input(slot) == Some(input)
+}
+
 #[test]
-fn the_demo_loads_and_predicts_a_gallery_sample_side_by_side() {
+fn the_demo_opens_on_both_models_answering_a_gallery_sample_then_predicts_a_click() {
     let mut harness = app(demo_config());
-    wait_until(&mut harness, "both demo models", |h| {
-        h.state().card(Slot::A).is_some() && h.state().card(Slot::B).is_some()
+    // Before any click: both demo models answer a gallery digit.
+    wait_until(&mut harness, "both answers to the first sample", |h| {
+        answered(h, Slot::A, "digit 3") && answered(h, Slot::B, "digit 3")
     });
     assert_eq!(harness.state().card(Slot::A).unwrap().name, "digits-v1");
     assert!(has_text(&harness, "A: digits-v1") && has_text(&harness, "B: digits-v2"));
-
-    wait_until(&mut harness, "the gallery", |h| h.query_by_label("digit 3").is_some());
-    harness.get_by_label("digit 3").click();
-    wait_until(&mut harness, "both answers", |h| {
-        h.state().top_label(Slot::A).is_some() && h.state().top_label(Slot::B).is_some()
-    });
     assert_eq!(harness.state().top_label(Slot::A).as_deref(), Some("3"));
     assert_eq!(harness.state().top_label(Slot::B).as_deref(), Some("3"));
     assert!(has_text(&harness, "A · digits-v1") && has_text(&harness, "B · digits-v2"));
     assert!(has_text(&harness, "digit 3 ·"), "the answer names its input and latency");
+
+    wait_until(&mut harness, "the gallery", |h| h.query_by_label("digit 7").is_some());
+    harness.get_by_label("digit 7").click();
+    wait_until(&mut harness, "both answers to the click", |h| {
+        answered(h, Slot::A, "digit 7") && answered(h, Slot::B, "digit 7")
+    });
+    assert_eq!(harness.state().top_label(Slot::A).as_deref(), Some("7"));
+    assert_eq!(harness.state().top_label(Slot::B).as_deref(), Some("7"));
 }
 
 #[test]
@@ -71,7 +79,7 @@ fn a_broken_model_folder_shows_an_error_and_the_app_keeps_working() {
     std::fs::write(tmp.path().join("model.safetensors"), b"junk").unwrap();
     let dialogs = Arc::new(ScriptedDialogs::default());
     *dialogs.folder.lock().unwrap() = Some(tmp.path().to_path_buf());
-    let mut harness = app(AppConfig { fresh: true, dialogs: Box::new(dialogs.clone()), ..Default::default() });
+    let mut harness = app(AppConfig { fresh: true, dialogs: dialogs.clone(), ..Default::default() });
     wait_until(&mut harness, "demo A", |h| h.state().card(Slot::A).is_some());
     harness.get_by_label("Models").click();
     harness.step();
@@ -84,7 +92,7 @@ fn a_broken_model_folder_shows_an_error_and_the_app_keeps_working() {
     harness.get_by_label("Playground").click();
     wait_until(&mut harness, "the gallery", |h| h.query_by_label("digit 7").is_some());
     harness.get_by_label("digit 7").click();
-    wait_until(&mut harness, "A's answer", |h| h.state().top_label(Slot::A).is_some());
+    wait_until(&mut harness, "A's answer", |h| answered(h, Slot::A, "digit 7"));
     assert_eq!(harness.state().top_label(Slot::A).as_deref(), Some("7"));
 }
 
@@ -120,23 +128,111 @@ fn hub_loading_shows_progress_then_the_model_card() {
     assert!(harness.state().state().recent.iter().any(|r| r == "test-org/tiny-bert"));
 }
 
-#[test]
-fn a_pasted_image_is_predicted() {
-    let mut harness = app(demo_config());
-    wait_until(&mut harness, "demo A", |h| h.state().card(Slot::A).is_some());
-    // A white vertical bar on black: a "1" to the digits models.
-    let (w, h) = (32usize, 32usize);
+/// A white vertical bar on black: a "1" to the digits models.
+fn bar_image(w: usize, h: usize) -> egui::ColorImage {
     let pixels = (0..w * h)
         .map(|i| {
-            if (14..18).contains(&(i % w)) && (4..28).contains(&(i / w)) {
+            let (x, y) = (i % w, i / w);
+            if (w * 7 / 16..w * 9 / 16).contains(&x) && (h / 8..h * 7 / 8).contains(&y) {
                 egui::Color32::WHITE
             } else {
                 egui::Color32::BLACK
             }
         })
         .collect();
-    let image = egui::ColorImage::new([w, h], pixels);
-    harness.event(egui::Event::PasteImage(Arc::new(image)));
-    wait_until(&mut harness, "A's answer", |h| h.state().top_label(Slot::A).is_some());
+    egui::ColorImage::new([w, h], pixels)
+}
+
+/// A file dropped on the window, as the windowing integration hands it to egui.
+#[derive(Debug)]
+struct DroppedPath(std::path::PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn write_png(dir: &std::path::Path, name: &str, image: &egui::ColorImage) -> std::path::PathBuf {
+    let [w, h] = image.size;
+    let raw: Vec<u8> = image.pixels.iter().flat_map(|c| [c.r(), c.g(), c.b()]).collect();
+    let path = dir.join(name);
+    image::RgbImage::from_raw(w as u32, h as u32, raw).unwrap().save(&path).unwrap();
+    path
+}
+
+#[test]
+fn a_pasted_image_is_predicted() {
+    let mut harness = app(demo_config());
+    wait_until(&mut harness, "demo A", |h| h.state().card(Slot::A).is_some());
+    harness.event(egui::Event::PasteImage(Arc::new(bar_image(32, 32))));
+    wait_until(&mut harness, "A's answer", |h| answered(h, Slot::A, "pasted image"));
     assert!(has_text(&harness, "pasted image ·"));
+}
+
+/// Odd shapes from every way in (paste, drop, the Open dialog) are predicted with previews the
+/// renderer can take; images over the limit and damaged clipboard buffers give a clear error;
+/// the app keeps running throughout and renders.
+#[test]
+fn odd_images_from_every_way_in_are_predicted_or_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dialogs = Arc::new(ScriptedDialogs::default());
+    let mut harness = app(AppConfig { fresh: true, dialogs: dialogs.clone(), ..Default::default() });
+    wait_until(&mut harness, "both demo models", |h| {
+        h.state().card(Slot::A).is_some() && h.state().card(Slot::B).is_some()
+    });
+
+    // A 20000x200 panorama, pasted: wider than any GPU texture.
+    harness.event(egui::Event::PasteImage(Arc::new(bar_image(20_000, 200))));
+    wait_until(&mut harness, "the panorama's answers", |h| {
+        answered(h, Slot::A, "pasted image") && answered(h, Slot::B, "pasted image")
+    });
+    assert_eq!(harness.state().input_image().map(|i| i.1), Some([20_000, 200]), "the model gets the full image");
+    let preview = harness.state().input_preview_size().expect("a preview is shown");
+    assert!(preview[0] <= 1024 && preview[1] >= 1, "preview {preview:?}");
+    harness.render().expect("the window renders with the panorama on screen");
+
+    // A 200x20000 strip, dropped on the window.
+    let tall = write_png(tmp.path(), "tall.png", &bar_image(200, 20_000));
+    harness.input_mut().dropped_files.push(Arc::new(DroppedPath(tall)));
+    wait_until(&mut harness, "the strip's answers", |h| {
+        answered(h, Slot::A, "tall.png") && answered(h, Slot::B, "tall.png")
+    });
+    let preview = harness.state().input_preview_size().expect("a preview is shown");
+    assert!(preview[1] <= 1024, "preview {preview:?}");
+
+    // A 1x1 image through the Open image dialog.
+    let dot = write_png(tmp.path(), "dot.png", &egui::ColorImage::new([1, 1], vec![egui::Color32::WHITE]));
+    *dialogs.image.lock().unwrap() = Some(dot);
+    harness.get_by_label("Open image…").click();
+    wait_until(&mut harness, "the dot's answers", |h| {
+        answered(h, Slot::A, "dot.png") && answered(h, Slot::B, "dot.png")
+    });
+    assert_eq!(harness.state().input_preview_size(), Some([1, 1]));
+
+    // Over the pixel limit, and a damaged buffer: clear errors, nothing else changes.
+    let errors_before = harness.state().log_messages().len();
+    let huge = egui::ColorImage { size: [12_000, 12_000], pixels: Vec::new(), source_size: egui::Vec2::ZERO };
+    harness.event(egui::Event::PasteImage(Arc::new(huge)));
+    wait_until(&mut harness, "the over-limit error", |h| {
+        h.state().log_messages().iter().any(|m| m.contains("12000x12000") && m.contains("100-megapixel limit"))
+    });
+    let damaged =
+        egui::ColorImage { size: [100, 100], pixels: vec![egui::Color32::RED; 37], source_size: egui::Vec2::ZERO };
+    harness.event(egui::Event::PasteImage(Arc::new(damaged)));
+    wait_until(&mut harness, "the damaged-buffer error", |h| {
+        h.state().log_messages().iter().any(|m| m.contains("pasted image is damaged"))
+    });
+    assert!(harness.state().log_messages().len() >= errors_before + 2);
+    assert!(has_text(&harness, "Log (2 errors)"), "the error count is shown");
+    assert_eq!(harness.state().input_image().map(|i| i.0), Some("dot.png"), "the last good input stays");
+
+    // Still working.
+    harness.get_by_label("digit 4").click();
+    wait_until(&mut harness, "A's answer after the errors", |h| answered(h, Slot::A, "digit 4"));
+    assert_eq!(harness.state().top_label(Slot::A).as_deref(), Some("4"));
+    harness.render().expect("the window still renders");
 }

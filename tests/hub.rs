@@ -210,3 +210,38 @@ fn the_download_command_fetches_into_the_cache() {
     assert_eq!(json["model"]["source"], REPO);
     assert_eq!(json["model"]["revision"], COMMIT);
 }
+
+/// A failed download is one clean line on stderr: no hf-hub tracing line before it, no colour
+/// codes when stderr is not a terminal.
+#[test]
+fn a_failed_download_prints_one_clean_error_line() {
+    let server = server();
+    server.behaviour.lock().unwrap().drop_body.insert("model.safetensors".into(), 100);
+    let cache = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modeldeck"))
+        .args(["download", REPO])
+        .env("HF_ENDPOINT", &server.endpoint)
+        .env("HF_HUB_CACHE", cache.path())
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("RUST_LOG")
+        .env_remove("MODELDECK_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, got:\n{stderr}");
+    assert!(lines[0].starts_with("error: network error while downloading `test-org/tiny-bert`"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no ANSI colour codes: {stderr:?}");
+
+    // RUST_LOG still reaches the library's own lines.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modeldeck"))
+        .args(["download", REPO])
+        .env("HF_ENDPOINT", &server.endpoint)
+        .env("HF_HUB_CACHE", tempfile::tempdir().unwrap().path())
+        .env("RUST_LOG", "modeldeck=debug,hf_hub=debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().count() > 1 && stderr.contains("retrying"), "{stderr}");
+}

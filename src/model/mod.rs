@@ -24,6 +24,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 
 use crate::source::{ModelFiles, ModelSource};
+pub use clip::HYPOTHESIS_TEMPLATE as ZERO_SHOT_TEMPLATE;
 pub use config::{Architecture, ModelConfig, Task};
 pub use image::{decode_image_file, ImageError, ImagePreprocessor};
 pub use text::TextEncoder;

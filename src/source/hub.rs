@@ -105,7 +105,7 @@ impl Fetcher<'_> {
             match result {
                 Err(HFError::Request { ref source, .. }) if !source.is_connect() && attempt < NETWORK_RETRIES => {
                     attempt += 1;
-                    tracing::warn!(file, attempt, "download interrupted; retrying");
+                    tracing::info!(file, attempt, "download interrupted; retrying");
                     tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
                 }
                 other => break other,
@@ -121,11 +121,15 @@ impl Fetcher<'_> {
                     HFError::Request { source, .. } => describe_request_error(source),
                     other => other.to_string(),
                 };
-                tracing::warn!(repo = self.repo_id, %detail, "network failed; using the cache");
-                self.network_error = Some(detail);
+                self.network_error = Some(detail.clone());
                 self.offline = true;
                 self.fetched -= 1;
-                Box::pin(self.fetch(file)).await
+                let cached = Box::pin(self.fetch(file)).await;
+                // Said only when the cache really serves it; otherwise the error says it all.
+                if let Ok(Some(_)) = &cached {
+                    tracing::warn!(repo = self.repo_id, %detail, "network failed; using the cache");
+                }
+                cached
             }
             Err(e) => Err(self.explain(e, file)),
         }

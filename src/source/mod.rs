@@ -1,9 +1,10 @@
 //! Where model files come from: the Hugging Face Hub (through `hf-hub`, sharing Python's cache),
-//! a folder or file on disk, or a demo model embedded in the repository. Everything resolves to
+//! a folder or file on disk, or a demo model compiled into the binary ([`embedded`]). Everything resolves to
 //! [`ModelFiles`]: local paths of the files a checkpoint is made of. Nothing here knows about
 //! tensors or architectures.
 
 mod disk;
+pub mod embedded;
 mod hub;
 
 use std::fmt;
@@ -181,58 +182,23 @@ fn env_flag(name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Folder holding the embedded demo models (`models/` in the repository, or `MODELDECK_MODELS_DIR`).
-pub fn demo_models_dir() -> PathBuf {
-    resource_dir("MODELDECK_MODELS_DIR", "models")
-}
-
-/// Folder holding sample inputs and demo data (`assets/` in the repository, or
-/// `MODELDECK_ASSETS_DIR`, or `assets` beside the executable).
-pub fn assets_dir() -> PathBuf {
-    resource_dir("MODELDECK_ASSETS_DIR", "assets")
-}
-
-/// A folder shipped with the app: the variable if set, else `name` beside the executable (an
-/// installed app), else the repository's (a development build).
-fn resource_dir(variable: &str, name: &str) -> PathBuf {
-    if let Ok(dir) = std::env::var(variable) {
-        return PathBuf::from(dir);
-    }
-    let beside_exe =
-        std::env::current_exe().ok().and_then(|exe| exe.parent().map(|p| p.join(name))).filter(|p| p.is_dir());
-    beside_exe.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name))
-}
-
 /// Resolves any source to local files, downloading from the Hub when needed.
 pub fn resolve(source: &ModelSource, options: &ResolveOptions) -> Result<ModelFiles, SourceError> {
     match source {
         ModelSource::Local { path } => disk::resolve_path(path, source.clone()),
         ModelSource::Demo { name } => {
-            let dir = demo_models_dir().join(name);
-            if !dir.is_dir() {
-                let known = list_demo_models();
-                return Err(SourceError::UnknownDemo {
-                    name: name.clone(),
-                    known: if known.is_empty() { "none installed".into() } else { known.join(", ") },
-                });
-            }
-            disk::resolve_dir(&dir, source.clone())
+            let Some(demo) = embedded::demo(name) else {
+                return Err(SourceError::UnknownDemo { name: name.clone(), known: list_demo_models().join(", ") });
+            };
+            disk::resolve_dir(&embedded::materialize(demo)?, source.clone())
         }
         ModelSource::Hub { repo_id, revision } => hub::resolve(repo_id, revision.as_deref(), options),
     }
 }
 
-/// Names of the demo models shipped in `models/`.
+/// Names of the demo models compiled into the binary.
 pub fn list_demo_models() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(demo_models_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("config.json").is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    names
+    embedded::DEMOS.iter().map(|d| d.name.to_string()).collect()
 }
 
 #[derive(Debug, thiserror::Error)]

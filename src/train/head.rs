@@ -11,7 +11,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
 
 use super::{fit, io_error, label_maps, seeded_init, write_json, Examples, TrainError, TrainOptions, TrainReport};
-use crate::deploy::drift::ImageDrift;
+use crate::eval::perturb::ImageDrift;
 use crate::eval::{self, Dataset, ExampleInput};
 use crate::model::{self, Request, Task};
 use crate::source::{ModelFiles, WeightsFormat};

@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::deploy::drift::ImageDrift;
+use crate::eval::perturb::ImageDrift;
 use crate::eval::{self, Dataset};
 use crate::model::cnn::{Cnn, CnnConfig, ARCHITECTURE};
 use crate::model::image::ImagePreprocessor;

@@ -1,64 +1,44 @@
-//! File dialogs behind a trait: the app uses native dialogs (rfd); tests script the answers,
-//! since headless dialogs return nothing.
+//! File dialogs behind a trait, always called off the UI thread: the app runs each dialog on a
+//! thread of its own and picks up the answer in a later frame, so the window keeps repainting
+//! while a dialog is open. The app uses native dialogs (rfd's asynchronous ones, which may be
+//! waited on from any thread, including on macOS); tests pass their own implementation.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
-pub trait FileDialogs {
-    fn pick_model_folder(&self) -> Option<PathBuf>;
-    fn pick_model_file(&self) -> Option<PathBuf>;
-    fn pick_image(&self) -> Option<PathBuf>;
+/// Which dialog to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogKind {
+    ModelFolder,
+    ModelFile,
+    Image,
+}
+
+/// Shows a dialog and blocks the calling (background) thread until the user answers.
+pub trait FileDialogs: Send + Sync {
+    fn pick(&self, kind: DialogKind) -> Option<PathBuf>;
 }
 
 /// Native dialogs through rfd.
 pub struct NativeDialogs;
 
 impl FileDialogs for NativeDialogs {
-    fn pick_model_folder(&self) -> Option<PathBuf> {
-        rfd::FileDialog::new().set_title("Open a model folder").pick_folder()
-    }
-    fn pick_model_file(&self) -> Option<PathBuf> {
-        rfd::FileDialog::new()
-            .set_title("Open a model weights file")
-            .add_filter("Weights", &["safetensors", "bin", "pth", "pt"])
-            .pick_file()
-    }
-    fn pick_image(&self) -> Option<PathBuf> {
-        rfd::FileDialog::new()
-            .set_title("Open an image")
-            .add_filter("Images", &["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"])
-            .pick_file()
-    }
-}
-
-/// Dialogs whose answers a test sets in advance; each answer is used once.
-#[derive(Default)]
-pub struct ScriptedDialogs {
-    pub folder: Mutex<Option<PathBuf>>,
-    pub file: Mutex<Option<PathBuf>>,
-    pub image: Mutex<Option<PathBuf>>,
-}
-
-impl FileDialogs for ScriptedDialogs {
-    fn pick_model_folder(&self) -> Option<PathBuf> {
-        self.folder.lock().ok()?.take()
-    }
-    fn pick_model_file(&self) -> Option<PathBuf> {
-        self.file.lock().ok()?.take()
-    }
-    fn pick_image(&self) -> Option<PathBuf> {
-        self.image.lock().ok()?.take()
-    }
-}
-
-impl<T: FileDialogs> FileDialogs for std::sync::Arc<T> {
-    fn pick_model_folder(&self) -> Option<PathBuf> {
-        self.as_ref().pick_model_folder()
-    }
-    fn pick_model_file(&self) -> Option<PathBuf> {
-        self.as_ref().pick_model_file()
-    }
-    fn pick_image(&self) -> Option<PathBuf> {
-        self.as_ref().pick_image()
+    fn pick(&self, kind: DialogKind) -> Option<PathBuf> {
+        let dialog = rfd::AsyncFileDialog::new();
+        let picked = match kind {
+            DialogKind::ModelFolder => pollster::block_on(dialog.set_title("Open a model folder").pick_folder()),
+            DialogKind::ModelFile => pollster::block_on(
+                dialog
+                    .set_title("Open a model weights file")
+                    .add_filter("Weights", &["safetensors", "bin", "pth", "pt"])
+                    .pick_file(),
+            ),
+            DialogKind::Image => pollster::block_on(
+                dialog
+                    .set_title("Open an image")
+                    .add_filter("Images", &["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"])
+                    .pick_file(),
+            ),
+        };
+        picked.map(|handle| handle.path().to_path_buf())
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! The tab bar has room for the Monitor, Deploy and Evaluate views that later work adds.
 
+pub mod decode;
 pub mod dialogs;
 mod models_view;
 mod playground;
@@ -15,12 +16,12 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
 
-use image::RgbImage;
-
-use crate::engine::{Engine, EngineEvent, PredictionInput, Slot};
+use crate::engine::{Engine, EngineEvent, Slot};
 use crate::model::{ModelCard, Task};
+use crate::predict::{NamedImage, PredictRequest};
 use crate::source::{DownloadUpdate, ModelSource, ResolveOptions};
-pub use dialogs::{FileDialogs, NativeDialogs, ScriptedDialogs};
+use decode::{DecodePool, ImageSource, Purpose};
+pub use dialogs::{DialogKind, FileDialogs, NativeDialogs};
 use playground::{InputImage, Playground};
 
 /// What survives a restart.
@@ -44,7 +45,7 @@ pub struct AppConfig {
     /// Models for the slots; `None` restores the last session's, else the demos.
     pub a: Option<ModelSource>,
     pub b: Option<ModelSource>,
-    pub dialogs: Box<dyn FileDialogs>,
+    pub dialogs: Arc<dyn FileDialogs>,
     pub resolve: ResolveOptions,
     /// Ignore saved state (tests).
     pub fresh: bool,
@@ -52,7 +53,7 @@ pub struct AppConfig {
 
 impl Default for AppConfig {
     fn default() -> Self {
-        Self { a: None, b: None, dialogs: Box::new(NativeDialogs), resolve: ResolveOptions::default(), fresh: false }
+        Self { a: None, b: None, dialogs: Arc::new(NativeDialogs), resolve: ResolveOptions::default(), fresh: false }
     }
 }
 
@@ -64,10 +65,14 @@ pub enum Command {
     PickFile(Slot),
     CancelLoad(Slot),
     PickImage,
-    SetImage(Arc<RgbImage>, String),
+    /// Decode an image (off the UI thread) and make it the Playground's input.
+    OpenImage(ImageSource),
     PredictCurrent,
     PredictText,
 }
+
+/// A dialog running on its own thread: which one, for which slot, and the answer.
+type DialogAnswer = (DialogKind, Option<Slot>, Option<PathBuf>);
 
 pub enum SlotStatus {
     Idle,
@@ -97,10 +102,15 @@ pub struct ModelDeckApp {
     memory: status::MemoryProbe,
     frame_times: egui::util::History<f32>,
     last_latency_ms: Option<f64>,
-    dialogs: Box<dyn FileDialogs>,
+    dialogs: Arc<dyn FileDialogs>,
+    /// The dialog being shown, if any (one at a time).
+    dialog_open: Option<DialogKind>,
+    dialog_tx: Sender<DialogAnswer>,
+    dialog_rx: Receiver<DialogAnswer>,
     commands: Vec<Command>,
-    decoded_tx: Sender<Result<(RgbImage, String), String>>,
-    decoded_rx: Receiver<Result<(RgbImage, String), String>>,
+    decoder: DecodePool,
+    /// Until the user picks an input, the first models to load answer a gallery sample.
+    auto_sample: bool,
 }
 
 impl ModelDeckApp {
@@ -127,21 +137,33 @@ impl ModelDeckApp {
             }
         }
         state.slots = starting;
-        let (decoded_tx, decoded_rx) = std::sync::mpsc::channel();
+        let ctx = cc.egui_ctx.clone();
+        let decoder = DecodePool::new(2, move || ctx.request_repaint());
+        let mut log = status::Log::default();
+        for item in crate::source::embedded::GALLERY {
+            let source = ImageSource::Embedded { name: item.name.to_string(), bytes: item.bytes };
+            if let Err(e) = decoder.submit(source, Purpose::Gallery) {
+                log.error(e);
+            }
+        }
+        let (dialog_tx, dialog_rx) = std::sync::mpsc::channel();
         Self {
             engine,
             state,
             slots,
             models: models_view::ModelsView::new(),
-            playground: Playground::new(&cc.egui_ctx),
-            log: status::Log::default(),
+            playground: Playground::new(),
+            log,
             memory: status::MemoryProbe::default(),
             frame_times: egui::util::History::new(0..300, 2.0),
             last_latency_ms: None,
             dialogs: config.dialogs,
+            dialog_open: None,
+            dialog_tx,
+            dialog_rx,
             commands: Vec::new(),
-            decoded_tx,
-            decoded_rx,
+            decoder,
+            auto_sample: true,
         }
     }
 
@@ -156,8 +178,29 @@ impl ModelDeckApp {
 
     /// The top label of `slot`'s latest answer.
     pub fn top_label(&self, slot: Slot) -> Option<String> {
-        let (answer, _, _) = self.playground.results[slot.index()].answer.as_ref()?;
-        answer.top_label().map(str::to_string)
+        let (output, _) = self.playground.results[slot.index()].answer.as_ref()?;
+        output.top_label().map(str::to_string)
+    }
+
+    /// The name of the input `slot` last answered ("digit 3", "pasted image", a file name).
+    pub fn answered_input(&self, slot: Slot) -> Option<&str> {
+        let result = &self.playground.results[slot.index()];
+        result.answer.as_ref().map(|_| result.input_name.as_str())
+    }
+
+    /// The Playground's current input image: its name and full size.
+    pub fn input_image(&self) -> Option<(&str, [u32; 2])> {
+        self.playground.image.as_ref().map(|i| (i.name.as_str(), [i.image.width(), i.image.height()]))
+    }
+
+    /// The size of the preview texture of the current input, once drawn.
+    pub fn input_preview_size(&self) -> Option<[usize; 2]> {
+        self.playground.image.as_ref().and_then(InputImage::texture_size)
+    }
+
+    /// The error `slot` showed for its latest input, if any.
+    pub fn slot_error(&self, slot: Slot) -> Option<&str> {
+        self.playground.results[slot.index()].error.as_deref()
     }
 
     /// Every message shown so far.
@@ -212,6 +255,8 @@ impl ModelDeckApp {
                     view.status = SlotStatus::Idle;
                     view.card = Some(card);
                     self.playground.results[slot.index()] = Default::default();
+                    // A newly loaded model answers whatever the Playground shows.
+                    self.predict_slot(slot);
                 }
                 EngineEvent::LoadFailed { slot, source, error } => {
                     self.log.error(format!("{}: could not load {source}: {error}", slot.name()));
@@ -227,8 +272,8 @@ impl ModelDeckApp {
                         if id == prediction.request {
                             result.pending = None;
                             result.error = None;
-                            result.answer = Some((prediction.answer, prediction.latency_ms, generation));
-                            self.last_latency_ms = Some(prediction.latency_ms);
+                            self.last_latency_ms = Some(prediction.output.latency_ms);
+                            result.answer = Some((prediction.output, generation));
                         }
                     }
                     if self.playground.continuous {
@@ -247,11 +292,77 @@ impl ModelDeckApp {
                 EngineEvent::Replaced { slot, .. } => self.playground.results[slot.index()].replaced += 1,
             }
         }
-        for decoded in self.decoded_rx.try_iter().collect::<Vec<_>>() {
-            match decoded {
-                Ok((image, name)) => self.commands.push(Command::SetImage(Arc::new(image), name)),
+    }
+
+    /// Images the decoder finished: gallery thumbnails, or a new input to predict.
+    fn handle_decoded_images(&mut self) {
+        for outcome in self.decoder.poll() {
+            match outcome {
+                Ok(decoded) if decoded.purpose == Purpose::Gallery => self.playground.add_to_gallery(decoded),
+                Ok(decoded) => {
+                    self.auto_sample = false;
+                    self.playground.image = Some(InputImage::new(decoded));
+                    self.playground.generation += 1;
+                    self.predict_images(true);
+                }
                 Err(error) => self.log.error(error),
             }
+        }
+    }
+
+    /// Answers from dialogs that ran on their own threads.
+    fn handle_dialog_answers(&mut self) {
+        for (kind, slot, path) in self.dialog_rx.try_iter().collect::<Vec<_>>() {
+            self.dialog_open = None;
+            let Some(path) = path else { continue };
+            match (kind, slot) {
+                (DialogKind::Image, _) => self.open_image(ImageSource::File(path)),
+                (DialogKind::ModelFolder | DialogKind::ModelFile, Some(slot)) => {
+                    self.engine.load(slot, ModelSource::Local { path })
+                }
+                (_, None) => {}
+            }
+        }
+    }
+
+    /// Shows a dialog on a thread of its own; the answer arrives in a later frame.
+    fn open_dialog(&mut self, kind: DialogKind, slot: Option<Slot>) {
+        if self.dialog_open.is_some() {
+            self.log.info("a file dialog is already open");
+            return;
+        }
+        let (dialogs, tx) = (self.dialogs.clone(), self.dialog_tx.clone());
+        let spawned = std::thread::Builder::new().name("modeldeck-dialog".into()).spawn(move || {
+            let _ = tx.send((kind, slot, dialogs.pick(kind)));
+        });
+        match spawned {
+            Ok(_) => self.dialog_open = Some(kind),
+            Err(e) => self.log.error(format!("cannot open the file dialog: {e}")),
+        }
+    }
+
+    fn open_image(&mut self, source: ImageSource) {
+        self.auto_sample = false;
+        if let Err(e) = self.decoder.submit(source, Purpose::Input) {
+            self.log.error(e);
+        }
+    }
+
+    /// Until the user chooses an input, show the loaded models answering a gallery sample: a
+    /// digit for digit classifiers, else a photo.
+    fn auto_sample(&mut self) {
+        if !self.auto_sample || self.playground.image.is_some() {
+            return;
+        }
+        let cards: Vec<&ModelCard> = self.slots.iter().filter_map(|s| s.card.as_ref()).collect();
+        if !cards.iter().any(|c| c.task.takes_images()) {
+            return;
+        }
+        let digits = cards.iter().any(|c| c.labels.iter().any(|l| l == "3"));
+        let wanted = if digits { "digit 3" } else { "sample chelsea" };
+        if let Some(item) = crate::source::embedded::GALLERY.iter().find(|g| g.name == wanted) {
+            self.auto_sample = false;
+            self.open_image(ImageSource::Embedded { name: item.name.to_string(), bytes: item.bytes });
         }
     }
 
@@ -260,7 +371,7 @@ impl ModelDeckApp {
             let files: Vec<PathBuf> = i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect();
             (files, i.pointer.hover_pos(), i.viewport_rect().width())
         });
-        // Ctrl+V with an image on the clipboard.
+        // Ctrl+V with an image on the clipboard: converted and checked on the decoder's threads.
         let pasted: Vec<Arc<egui::ColorImage>> = ctx.input(|i| {
             i.events
                 .iter()
@@ -271,15 +382,8 @@ impl ModelDeckApp {
                 .collect()
         });
         for image in pasted {
-            let [w, h] = image.size;
-            let rgb = RgbImage::from_fn(w as u32, h as u32, |x, y| {
-                let c = image.pixels[y as usize * w + x as usize];
-                image::Rgb([c.r(), c.g(), c.b()])
-            });
-            if w > 0 && h > 0 {
-                self.commands.push(Command::SetImage(Arc::new(rgb), "pasted image".into()));
-                self.state.tab = Tab::Playground;
-            }
+            self.open_image(ImageSource::Pasted(image));
+            self.state.tab = Tab::Playground;
         }
         for path in dropped {
             if looks_like_model(&path) {
@@ -291,19 +395,10 @@ impl ModelDeckApp {
                 self.commands.push(Command::Load(slot, ModelSource::Local { path }));
                 self.state.tab = Tab::Models;
             } else {
-                self.decode_in_background(path);
+                self.open_image(ImageSource::File(path));
                 self.state.tab = Tab::Playground;
             }
         }
-    }
-
-    fn decode_in_background(&self, path: PathBuf) {
-        let tx = self.decoded_tx.clone();
-        std::thread::spawn(move || {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let result = crate::model::decode_image_file(&path).map(|i| (i, name)).map_err(|e| e.to_string());
-            let _ = tx.send(result);
-        });
     }
 
     fn handle_commands(&mut self) {
@@ -314,28 +409,12 @@ impl ModelDeckApp {
                     Ok(source) => self.engine.load(slot, source),
                     Err(e) => self.log.error(format!("{}: {e}", slot.name())),
                 },
-                Command::PickFolder(slot) => {
-                    if let Some(path) = self.dialogs.pick_model_folder() {
-                        self.engine.load(slot, ModelSource::Local { path });
-                    }
-                }
-                Command::PickFile(slot) => {
-                    if let Some(path) = self.dialogs.pick_model_file() {
-                        self.engine.load(slot, ModelSource::Local { path });
-                    }
-                }
+                Command::PickFolder(slot) => self.open_dialog(DialogKind::ModelFolder, Some(slot)),
+                Command::PickFile(slot) => self.open_dialog(DialogKind::ModelFile, Some(slot)),
                 Command::CancelLoad(slot) => self.engine.cancel_load(slot),
-                Command::PickImage => {
-                    if let Some(path) = self.dialogs.pick_image() {
-                        self.decode_in_background(path);
-                    }
-                }
-                Command::SetImage(image, name) => {
-                    self.playground.image = Some(InputImage::new(image, name));
-                    self.playground.generation += 1;
-                    self.predict_current(true);
-                }
-                Command::PredictCurrent => self.predict_current(false),
+                Command::PickImage => self.open_dialog(DialogKind::Image, None),
+                Command::OpenImage(source) => self.open_image(source),
+                Command::PredictCurrent => self.predict_images(false),
                 Command::PredictText => {
                     self.playground.generation += 1;
                     self.predict_text();
@@ -344,42 +423,64 @@ impl ModelDeckApp {
         }
     }
 
-    /// Sends the current image to every image model (zero-shot models get the labels too).
-    fn predict_current(&mut self, new_input: bool) {
-        let Some(current) = &self.playground.image else { return };
-        let (image, name) = (current.image.clone(), current.name.clone());
-        let labels: Vec<String> = self.playground.labels.split(',').map(|s| s.trim().to_string()).collect();
+    /// The Playground's current input as a request for a model of `task`, with its display name.
+    fn request_for(&self, task: Task) -> Option<(PredictRequest, String)> {
+        let pg = &self.playground;
+        let mut request = match task {
+            Task::ImageClassification | Task::ZeroShotImageClassification => {
+                let current = pg.image.as_ref()?;
+                let image = NamedImage { name: current.name.clone(), image: current.image.clone() };
+                PredictRequest::images(vec![image])
+            }
+            Task::TextClassification => PredictRequest::texts(vec![pg.text.clone()]),
+            Task::TextEmbedding => PredictRequest::texts(vec![pg.text.clone(), pg.text_b.clone()]),
+        };
+        if task == Task::ZeroShotImageClassification {
+            request.labels = pg.labels.split(',').map(|s| s.trim().to_string()).collect();
+            let template = pg.template.trim();
+            request.template = (!template.is_empty()).then(|| template.to_string());
+        }
+        request.top_k = pg.top_k;
+        let name = match &request.inputs {
+            crate::predict::Inputs::Images(images) => images.first().map(|i| i.name.clone()).unwrap_or_default(),
+            crate::predict::Inputs::Texts(_) => format!("text ({} chars)", pg.text.chars().count()),
+        };
+        Some((request, name))
+    }
+
+    /// Sends the current input to `slot`, if it has a model that takes it.
+    fn predict_slot(&mut self, slot: Slot) {
+        let Some(task) = self.slots[slot.index()].card.as_ref().map(|c| c.task) else { return };
+        if let Some((request, name)) = self.request_for(task) {
+            self.submit(slot, request, &name);
+        }
+    }
+
+    /// Sends the current image to every image model; with `new_input` false (continuous mode),
+    /// only to slots that are not busy.
+    fn predict_images(&mut self, new_input: bool) {
         for slot in Slot::ALL {
             let Some(card) = &self.slots[slot.index()].card else { continue };
-            let input = match card.task {
-                Task::ImageClassification => PredictionInput::Image(image.clone()),
-                Task::ZeroShotImageClassification => {
-                    PredictionInput::ZeroShot { image: image.clone(), labels: labels.clone() }
-                }
-                _ => continue,
-            };
+            if !card.task.takes_images() {
+                continue;
+            }
             if !new_input && self.playground.results[slot.index()].pending.is_some() {
                 continue;
             }
-            self.submit(slot, input, &name);
+            self.predict_slot(slot);
         }
     }
 
     fn predict_text(&mut self) {
         for slot in Slot::ALL {
-            let Some(card) = &self.slots[slot.index()].card else { continue };
-            let texts = match card.task {
-                Task::TextClassification => vec![self.playground.text.clone()],
-                Task::TextEmbedding => vec![self.playground.text.clone(), self.playground.text_b.clone()],
-                _ => continue,
-            };
-            let name = format!("text ({} chars)", self.playground.text.chars().count());
-            self.submit(slot, PredictionInput::Texts(texts), &name);
+            if self.slots[slot.index()].card.as_ref().is_some_and(|c| !c.task.takes_images()) {
+                self.predict_slot(slot);
+            }
         }
     }
 
-    fn submit(&mut self, slot: Slot, input: PredictionInput, name: &str) {
-        let id = self.engine.predict(slot, input, self.playground.top_k);
+    fn submit(&mut self, slot: Slot, request: PredictRequest, name: &str) {
+        let id = self.engine.predict(slot, request);
         let result = &mut self.playground.results[slot.index()];
         result.pending = Some((id, self.playground.generation));
         result.input_name = name.to_string();
@@ -417,6 +518,15 @@ impl ModelDeckApp {
                 ui.label(text);
                 ui.separator();
             }
+            if let Some(kind) = self.dialog_open {
+                let what = match kind {
+                    DialogKind::ModelFolder => "a model folder",
+                    DialogKind::ModelFile => "a model file",
+                    DialogKind::Image => "an image",
+                };
+                ui.label(format!("choosing {what} in a file dialog…"));
+                ui.separator();
+            }
             if let Some(ms) = self.last_latency_ms {
                 ui.label(format!("last latency {ms:.1} ms"));
                 ui.separator();
@@ -450,7 +560,10 @@ impl eframe::App for ModelDeckApp {
         }
         self.memory.refresh();
         self.handle_engine_events();
+        self.handle_decoded_images();
+        self.handle_dialog_answers();
         self.handle_dropped_files(&ctx);
+        self.auto_sample();
 
         egui::Panel::top("top").show(ui, |ui| self.top_bar_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar_ui(ui));

@@ -2,27 +2,33 @@
 //! the drawing canvas; text; candidate labels for CLIP; two texts for embedding models) and the
 //! answers of A and B side by side, with disagreement highlighted.
 
-use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use egui::{Color32, Pos2, RichText, Sense, Stroke, TextureHandle, Vec2};
 use image::RgbImage;
 
+use super::decode::{DecodedImage, ImageSource};
 use super::{Command, SlotView};
-use crate::engine::{Answer, Slot};
+use crate::engine::Slot;
 use crate::model::Task;
+use crate::predict::PredictOutput;
 
-/// The image currently fed to image models.
+/// The image currently fed to image models: full size for the models, and a preview no larger
+/// than [`super::decode::PREVIEW_SIDE`] that becomes a texture when first drawn.
 pub struct InputImage {
     pub image: Arc<RgbImage>,
     pub name: String,
+    preview: Option<egui::ColorImage>,
     texture: Option<TextureHandle>,
 }
 
 impl InputImage {
-    pub fn new(image: Arc<RgbImage>, name: String) -> Self {
-        Self { image, name, texture: None }
+    pub fn new(decoded: DecodedImage) -> Self {
+        Self { image: decoded.image, name: decoded.name, preview: Some(decoded.preview), texture: None }
+    }
+
+    pub fn texture_size(&self) -> Option<[usize; 2]> {
+        self.texture.as_ref().map(TextureHandle::size)
     }
 }
 
@@ -31,15 +37,18 @@ impl InputImage {
 pub struct SlotResult {
     /// Request id and input generation of the request in flight.
     pub pending: Option<(u64, u64)>,
-    pub answer: Option<(Answer, f64, u64)>,
+    /// The answer and the input generation it belongs to.
+    pub answer: Option<(Arc<PredictOutput>, u64)>,
     pub error: Option<String>,
     pub replaced: u64,
     pub input_name: String,
 }
 
+/// A gallery entry: its thumbnail, and the embedded file a click decodes in full.
 struct GalleryItem {
     name: String,
-    image: Arc<RgbImage>,
+    bytes: &'static [u8],
+    thumbnail: Option<egui::ColorImage>,
     texture: Option<TextureHandle>,
 }
 
@@ -54,6 +63,8 @@ pub struct Playground {
     pub text: String,
     pub text_b: String,
     pub labels: String,
+    /// Zero-shot hypothesis template (`{}` stands for each label).
+    pub template: String,
     pub results: [SlotResult; 2],
     pub continuous: bool,
     pub top_k: usize,
@@ -61,49 +72,40 @@ pub struct Playground {
     pub generation: u64,
     canvas: Canvas,
     gallery: Vec<GalleryItem>,
-    gallery_rx: Option<Receiver<(String, RgbImage)>>,
 }
 
 impl Playground {
-    pub fn new(ctx: &egui::Context) -> Self {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let ctx = ctx.clone();
-        // Thumbnails are decoded off the UI thread.
-        std::thread::spawn(move || {
-            for (name, path) in gallery_files() {
-                if let Ok(image) = crate::model::decode_image_file(&path) {
-                    if tx.send((name, image)).is_err() {
-                        return;
-                    }
-                    ctx.request_repaint();
-                }
-            }
-        });
+    pub fn new() -> Self {
         Self {
             image: None,
             text: "I loved this film, the acting was wonderful.".into(),
             text_b: "What a great movie, brilliant performances.".into(),
             labels: "a cat, a dog, a cup of coffee".into(),
+            template: crate::model::ZERO_SHOT_TEMPLATE.into(),
             results: Default::default(),
             continuous: false,
             top_k: 5,
             generation: 0,
             canvas: Canvas::default(),
             gallery: Vec::new(),
-            gallery_rx: Some(rx),
         }
     }
 
-    fn poll_gallery(&mut self) {
-        if let Some(rx) = &self.gallery_rx {
-            for (name, image) in rx.try_iter() {
-                self.gallery.push(GalleryItem { name, image: Arc::new(image), texture: None });
-            }
-        }
+    /// A decoded gallery thumbnail, kept in the embedded gallery's order.
+    pub fn add_to_gallery(&mut self, decoded: DecodedImage) {
+        let embedded = crate::source::embedded::GALLERY;
+        let Some(position) = embedded.iter().position(|g| g.name == decoded.name) else { return };
+        let item = GalleryItem {
+            name: decoded.name,
+            bytes: embedded[position].bytes,
+            thumbnail: Some(decoded.preview),
+            texture: None,
+        };
+        let at = self.gallery.partition_point(|g| embedded.iter().position(|e| e.name == g.name) < Some(position));
+        self.gallery.insert(at, item);
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, slots: &[SlotView; 2], commands: &mut Vec<Command>) {
-        self.poll_gallery();
         let tasks: Vec<Task> = slots.iter().filter_map(|s| s.card.as_ref().map(|c| c.task)).collect();
         if tasks.is_empty() {
             ui.label("Load a model in the Models tab (or drop a model folder on the window) to start predicting.");
@@ -150,14 +152,26 @@ impl Playground {
                     commands.push(Command::PredictCurrent);
                 }
             });
+            ui.horizontal(|ui| {
+                let label = ui.label("Template");
+                let edit =
+                    ui.add(egui::TextEdit::singleline(&mut self.template).desired_width(260.0)).labelled_by(label.id);
+                let edit = edit.on_hover_text("Each label is put in place of {} before the text encoder reads it");
+                if edit.lost_focus() && self.image.is_some() {
+                    commands.push(Command::PredictCurrent);
+                }
+            });
         }
         ui.label("Gallery");
         ui.horizontal_wrapped(|ui| {
             for item in &mut self.gallery {
-                let texture = item.texture.get_or_insert_with(|| to_texture(ui.ctx(), &item.name, &item.image));
-                let button = egui::Button::image(egui::Image::new(&*texture).fit_to_exact_size(Vec2::splat(56.0)));
+                let Some(texture) = texture_from(ui.ctx(), &item.name, &mut item.thumbnail, &mut item.texture) else {
+                    continue;
+                };
+                let button = egui::Button::image(egui::Image::new(texture).fit_to_exact_size(Vec2::splat(56.0)));
                 if ui.add(button).on_hover_text(&item.name).clicked() {
-                    commands.push(Command::SetImage(item.image.clone(), item.name.clone()));
+                    let source = ImageSource::Embedded { name: item.name.clone(), bytes: item.bytes };
+                    commands.push(Command::OpenImage(source));
                 }
             }
             if self.gallery.is_empty() {
@@ -167,17 +181,23 @@ impl Playground {
         ui.label("Draw a digit");
         ui.horizontal(|ui| {
             if let Some(image) = self.canvas.ui(ui) {
-                commands.push(Command::SetImage(Arc::new(image), "drawing".into()));
+                commands.push(Command::OpenImage(ImageSource::Drawn(Arc::new(image))));
             }
             ui.vertical(|ui| {
                 if ui.button("Clear drawing").clicked() {
                     self.canvas.strokes.clear();
                 }
                 if let Some(current) = &mut self.image {
-                    ui.label(format!("Input: {}", current.name));
-                    let texture =
-                        current.texture.get_or_insert_with(|| to_texture(ui.ctx(), &current.name, &current.image));
-                    ui.add(egui::Image::new(&*texture).fit_to_exact_size(Vec2::splat(120.0)));
+                    let (w, h) = current.image.dimensions();
+                    ui.label(format!("Input: {} ({w}x{h})", current.name));
+                    if let Some(texture) =
+                        texture_from(ui.ctx(), &current.name, &mut current.preview, &mut current.texture)
+                    {
+                        // Fit the preview in a 160 x 120 box, keeping its aspect ratio.
+                        let size = texture.size_vec2();
+                        let scale = (160.0 / size.x).min(120.0 / size.y);
+                        ui.add(egui::Image::new(texture).fit_to_exact_size(size * scale));
+                    }
                 }
             });
         });
@@ -205,7 +225,7 @@ impl Playground {
         let tops: Vec<Option<(String, u64)>> = self
             .results
             .iter()
-            .map(|r| r.answer.as_ref().and_then(|(a, _, g)| a.top_label().map(|l| (l.to_string(), *g))))
+            .map(|r| r.answer.as_ref().and_then(|(a, g)| a.top_label().map(|l| (l.to_string(), *g))))
             .collect();
         // Only models that answer in the same label space can disagree.
         let comparable = match (&slots[0].card, &slots[1].card) {
@@ -253,18 +273,21 @@ fn result_ui(ui: &mut egui::Ui, result: &SlotResult) {
         ui.label(RichText::new(error).color(super::status::error_color(ui)));
     }
     match &result.answer {
-        Some((Answer::Labels(labels), latency, _)) => {
-            ui.weak(format!("{} · {latency:.1} ms", result.input_name));
-            for (i, l) in labels.iter().enumerate() {
-                bar_ui(ui, &l.label, l.score, i == 0);
+        Some((output, _)) => {
+            let latency = output.latency_ms;
+            if let Some(labels) = output.labels() {
+                ui.weak(format!("{} · {latency:.1} ms", result.input_name));
+                for (i, l) in labels.iter().enumerate() {
+                    bar_ui(ui, &l.label, l.score, i == 0);
+                }
+            } else {
+                let dims = output.embedding_dims().unwrap_or(0);
+                ui.weak(format!("{dims}-dimensional embedding · {latency:.1} ms"));
+                match output.similarity {
+                    Some(s) => ui.label(RichText::new(format!("cosine similarity {s:.3}")).heading()),
+                    None => ui.label("give a second text to compare"),
+                };
             }
-        }
-        Some((Answer::Embeddings { dims, similarity }, latency, _)) => {
-            ui.weak(format!("{dims}-dimensional embedding · {latency:.1} ms"));
-            match similarity {
-                Some(s) => ui.label(RichText::new(format!("cosine similarity {s:.3}")).heading()),
-                None => ui.label("give a second text to compare"),
-            };
         }
         None if result.pending.is_none() && result.error.is_none() => {
             ui.weak("no prediction yet");
@@ -302,44 +325,24 @@ fn warn_color(ui: &egui::Ui) -> Color32 {
     }
 }
 
-pub fn to_texture(ctx: &egui::Context, name: &str, image: &RgbImage) -> TextureHandle {
-    let size = [image.width() as usize, image.height() as usize];
-    let color = egui::ColorImage::from_rgb(size, image.as_raw());
-    // Small images (the 8x8 digits) stay crisp when magnified.
-    let options = if image.width() < 64 { egui::TextureOptions::NEAREST } else { egui::TextureOptions::LINEAR };
-    ctx.load_texture(name, color, options)
-}
-
-/// Sample photos plus one test image per digit.
-fn gallery_files() -> Vec<(String, PathBuf)> {
-    let assets = crate::source::assets_dir();
-    let mut files = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(assets.join("samples")) {
-        let mut photos: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| is_image(p)).collect();
-        photos.sort();
-        for p in photos {
-            let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            files.push((format!("sample {name}"), p));
-        }
+/// The texture for a small (already downscaled) image, uploaded on first use.
+fn texture_from<'t>(
+    ctx: &egui::Context,
+    name: &str,
+    pixels: &mut Option<egui::ColorImage>,
+    texture: &'t mut Option<TextureHandle>,
+) -> Option<&'t TextureHandle> {
+    if texture.is_none() {
+        let image = pixels.take()?;
+        // Small images (the 8x8 digits) stay crisp when magnified.
+        let options = if image.size[0].max(image.size[1]) < 64 {
+            egui::TextureOptions::NEAREST
+        } else {
+            egui::TextureOptions::LINEAR
+        };
+        *texture = Some(ctx.load_texture(name, image, options));
     }
-    for digit in 0..10 {
-        let dir = assets.join("digits/test").join(digit.to_string());
-        let first = std::fs::read_dir(&dir).ok().and_then(|entries| {
-            let mut v: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| is_image(p)).collect();
-            v.sort();
-            v.into_iter().next()
-        });
-        if let Some(p) = first {
-            files.push((format!("digit {digit}"), p));
-        }
-    }
-    files
-}
-
-fn is_image(path: &std::path::Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg" | "gif" | "webp" | "bmp"))
+    texture.as_ref()
 }
 
 impl Canvas {

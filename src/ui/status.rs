@@ -1,5 +1,6 @@
 //! Notifications (short-lived toasts), the log they are also kept in, and the status bar.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use egui::{Color32, RichText};
@@ -17,14 +18,21 @@ pub struct LogEntry {
     pub text: String,
 }
 
-/// Every message the app showed, in order; errors also pop up as toasts for a few seconds.
+/// The most recent messages the app showed (at most [`LOG_CAPACITY`], oldest dropped first);
+/// errors also pop up as toasts for a few seconds.
 #[derive(Default)]
 pub struct Log {
-    pub entries: Vec<LogEntry>,
+    pub entries: VecDeque<LogEntry>,
     pub open: bool,
     started: Option<Instant>,
+    /// Errors since start, including those that have left the bounded history.
+    error_count: usize,
+    /// Messages dropped from the front of the history.
+    dropped: usize,
 }
 
+/// Lines kept in the Log panel.
+pub const LOG_CAPACITY: usize = 10_000;
 const TOAST_SECONDS: u64 = 8;
 
 impl Log {
@@ -39,17 +47,25 @@ impl Log {
     fn push(&mut self, level: Level, text: String) {
         let now = Instant::now();
         self.started.get_or_insert(now);
-        self.entries.push(LogEntry { at: now, level, text });
+        if level == Level::Error {
+            self.error_count += 1;
+        }
+        if self.entries.len() == LOG_CAPACITY {
+            self.entries.pop_front();
+            self.dropped += 1;
+        }
+        self.entries.push_back(LogEntry { at: now, level, text });
     }
 
     pub fn errors(&self) -> usize {
-        self.entries.iter().filter(|e| e.level == Level::Error).count()
+        self.error_count
     }
 
-    /// Recent errors, top right, each with a close button.
+    /// Recent errors, top right, each with a close button. Only the newest entries are looked at.
     pub fn toasts_ui(&mut self, ctx: &egui::Context) {
         let now = Instant::now();
-        let recent: Vec<usize> = (0..self.entries.len())
+        let first = self.entries.len().saturating_sub(64);
+        let recent: Vec<usize> = (first..self.entries.len())
             .filter(|&i| {
                 let e = &self.entries[i];
                 e.level == Level::Error && now.duration_since(e.at) < Duration::from_secs(TOAST_SECONDS)
@@ -79,21 +95,35 @@ impl Log {
             });
     }
 
+    /// The history, one line per message; only the rows in view are laid out.
     pub fn log_ui(&self, ui: &mut egui::Ui) {
         let origin = self.started.unwrap_or_else(Instant::now);
-        egui::ScrollArea::vertical().stick_to_bottom(true).auto_shrink([false, false]).show(ui, |ui| {
-            if self.entries.is_empty() {
-                ui.weak("Nothing logged yet.");
-            }
-            for e in &self.entries {
-                let t = e.at.duration_since(origin).as_secs_f32();
-                let text = format!("{t:8.1} s  {}", e.text);
-                match e.level {
-                    Level::Info => ui.label(text),
-                    Level::Error => ui.label(RichText::new(text).color(error_color(ui))),
-                };
-            }
-        });
+        if self.entries.is_empty() {
+            ui.weak("Nothing logged yet.");
+            return;
+        }
+        if self.dropped > 0 {
+            ui.weak(format!("{} older messages dropped; the last {LOG_CAPACITY} are kept", self.dropped));
+        }
+        let row_height = ui.text_style_height(&egui::TextStyle::Body);
+        egui::ScrollArea::vertical().stick_to_bottom(true).auto_shrink([false, false]).show_rows(
+            ui,
+            row_height,
+            self.entries.len(),
+            |ui, rows| {
+                for e in self.entries.range(rows) {
+                    let t = e.at.duration_since(origin).as_secs_f32();
+                    // One line per row keeps the row height fixed, which show_rows relies on.
+                    let first_line = e.text.lines().next().unwrap_or("");
+                    let text = format!("{t:8.1} s  {first_line}");
+                    let text = match e.level {
+                        Level::Info => RichText::new(text),
+                        Level::Error => RichText::new(text).color(error_color(ui)),
+                    };
+                    ui.add(egui::Label::new(text).truncate()).on_hover_text(&e.text);
+                }
+            },
+        );
     }
 }
 
@@ -132,5 +162,23 @@ impl MemoryProbe {
             sysinfo::ProcessRefreshKind::nothing().with_memory(),
         );
         self.rss_bytes = system.process(pid).map(|p| p.memory());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_keeps_a_bounded_history_and_counts_every_error() {
+        let mut log = Log::default();
+        for i in 0..LOG_CAPACITY + 500 {
+            log.error(format!("e{i}"));
+        }
+        log.info("last");
+        assert_eq!(log.entries.len(), LOG_CAPACITY);
+        assert_eq!(log.errors(), LOG_CAPACITY + 500);
+        assert_eq!(log.entries.back().map(|e| e.text.as_str()), Some("last"));
+        assert_eq!(log.entries.front().map(|e| e.text.as_str()), Some("e501"));
     }
 }

@@ -1,6 +1,7 @@
 //! Injected input drift for images: brightness, contrast, Gaussian noise, blur and rotation, each
 //! with a strength, deterministic given a seed. Used to build drifted evaluation sets, the "newer
-//! data" a model update is trained on, and (later) traffic replay.
+//! data" a model update is trained on, and drifted traffic to replay. This is data preparation,
+//! not deployment: `deploy/` is for routing and release strategies.
 //!
 //! Spec syntax: `brightness=0.2,contrast=0.5,noise=0.1,blur=0.8,rotate=20` (any subset, any order).
 
