@@ -5,8 +5,10 @@ Writes CSV inputs and expected outputs into tests/fixtures/stats/. Drift numbers
 Evidently 0.7's own drift code (PSI, Jensen-Shannon, normed Wasserstein, KS/chi-square/z
 p-values, default-test choice); statistics Evidently does not report come from scipy
 (ks_2samp statistic, chisquare statistic, kstwo, mannwhitneyu), statsmodels (Wilson
-intervals, proportions_ztest, mcnemar) and numpy (percentiles, Hodges-Lehmann order
-statistics). CI only runs the Rust tests against the committed output.
+intervals, proportions_ztest, mcnemar) and numpy (percentiles). The Kayenta judgement of the
+A/B latencies (`latency.kayenta`) is checked against R instead: scripts/kayenta_reference.R
+reads the arms written here and stores R's values in kayenta_cases.json, so run it after this
+script. CI only runs the Rust tests against the committed output.
 
 Setup (outside the repo):
     python3 -m venv /work/venv-stats
@@ -265,15 +267,7 @@ def ab_expected(a, b, paired):
     mw = stats.mannwhitneyu(la, lb, alternative="two-sided")
     lat["mann_whitney"] = {"u_a": float(mw.statistic), "u_b": float(na * nb - mw.statistic),
                            "pvalue": float(mw.pvalue)}
-    diffs = np.sort((lb[:, None] - la[None, :]).ravel())
-    total = diffs.size
-    est = float(np.median(diffs))
-    zc = stats.norm.isf(0.025)
-    k = int(min(max(math.floor(total / 2 - zc * math.sqrt(na * nb * (na + nb + 1) / 12)), 1), total))
-    lower, upper = float(diffs[k - 1]), float(diffs[total - k])
-    crit = 0.25 * abs(est)
-    verdict = "High" if lower > crit else ("Low" if upper < -crit else "Pass")
-    lat["kayenta"] = {"lower": lower, "upper": upper, "estimate": est, "verdict": verdict}
+    # latency.kayenta: R's wilcox.test is the reference, see scripts/kayenta_reference.R.
     out["latency"] = lat
     if paired:
         bmap = {r["request_id"]: r for r in b}

@@ -109,15 +109,22 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct AbtestArgs {
-    /// CSV with columns request_id,prediction,label,correct,latency_ms for arm A.
+    /// CSV of arm A (control): `correct` for accuracy, `latency_ms` for latency.
     #[arg(long)]
     a: PathBuf,
-    /// The same for arm B.
+    /// The same for arm B (candidate).
     #[arg(long)]
     b: PathBuf,
-    /// Pair requests by request_id (shadow deployment) and add McNemar's tests.
+    /// Pair requests by request_id (shadow deployment) and add McNemar's tests; needs
+    /// request_id, prediction and correct in both files.
     #[arg(long)]
     paired: bool,
+    /// Confidence level of Kayenta's latency interval.
+    #[arg(long, default_value_t = modeldeck::stats::mannwhitney::KAYENTA_CONFIDENCE)]
+    confidence: f64,
+    /// Kayenta's tolerance: the fraction of |shift| the interval must clear.
+    #[arg(long, default_value_t = modeldeck::stats::mannwhitney::KAYENTA_TOLERANCE)]
+    tolerance: f64,
     #[arg(long)]
     json: bool,
 }
@@ -350,7 +357,9 @@ fn run_drift(args: DriftArgs) -> anyhow::Result<()> {
 }
 
 fn run_abtest(args: AbtestArgs) -> anyhow::Result<()> {
-    let report = modeldeck::report::abtest_report(&args.a, &args.b, args.paired)?;
+    let kayenta = modeldeck::stats::KayentaOptions { confidence: args.confidence, tolerance: args.tolerance };
+    let options = modeldeck::report::AbOptions { paired: args.paired, kayenta };
+    let report = modeldeck::report::abtest_report(&args.a, &args.b, &options)?;
     print_report(args.json, || report.to_json(), || report.render_text())
 }
 

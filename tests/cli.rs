@@ -80,7 +80,41 @@ fn drift_and_abtest_verbs_print_json_and_fail_cleanly() {
     assert_eq!(v["paired"]["n_pairs"], 999);
     assert!(v["accuracy"]["ztest"]["pvalue"].as_f64().unwrap() < 0.05);
 
+    let v = json(&[
+        "abtest",
+        "--a",
+        &stats("ab_tiny_ties_a.csv"),
+        "--b",
+        &stats("ab_tiny_ties_b.csv"),
+        "--confidence",
+        "0.95",
+        "--tolerance",
+        "0.1",
+    ]);
+    assert_eq!(v["latency"]["kayenta"]["confidence"], 0.95);
+    assert_eq!(v["latency"]["kayenta"]["tolerance"], 0.1);
+    // R's wilcox.test(b, a, conf.int=TRUE, exact=FALSE, conf.level=0.95): [0, 11].
+    assert_eq!(v["latency"]["kayenta"]["lower"], 0.0);
+    assert_eq!(v["latency"]["kayenta"]["upper"], 11.0);
+    let v = json(&["abtest", "--a", &stats("ab_tiny_ties_a.csv"), "--b", &stats("ab_tiny_ties_b.csv")]);
+    assert_eq!(v["latency"]["kayenta"]["confidence"], 0.98, "Kayenta's default");
+
     let tmp = tempfile::tempdir().unwrap();
+    let latency_only = tmp.path().join("latency_only.csv");
+    std::fs::write(&latency_only, "latency_ms\n30\n31.5\n29\n").unwrap();
+    let v = json(&["abtest", "--a", latency_only.to_str().unwrap(), "--b", &stats("ab_tiny_ties_b.csv")]);
+    assert!(v.get("accuracy").is_none() && v["latency"]["kayenta"]["verdict"].is_string(), "{v}");
+    let out = Command::new(env!("CARGO_BIN_EXE_modeldeck"))
+        .args(["abtest", "--a", latency_only.to_str().unwrap(), "--b", &stats("ab_tiny_ties_b.csv"), "--paired"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("latency_only.csv has no `request_id` column, which --paired needs to join requests"),
+        "{err}"
+    );
+
     let bad = tmp.path().join("bad.csv");
     std::fs::write(&bad, "request_id,prediction,label,correct,latency_ms\n1,a,a,1,fast\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_modeldeck"))

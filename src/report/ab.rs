@@ -1,26 +1,40 @@
 //! `modeldeck abtest`: accuracy, latency and (with `--paired`) shadow statistics of two arms
-//! read from CSVs with columns `request_id,prediction,label,correct,latency_ms`.
+//! read from CSVs. Each analysis runs when both files have the columns it needs:
+//! - accuracy (Wilson intervals, two-proportion z-test): `correct` (1/0, true/false, yes/no);
+//! - latency (percentiles, Mann-Whitney U, Kayenta's judgement): `latency_ms`;
+//! - paired, only with `--paired`: `request_id` to join the requests, `correct` for
+//!   McNemar's tests and `prediction` for the agreement rate; a missing one is an error.
+//!
+//! An unpaired analysis whose column is missing is left out: its section is absent from the
+//! JSON (as `paired` is without `--paired`) and `skipped` lists each one with the reason; the
+//! text report says so in place of the section. Without the columns for any analysis the
+//! report is an error that says what each one needs.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::table::Table;
 use super::ReportError;
-use crate::stats::{self, describe, ArmAccuracy, CorrectnessTable, Kayenta, KayentaVerdict, MannWhitney, TestResult};
+use crate::stats::{
+    self, describe, ArmAccuracy, CorrectnessTable, Kayenta, KayentaOptions, KayentaVerdict, MannWhitney, StatsError,
+    TestResult,
+};
 
-/// One request as logged by an arm.
+/// One arm's CSV: the columns the analyses use, each only if the file has it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ArmRow {
-    pub request_id: String,
-    pub prediction: String,
-    pub label: String,
-    pub correct: bool,
-    pub latency_ms: f64,
-    pub line: u64,
+pub struct Arm {
+    pub path: PathBuf,
+    pub headers: Vec<String>,
+    /// File line of each data row (header = 1).
+    pub lines: Vec<u64>,
+    pub request_id: Option<Vec<String>>,
+    pub prediction: Option<Vec<String>>,
+    pub correct: Option<Vec<bool>>,
+    pub latency_ms: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,12 +55,20 @@ pub struct LatencySummary {
     pub p99: f64,
 }
 
+/// Kayenta's judgement, or why there is none: `{"error": ...}` in the JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum KayentaOutcome {
+    Judged(Kayenta),
+    NoInterval { error: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LatencySection {
     pub a: LatencySummary,
     pub b: LatencySummary,
     pub mann_whitney: MannWhitney,
-    pub kayenta: Kayenta,
+    pub kayenta: KayentaOutcome,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,20 +82,39 @@ pub struct PairedSection {
     pub prediction_agreement_rate: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AbReport {
-    pub accuracy: AccuracySection,
-    pub latency: LatencySection,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub paired: Option<PairedSection>,
+/// An analysis left out because a file lacks its column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub analysis: String,
+    pub reason: String,
 }
 
-const COLUMNS: [&str; 5] = ["request_id", "prediction", "label", "correct", "latency_ms"];
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AbReport {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<AccuracySection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paired: Option<PairedSection>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+}
 
-/// Reads one arm's CSV, checking every value it needs.
-pub fn read_arm(path: &Path) -> Result<Vec<ArmRow>, ReportError> {
+/// What `abtest` computes besides the always-on parts.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AbOptions {
+    /// Join the arms on `request_id` (shadow deployment) and add McNemar's tests.
+    pub paired: bool,
+    pub kayenta: KayentaOptions,
+}
+
+const ACCURACY: &str = "the accuracy comparison needs";
+const LATENCY: &str = "the latency comparison needs";
+
+/// Reads one arm's CSV, checking every value of the columns the analyses use.
+pub fn read_arm(path: &Path) -> Result<Arm, ReportError> {
     let table = Table::read(path)?;
-    let cols: Vec<&[String]> = COLUMNS.iter().map(|c| table.require(c)).collect::<Result<_, _>>()?;
     if table.n_rows() == 0 {
         return Err(ReportError::NoRows { path: path.to_path_buf() });
     }
@@ -83,29 +124,66 @@ pub fn read_arm(path: &Path) -> Result<Vec<ArmRow>, ReportError> {
         column: column.to_string(),
         message,
     };
-    let mut rows = Vec::with_capacity(table.n_rows());
-    for (r, &line) in table.lines.iter().enumerate() {
-        let correct_raw = cols[3][r].trim();
-        let correct = match correct_raw.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "1.0" => true,
-            "0" | "false" | "no" | "0.0" => false,
-            _ => return Err(bad(line, "correct", format!("`{correct_raw}` is not 1/0/true/false"))),
-        };
-        let lat_raw = cols[4][r].trim();
-        let latency_ms = match lat_raw.parse::<f64>() {
-            Ok(v) if v.is_finite() => v,
-            _ => return Err(bad(line, "latency_ms", format!("`{lat_raw}` is not a finite number"))),
-        };
-        rows.push(ArmRow {
-            request_id: cols[0][r].clone(),
-            prediction: cols[1][r].clone(),
-            label: cols[2][r].clone(),
-            correct,
-            latency_ms,
-            line,
-        });
+    let correct = match table.column("correct") {
+        None => None,
+        Some(raw) => Some(
+            raw.iter()
+                .zip(&table.lines)
+                .map(|(v, &line)| match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "1.0" => Ok(true),
+                    "0" | "false" | "no" | "0.0" => Ok(false),
+                    _ => Err(bad(line, "correct", format!("`{}` is not 1/0/true/false", v.trim()))),
+                })
+                .collect::<Result<Vec<bool>, _>>()?,
+        ),
+    };
+    let latency_ms = match table.column("latency_ms") {
+        None => None,
+        Some(raw) => Some(
+            raw.iter()
+                .zip(&table.lines)
+                .map(|(v, &line)| match v.trim().parse::<f64>() {
+                    Ok(x) if x.is_finite() => Ok(x),
+                    _ => Err(bad(line, "latency_ms", format!("`{}` is not a finite number", v.trim()))),
+                })
+                .collect::<Result<Vec<f64>, _>>()?,
+        ),
+    };
+    Ok(Arm {
+        path: path.to_path_buf(),
+        request_id: table.column("request_id").map(<[String]>::to_vec),
+        prediction: table.column("prediction").map(<[String]>::to_vec),
+        correct,
+        latency_ms,
+        headers: table.headers,
+        lines: table.lines,
+    })
+}
+
+impl Arm {
+    fn missing(&self, column: &str, needed_for: &str) -> ReportError {
+        ReportError::MissingColumnFor {
+            path: self.path.clone(),
+            column: column.to_string(),
+            needed_for: needed_for.to_string(),
+            found: self.headers.join(", "),
+        }
     }
-    Ok(rows)
+
+    /// The column from both arms, or the error naming the first file without it.
+    fn both<'s, T>(
+        a: &'s Arm,
+        b: &'s Arm,
+        column: &str,
+        needed_for: &str,
+        get: impl Fn(&Arm) -> Option<&Vec<T>>,
+    ) -> Result<(&'s [T], &'s [T]), ReportError> {
+        match (get(a), get(b)) {
+            (Some(x), Some(y)) => Ok((x, y)),
+            (None, _) => Err(a.missing(column, needed_for)),
+            (_, None) => Err(b.missing(column, needed_for)),
+        }
+    }
 }
 
 fn stats_err(context: &str) -> impl Fn(stats::StatsError) -> ReportError + '_ {
@@ -125,68 +203,105 @@ fn latency_summary(latencies: &[f64]) -> Result<LatencySummary, ReportError> {
     })
 }
 
-/// The A/B report of two arms' CSVs; `paired` adds the shadow analysis joined on request id.
-pub fn abtest_report(a: &Path, b: &Path, paired: bool) -> Result<AbReport, ReportError> {
-    let rows_a = read_arm(a)?;
-    let rows_b = read_arm(b)?;
-    ab_report_from_rows(a, &rows_a, b, &rows_b, paired)
+/// The A/B report of two arms' CSVs (A = control, B = candidate).
+pub fn abtest_report(a: &Path, b: &Path, options: &AbOptions) -> Result<AbReport, ReportError> {
+    options.kayenta.validate().map_err(stats_err("kayenta"))?;
+    let arm_a = read_arm(a)?;
+    let arm_b = read_arm(b)?;
+    ab_report_from_arms(&arm_a, &arm_b, options)
 }
 
-pub(crate) fn ab_report_from_rows(
-    a: &Path,
-    rows_a: &[ArmRow],
-    b: &Path,
-    rows_b: &[ArmRow],
-    paired: bool,
-) -> Result<AbReport, ReportError> {
-    let count = |rows: &[ArmRow]| rows.iter().filter(|r| r.correct).count() as u64;
-    let (ca, na) = (count(rows_a), rows_a.len() as u64);
-    let (cb, nb) = (count(rows_b), rows_b.len() as u64);
+pub(crate) fn ab_report_from_arms(a: &Arm, b: &Arm, options: &AbOptions) -> Result<AbReport, ReportError> {
+    let mut skipped = Vec::new();
+    let mut skip = |analysis: &str, e: ReportError| {
+        skipped.push(Skipped { analysis: analysis.to_string(), reason: e.to_string() });
+    };
+    let accuracy = match Arm::both(a, b, "correct", ACCURACY, |r| r.correct.as_ref()) {
+        Ok((ca, cb)) => Some(accuracy_section(ca, cb)?),
+        Err(e) => {
+            skip("accuracy", e);
+            None
+        }
+    };
+    let latency = match Arm::both(a, b, "latency_ms", LATENCY, |r| r.latency_ms.as_ref()) {
+        Ok((la, lb)) => Some(latency_section(la, lb, &options.kayenta)?),
+        Err(e) => {
+            skip("latency", e);
+            None
+        }
+    };
+    let paired = if options.paired { Some(paired_section(a, b)?) } else { None };
+    if accuracy.is_none() && latency.is_none() && paired.is_none() {
+        return Err(ReportError::NothingToCompare {
+            a: a.path.clone(),
+            b: b.path.clone(),
+            a_found: a.headers.join(", "),
+            b_found: b.headers.join(", "),
+        });
+    }
+    Ok(AbReport { accuracy, latency, paired, skipped })
+}
+
+fn accuracy_section(correct_a: &[bool], correct_b: &[bool]) -> Result<AccuracySection, ReportError> {
+    let count = |c: &[bool]| c.iter().filter(|&&x| x).count() as u64;
+    let (ca, na) = (count(correct_a), correct_a.len() as u64);
+    let (cb, nb) = (count(correct_b), correct_b.len() as u64);
     let acc_a = ArmAccuracy::new(ca, na).map_err(stats_err("accuracy of A"))?;
     let acc_b = ArmAccuracy::new(cb, nb).map_err(stats_err("accuracy of B"))?;
-    let accuracy = AccuracySection {
+    Ok(AccuracySection {
         diff_b_minus_a: acc_b.accuracy - acc_a.accuracy,
         ztest: stats::two_proportion_ztest(ca, na, cb, nb).map_err(stats_err("accuracy z-test"))?,
         a: acc_a,
         b: acc_b,
-    };
-    let lat_a: Vec<f64> = rows_a.iter().map(|r| r.latency_ms).collect();
-    let lat_b: Vec<f64> = rows_b.iter().map(|r| r.latency_ms).collect();
-    let latency = LatencySection {
-        a: latency_summary(&lat_a)?,
-        b: latency_summary(&lat_b)?,
-        mann_whitney: stats::mann_whitney_u(&lat_a, &lat_b).map_err(stats_err("mann-whitney"))?,
-        kayenta: stats::kayenta(&lat_a, &lat_b).map_err(stats_err("kayenta"))?,
-    };
-    let paired = if paired { Some(paired_section(a, rows_a, b, rows_b)?) } else { None };
-    Ok(AbReport { accuracy, latency, paired })
+    })
 }
 
-fn index_by_id<'r>(path: &Path, rows: &'r [ArmRow]) -> Result<HashMap<&'r str, &'r ArmRow>, ReportError> {
-    let mut map = HashMap::with_capacity(rows.len());
-    for r in rows {
-        if map.insert(r.request_id.as_str(), r).is_some() {
+fn latency_section(lat_a: &[f64], lat_b: &[f64], options: &KayentaOptions) -> Result<LatencySection, ReportError> {
+    let kayenta = match stats::kayenta_with(lat_a, lat_b, options) {
+        Ok(k) => KayentaOutcome::Judged(k),
+        Err(e @ StatsError::AllTied) => KayentaOutcome::NoInterval { error: e.to_string() },
+        Err(e) => return Err(stats_err("kayenta")(e)),
+    };
+    Ok(LatencySection {
+        a: latency_summary(lat_a)?,
+        b: latency_summary(lat_b)?,
+        mann_whitney: stats::mann_whitney_u(lat_a, lat_b).map_err(stats_err("mann-whitney"))?,
+        kayenta,
+    })
+}
+
+const PAIRED_JOIN: &str = "--paired needs to join requests";
+const PAIRED_MCNEMAR: &str = "--paired needs for McNemar's tests";
+const PAIRED_AGREEMENT: &str = "--paired needs for the prediction agreement rate";
+
+fn index_by_id<'r>(arm: &Arm, ids: &'r [String]) -> Result<HashMap<&'r str, usize>, ReportError> {
+    let mut map = HashMap::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        if map.insert(id.as_str(), i).is_some() {
             return Err(ReportError::DuplicateRequestId {
-                path: path.to_path_buf(),
-                row: r.line,
-                id: r.request_id.clone(),
+                path: arm.path.clone(),
+                row: arm.lines.get(i).copied().unwrap_or(0),
+                id: id.clone(),
             });
         }
     }
     Ok(map)
 }
 
-fn paired_section(a: &Path, rows_a: &[ArmRow], b: &Path, rows_b: &[ArmRow]) -> Result<PairedSection, ReportError> {
-    index_by_id(a, rows_a)?;
-    let by_id_b = index_by_id(b, rows_b)?;
-    let pairs: Vec<(&ArmRow, &ArmRow)> =
-        rows_a.iter().filter_map(|ra| by_id_b.get(ra.request_id.as_str()).map(|rb| (ra, *rb))).collect();
+fn paired_section(a: &Arm, b: &Arm) -> Result<PairedSection, ReportError> {
+    let (ids_a, ids_b) = Arm::both(a, b, "request_id", PAIRED_JOIN, |r| r.request_id.as_ref())?;
+    let (correct_a, correct_b) = Arm::both(a, b, "correct", PAIRED_MCNEMAR, |r| r.correct.as_ref())?;
+    let (pred_a, pred_b) = Arm::both(a, b, "prediction", PAIRED_AGREEMENT, |r| r.prediction.as_ref())?;
+    index_by_id(a, ids_a)?;
+    let by_id_b = index_by_id(b, ids_b)?;
+    let pairs: Vec<(usize, usize)> =
+        ids_a.iter().enumerate().filter_map(|(i, id)| by_id_b.get(id.as_str()).map(|&j| (i, j))).collect();
     if pairs.is_empty() {
-        return Err(ReportError::NoPairs { a: a.to_path_buf(), b: b.to_path_buf() });
+        return Err(ReportError::NoPairs { a: a.path.clone(), b: b.path.clone() });
     }
-    let table = stats::correctness_table(pairs.iter().map(|(ra, rb)| (ra.correct, rb.correct)));
+    let table = stats::correctness_table(pairs.iter().map(|&(i, j)| (correct_a[i], correct_b[j])));
     let m = stats::mcnemar(&table);
-    let same_prediction = pairs.iter().filter(|(ra, rb)| ra.prediction == rb.prediction).count();
+    let same_prediction = pairs.iter().filter(|&&(i, j)| pred_a[i] == pred_b[j]).count();
     Ok(PairedSection {
         n_pairs: pairs.len(),
         table,
@@ -208,6 +323,27 @@ fn format_p(p: f64) -> String {
     }
 }
 
+/// Kayenta's judgement in a sentence, with the settings it used.
+fn kayenta_text(outcome: &KayentaOutcome) -> String {
+    let k = match outcome {
+        KayentaOutcome::Judged(k) => k,
+        KayentaOutcome::NoInterval { error } => return error.clone(),
+    };
+    let tolerance = format!("{}% tolerance", 100.0 * k.tolerance);
+    let verdict = match k.verdict {
+        KayentaVerdict::High => format!("High: B is slower than A beyond the {tolerance}"),
+        KayentaVerdict::Low => format!("Low: B is faster than A beyond the {tolerance}"),
+        KayentaVerdict::Pass => format!("Pass: no latency change beyond the {tolerance}"),
+    };
+    format!(
+        "shift B - A = {:+.2} ms, {}% interval [{:+.2}, {:+.2}]: {verdict}",
+        k.estimate,
+        100.0 * k.confidence,
+        k.lower,
+        k.upper
+    )
+}
+
 fn significance(p: f64) -> &'static str {
     if p < 0.05 {
         "significant at 5%"
@@ -224,53 +360,55 @@ impl AbReport {
     /// Plain-language verdicts beside the numbers.
     pub fn render_text(&self) -> String {
         let mut s = String::new();
-        let acc = &self.accuracy;
+        let skipped = |s: &mut String, analysis: &str| {
+            for skip in self.skipped.iter().filter(|k| k.analysis == analysis) {
+                let _ = writeln!(s, "  skipped: {}", skip.reason);
+            }
+        };
         let _ = writeln!(s, "Accuracy");
-        for (name, arm) in [("A", &acc.a), ("B", &acc.b)] {
+        skipped(&mut s, "accuracy");
+        if let Some(acc) = &self.accuracy {
+            for (name, arm) in [("A", &acc.a), ("B", &acc.b)] {
+                let _ = writeln!(
+                    s,
+                    "  {name}: {:.2}% ({}/{}), 95% Wilson interval {:.2}%..{:.2}%",
+                    100.0 * arm.accuracy,
+                    arm.correct,
+                    arm.n,
+                    100.0 * arm.wilson_ci95[0],
+                    100.0 * arm.wilson_ci95[1]
+                );
+            }
+            let points = 100.0 * acc.diff_b_minus_a;
+            let direction = if points >= 0.0 { "more" } else { "less" };
             let _ = writeln!(
                 s,
-                "  {name}: {:.2}% ({}/{}), 95% Wilson interval {:.2}%..{:.2}%",
-                100.0 * arm.accuracy,
-                arm.correct,
-                arm.n,
-                100.0 * arm.wilson_ci95[0],
-                100.0 * arm.wilson_ci95[1]
+                "  B is {:.1} points {direction} accurate, p = {}: {}",
+                points.abs(),
+                format_p(acc.ztest.pvalue),
+                significance(acc.ztest.pvalue)
             );
         }
-        let points = 100.0 * acc.diff_b_minus_a;
-        let direction = if points >= 0.0 { "more" } else { "less" };
-        let _ = writeln!(
-            s,
-            "  B is {:.1} points {direction} accurate, p = {}: {}",
-            points.abs(),
-            format_p(acc.ztest.pvalue),
-            significance(acc.ztest.pvalue)
-        );
-        let lat = &self.latency;
         let _ = writeln!(s, "\nLatency (ms)      n        mean       p50       p95       p99");
-        for (name, l) in [("A", &lat.a), ("B", &lat.b)] {
-            let _ =
-                writeln!(s, "  {name}      {:>8} {:>11.2} {:>9.2} {:>9.2} {:>9.2}", l.n, l.mean, l.p50, l.p95, l.p99);
+        skipped(&mut s, "latency");
+        if let Some(lat) = &self.latency {
+            for (name, l) in [("A", &lat.a), ("B", &lat.b)] {
+                let _ = writeln!(
+                    s,
+                    "  {name}      {:>8} {:>11.2} {:>9.2} {:>9.2} {:>9.2}",
+                    l.n, l.mean, l.p50, l.p95, l.p99
+                );
+            }
+            let mw = &lat.mann_whitney;
+            let _ = writeln!(
+                s,
+                "  Mann-Whitney U (A) = {}, p = {}: latency distributions differ {}",
+                mw.u_a,
+                format_p(mw.pvalue),
+                if mw.pvalue < 0.05 { "(significant at 5%)" } else { "not significantly at 5%" }
+            );
+            let _ = writeln!(s, "  Kayenta: {}", kayenta_text(&lat.kayenta));
         }
-        let mw = &lat.mann_whitney;
-        let _ = writeln!(
-            s,
-            "  Mann-Whitney U (A) = {}, p = {}: latency distributions differ {}",
-            mw.u_a,
-            format_p(mw.pvalue),
-            if mw.pvalue < 0.05 { "(significant at 5%)" } else { "not significantly at 5%" }
-        );
-        let k = &lat.kayenta;
-        let verdict = match k.verdict {
-            KayentaVerdict::High => "High: B is slower than A beyond the 25% tolerance",
-            KayentaVerdict::Low => "Low: B is faster than A beyond the 25% tolerance",
-            KayentaVerdict::Pass => "Pass: no latency change beyond the 25% tolerance",
-        };
-        let _ = writeln!(
-            s,
-            "  Kayenta: shift B - A = {:+.2} ms, 95% interval [{:+.2}, {:+.2}]: {verdict}",
-            k.estimate, k.lower, k.upper
-        );
         if let Some(p) = &self.paired {
             let t = p.table;
             let _ = writeln!(s, "\nPaired (shadow) on {} shared request ids", p.n_pairs);

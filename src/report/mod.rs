@@ -5,14 +5,15 @@
 //! row (file line, header = 1) and the column.
 
 mod ab;
-mod bench;
 mod drift;
 mod table;
 
 use std::path::PathBuf;
 
-pub use ab::{abtest_report, AbReport, AccuracySection, LatencySection, LatencySummary, PairedSection};
-pub use bench::bench_stats;
+pub use ab::{
+    abtest_report, read_arm, AbOptions, AbReport, AccuracySection, Arm, KayentaOutcome, LatencySection, LatencySummary,
+    PairedSection, Skipped,
+};
 pub use drift::{drift_report, ColumnOutcome, ColumnReport, DriftReport};
 pub use table::{is_missing, parse_number, Table};
 
@@ -32,6 +33,14 @@ pub enum ReportError {
     Ragged { path: PathBuf, row: u64, column: String, expected: usize, found: usize },
     #[error("{}: no column `{column}` (columns: {found})", path.display())]
     MissingColumn { path: PathBuf, column: String, found: String },
+    #[error("{} has no `{column}` column, which {needed_for} (columns: {found})", path.display())]
+    MissingColumnFor { path: PathBuf, column: String, needed_for: String, found: String },
+    #[error(
+        "{} and {} have nothing to compare: the accuracy comparison needs a `correct` column and the latency \
+         comparison a `latency_ms` column in both files ({}: {a_found}; {}: {b_found})",
+        a.display(), b.display(), a.display(), b.display()
+    )]
+    NothingToCompare { a: PathBuf, b: PathBuf, a_found: String, b_found: String },
     #[error("{}: row {row}, column `{column}`: {message}", path.display())]
     BadValue { path: PathBuf, row: u64, column: String, message: String },
     #[error("{}: row {row}, column `request_id`: duplicate request id `{id}` (pairs are joined on it)", path.display())]

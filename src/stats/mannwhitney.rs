@@ -1,19 +1,53 @@
-//! Latency comparison of two arms: Mann-Whitney U (scipy `mannwhitneyu`, two-sided,
-//! `method="auto"`: exact when either arm has at most 8 values and there are no ties,
-//! otherwise normal approximation with continuity and tie correction), and the Kayenta
-//! canary judgement on the Hodges-Lehmann shift B − A.
+//! Latency comparison of two arms: the Mann-Whitney U test and Kayenta's canary judgement
+//! on the shift B − A (A = control / baseline, B = experiment / canary).
 //!
-//! The Hodges-Lehmann estimate is the median of all n_a·n_b differences b − a. Its 95%
-//! interval is the distribution-free order-statistic interval [D(k), D(N+1−k)] with
-//! k = max(1, ⌊N/2 − z₀.₉₇₅·√(N(n_a+n_b+1)/12)⌋). Kayenta (like R's `wilcox.test`) finds the
-//! asymptotic bounds by root-finding instead; the two agree to within one order statistic,
-//! and ours is reproducible exactly with numpy. Order statistics are found without
-//! materialising the N differences (bisection over f64 values with an O(n_a + n_b) count),
-//! so 10⁵ × 10⁵ requests stay fast.
+//! **Mann-Whitney U** ([`mann_whitney_u`]) is scipy's `mannwhitneyu(a, b)`, two-sided,
+//! `method="auto"`: exact when either arm has at most 8 values and there are no ties,
+//! otherwise the normal approximation with continuity and tie correction.
+//! [`mann_whitney_u_asymptotic`] always takes the normal approximation, which is R's
+//! `wilcox.test(b, a, exact=FALSE, correct=TRUE)$p.value`.
+//!
+//! **Kayenta** ([`kayenta`], [`kayenta_with`]) reproduces `MannWhitney.scala` of
+//! spinnaker/kayenta ("derived from the R Wilcoxon test implementation, asymptotic,
+//! two-sample confidence interval logic"), called as `NetflixACAJudge` calls it through
+//! `MannWhitneyClassifier.classify(control, experiment, Either)`:
+//! - Direction: Kayenta's `x` is the experiment and `y` the control, so the interval is for
+//!   experiment − control = B − A, as `wilcox.test(b, a, conf.int=TRUE, exact=FALSE,
+//!   correct=TRUE, conf.level=confidence)` in R.
+//! - Bounds: the roots, between min(B) − max(A) and max(B) − min(A), of
+//!   `(dz − 0.5·sign(dz)) / σ ∓ z` where dz is the Wilcoxon statistic of B − d against A
+//!   minus its mean, σ its tie-corrected standard deviation and z = Φ⁻¹(1 − (1 − confidence)/2);
+//!   an end of the search range is returned when the statistic does not change sign there.
+//!   That statistic is a step function of d whose steps sit at the pairwise differences, so
+//!   each root is a pairwise difference: instead of running Brent's method with tolerance
+//!   1e-4 (Kayenta) or `uniroot` (R), which land within 1e-4 of that difference, we find the
+//!   step exactly. Between differences only ties within an arm remain, so σ is constant
+//!   there and the step is the first order statistic D(k) at which
+//!   `(dz − 0.5·sign(dz))/σ ∓ z` with dz = N/2 − k turns negative (N = n_A·n_B); D(k) comes
+//!   from [`kth_difference`] without materialising the N differences.
+//! - Estimate: the Hodges-Lehmann estimate, the median of the N differences B − A. Kayenta's
+//!   estimate is Brent's root of the same corrected statistic with z = 0 (R's drops the
+//!   continuity correction), which is zero over a whole step around the median; both land
+//!   inside the step that holds the Hodges-Lehmann estimate, at points that depend on the
+//!   solver, so we report the estimate that does not.
+//! - Verdict (`MannWhitneyClassifier`, direction Either): "High" if lower > tolerance·|estimate|,
+//!   "Low" if upper < −tolerance·|estimate|, else "Pass". Defaults are `NetflixACAJudge`'s:
+//!   confidence 0.98, tolerance 0.25.
+//! - Every observation tied (each arm repeats one value, so at the only shift that aligns
+//!   them σ = 0): Kayenta's `MannWhitney` and R throw "cannot compute confidence interval
+//!   when all observations are tied", and so do we ([`StatsError::AllTied`]) rather than
+//!   invent an interval. (`MannWhitneyClassifier` itself calls identical arms "Pass" before
+//!   it gets there; for identical arms that are not all tied we compute the interval, which
+//!   is symmetric about 0, so the verdict is "Pass" as well.)
+//!
+//! Not reproduced: the judge's data cleaning before the classifier (NaN removal and the IQR
+//! outlier filter); callers pass the values they want judged. Kayenta's own p-value
+//! (commons-math `MannWhitneyUTest`, without tie or continuity correction) is not used for
+//! the verdict and not reported.
 
 use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, Normal};
 
-use super::ab::Z_975;
 use super::drift::normal_cdf;
 use super::{describe, StatsError};
 
@@ -25,8 +59,19 @@ pub struct MannWhitney {
     pub pvalue: f64,
 }
 
-/// Two-sided Mann-Whitney U test of `a` against `b`.
+/// Two-sided Mann-Whitney U test of `a` against `b`, scipy's `method="auto"`.
 pub fn mann_whitney_u(a: &[f64], b: &[f64]) -> Result<MannWhitney, StatsError> {
+    mann_whitney(a, b, true)
+}
+
+/// Two-sided Mann-Whitney U test with the normal approximation (continuity and tie
+/// corrected) whatever the sample sizes: scipy's `method="asymptotic"`, R's
+/// `wilcox.test(exact=FALSE, correct=TRUE)`.
+pub fn mann_whitney_u_asymptotic(a: &[f64], b: &[f64]) -> Result<MannWhitney, StatsError> {
+    mann_whitney(a, b, false)
+}
+
+fn mann_whitney(a: &[f64], b: &[f64], allow_exact: bool) -> Result<MannWhitney, StatsError> {
     if a.is_empty() || b.is_empty() {
         return Err(StatsError::EmptySample("mann-whitney"));
     }
@@ -59,7 +104,7 @@ pub fn mann_whitney_u(a: &[f64], b: &[f64]) -> Result<MannWhitney, StatsError> {
     let u_a = rank_sum_a - n1f * (n1f + 1.0) / 2.0;
     let u_b = n1f * n2f - u_a;
     let u = u_a.max(u_b);
-    let exact = (n1 <= 8 || n2 <= 8) && !has_ties;
+    let exact = allow_exact && (n1 <= 8 || n2 <= 8) && !has_ties;
     let pvalue = if exact {
         2.0 * exact_u_cdf(n1, n2, (n1f * n2f - u).round() as usize)
     } else {
@@ -102,41 +147,118 @@ pub enum KayentaVerdict {
     Pass,
 }
 
+/// `NetflixACAJudge`'s confidence level for the interval.
+pub const KAYENTA_CONFIDENCE: f64 = 0.98;
+/// Fraction of |estimate| that the interval must clear to call B high or low.
+pub const KAYENTA_TOLERANCE: f64 = 0.25;
+
+/// Settings of the Kayenta judgement; the default is `NetflixACAJudge`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct KayentaOptions {
+    /// Confidence level of the interval, strictly between 0 and 1.
+    pub confidence: f64,
+    /// Fraction of |estimate| the interval must clear (`fraction` in Kayenta), at least 0.
+    pub tolerance: f64,
+}
+
+impl Default for KayentaOptions {
+    fn default() -> Self {
+        Self { confidence: KAYENTA_CONFIDENCE, tolerance: KAYENTA_TOLERANCE }
+    }
+}
+
+impl KayentaOptions {
+    pub fn validate(&self) -> Result<(), StatsError> {
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            return Err(StatsError::InvalidOption("the confidence level must lie strictly between 0 and 1"));
+        }
+        if !(self.tolerance >= 0.0 && self.tolerance.is_finite()) {
+            return Err(StatsError::InvalidOption("the tolerance must be a finite number of at least 0"));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Kayenta {
+    pub confidence: f64,
+    pub tolerance: f64,
+    /// Interval for the shift B − A at `confidence`.
     pub lower: f64,
     pub upper: f64,
+    /// Hodges-Lehmann estimate of the shift B − A.
     pub estimate: f64,
     pub verdict: KayentaVerdict,
 }
 
-/// Fraction of |estimate| that the interval must clear to call B high or low.
-pub const KAYENTA_TOLERANCE: f64 = 0.25;
-
-/// Hodges-Lehmann shift B − A with its 95% interval and Kayenta's High / Low / Pass.
+/// Kayenta's judgement of B (experiment) against A (control) with its default settings.
 pub fn kayenta(a: &[f64], b: &[f64]) -> Result<Kayenta, StatsError> {
+    kayenta_with(a, b, &KayentaOptions::default())
+}
+
+/// Kayenta's judgement of B (experiment) against A (control): interval and Hodges-Lehmann
+/// estimate of the shift B − A, and High / Low / Pass (see the module docs).
+pub fn kayenta_with(a: &[f64], b: &[f64], options: &KayentaOptions) -> Result<Kayenta, StatsError> {
+    options.validate()?;
     if a.is_empty() || b.is_empty() {
-        return Err(StatsError::EmptySample("hodges-lehmann"));
+        return Err(StatsError::EmptySample("kayenta"));
     }
     let mut a = a.to_vec();
     let mut b = b.to_vec();
     describe::sort_finite(&mut a)?;
     describe::sort_finite(&mut b)?;
-    if a.iter().chain(&b).any(|v| v.is_infinite()) {
+    let (a_min, a_max, b_min, b_max) = (a[0], a[a.len() - 1], b[0], b[b.len() - 1]);
+    if [a_min, a_max, b_min, b_max].iter().any(|v| v.is_infinite()) {
         return Err(StatsError::Infinite);
     }
-    let (na, nb) = (a.len() as f64, b.len() as f64);
+    if !(b_max - a_min).is_finite() || !(b_min - a_max).is_finite() {
+        return Err(StatsError::Overflow);
+    }
+    if a_min == a_max && b_min == b_max {
+        return Err(StatsError::AllTied);
+    }
+    // Kayenta's x is the experiment (B), y the control (A).
+    let (nx, ny) = (b.len() as f64, a.len() as f64);
+    let n = nx + ny;
     let total = a.len() as u64 * b.len() as u64;
+    let ties = tie_term(&a) + tie_term(&b);
+    let sigma = ((nx * ny / 12.0) * ((n + 1.0) - ties / (n * (n - 1.0)))).sqrt();
+    let alpha = 1.0 - options.confidence;
+    let z = -Normal::new(0.0, 1.0).map_err(|_| StatsError::Internal("standard normal"))?.inverse_cdf(alpha / 2.0);
+    // Corrected statistic minus q between D(k) and D(k+1), as R's `wdiff` evaluates it.
+    let statistic = |k: u64, q: f64| {
+        let dz = (total - k) as f64 - total as f64 / 2.0;
+        let correction = if dz > 0.0 {
+            0.5
+        } else if dz < 0.0 {
+            -0.5
+        } else {
+            0.0
+        };
+        (dz - correction) / sigma - q
+    };
+    // The step where the statistic turns negative: the smallest k in 0..=N with a negative
+    // value after D(k) (N + 1 if none), clamped to the search range [D(1), D(N)].
+    let root = |q: f64| {
+        let (mut lo, mut hi) = (0u64, total + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if statistic(mid, q) < 0.0 {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        kth_difference(&a, &b, lo.clamp(1, total))
+    };
+    let lower = root(z);
+    let upper = root(-z);
     let estimate = if total % 2 == 1 {
         kth_difference(&a, &b, total / 2 + 1)
     } else {
-        (kth_difference(&a, &b, total / 2) + kth_difference(&a, &b, total / 2 + 1)) / 2.0
+        kth_difference(&a, &b, total / 2) / 2.0 + kth_difference(&a, &b, total / 2 + 1) / 2.0
     };
-    let half_width = Z_975 * (na * nb * (na + nb + 1.0) / 12.0).sqrt();
-    let k = ((total as f64 / 2.0 - half_width).floor().max(1.0) as u64).min(total);
-    let lower = kth_difference(&a, &b, k);
-    let upper = kth_difference(&a, &b, total + 1 - k);
-    let critical = KAYENTA_TOLERANCE * estimate.abs();
+    let critical = options.tolerance * estimate.abs();
     let verdict = if lower > critical {
         KayentaVerdict::High
     } else if upper < -critical {
@@ -144,7 +266,23 @@ pub fn kayenta(a: &[f64], b: &[f64]) -> Result<Kayenta, StatsError> {
     } else {
         KayentaVerdict::Pass
     };
-    Ok(Kayenta { lower, upper, estimate, verdict })
+    Ok(Kayenta { confidence: options.confidence, tolerance: options.tolerance, lower, upper, estimate, verdict })
+}
+
+/// Σ (t³ − t) over the runs of equal values of an ascending slice.
+fn tie_term(sorted: &[f64]) -> f64 {
+    let mut sum = 0.0;
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i + 1;
+        while j < sorted.len() && sorted[j] == sorted[i] {
+            j += 1;
+        }
+        let t = (j - i) as f64;
+        sum += t * t * t - t;
+        i = j;
+    }
+    sum
 }
 
 /// Number of pairs with fl(b_j − a_i) ≤ t; a and b ascending.
@@ -211,12 +349,55 @@ mod tests {
 
     #[test]
     fn kayenta_example_from_its_test_suite() {
-        // control 1..4, experiment 10..40: estimate 22.5, 95% interval [6, 39].
-        let k = kayenta(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 30.0, 40.0]).expect("valid");
+        // MannWhitneySuite: control 1..4, experiment 10..40 at confidence 0.95 gives the
+        // interval [6, 39] and estimate 22.5.
+        let options = KayentaOptions { confidence: 0.95, ..KayentaOptions::default() };
+        let k = kayenta_with(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 30.0, 40.0], &options).expect("valid");
         assert_eq!(k.estimate, 22.5);
         assert_eq!(k.lower, 6.0);
         assert_eq!(k.upper, 39.0);
         assert_eq!(k.verdict, KayentaVerdict::High);
+    }
+
+    #[test]
+    fn kayenta_defaults_are_netflix_aca_judge() {
+        let k = kayenta(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 30.0, 40.0]).expect("valid");
+        assert_eq!((k.confidence, k.tolerance), (0.98, 0.25));
+        // At 98% the statistic never clears z inside the range: the ends are returned.
+        assert_eq!((k.lower, k.upper), (6.0, 39.0));
+    }
+
+    #[test]
+    fn all_tied_is_refused_but_one_constant_arm_is_not() {
+        assert_eq!(kayenta(&[5.0; 4], &[5.0; 3]), Err(StatsError::AllTied));
+        assert_eq!(kayenta(&[5.0; 4], &[7.0; 3]), Err(StatsError::AllTied));
+        let k = kayenta(&[5.0; 4], &[4.0, 6.0, 7.0, 9.0]).expect("one constant arm");
+        assert!(k.lower <= k.estimate && k.estimate <= k.upper, "{k:?}");
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let a = [1.0, 2.0];
+        for options in [
+            KayentaOptions { confidence: 1.0, tolerance: 0.25 },
+            KayentaOptions { confidence: f64::NAN, tolerance: 0.25 },
+            KayentaOptions { confidence: 0.9, tolerance: -0.1 },
+        ] {
+            assert!(matches!(kayenta_with(&a, &a, &options), Err(StatsError::InvalidOption(_))), "{options:?}");
+        }
+    }
+
+    #[test]
+    fn interval_widens_with_confidence_and_holds_the_estimate() {
+        let a: Vec<f64> = (0..40).map(|i| (i * 37 % 23) as f64 + 0.5 * (i % 3) as f64).collect();
+        let b: Vec<f64> = a.iter().enumerate().map(|(i, v)| v + 2.0 + (i % 5) as f64).collect();
+        let mut last = (f64::INFINITY, f64::NEG_INFINITY);
+        for confidence in [0.5, 0.8, 0.95, 0.98, 0.999] {
+            let k = kayenta_with(&a, &b, &KayentaOptions { confidence, tolerance: 0.25 }).expect("valid");
+            assert!(k.lower <= k.estimate && k.estimate <= k.upper, "{k:?}");
+            assert!(k.lower <= last.0 && k.upper >= last.1, "{confidence}: {k:?}");
+            last = (k.lower, k.upper);
+        }
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! Definitions follow DESIGN.md section 6, which are Evidently 0.7's for drift (PSI,
 //! Jensen-Shannon, normed Wasserstein, the default-test rule, data-set drift) and
 //! scipy's / statsmodels' for the tests (KS, chi-square, z, Wilson, Mann-Whitney, McNemar).
-//! `scripts/stats_reference.py` produces the expected values in `tests/fixtures/stats/`,
-//! and `tests/stats_reference.rs` checks them (1e-9 relative, 1e-6 absolute for p-values).
+//! `scripts/stats_reference.py` (Evidently, scipy, statsmodels) and
+//! `scripts/kayenta_reference.R` (R's `wilcox.test`, for the Kayenta judgement) produce the
+//! expected values in `tests/fixtures/stats/`, and `tests/stats_reference.rs` checks them
+//! (1e-9 relative; p-values 1e-6 relative, on the log scale below 1e-300).
 //!
-//! Distributions come from the `statrs` crate: `Normal` (Φ for z-tests and Mann-Whitney),
+//! Distributions come from the `statrs` crate: `Normal` (Φ for z-tests and Mann-Whitney, Φ⁻¹ for Kayenta),
 //! `ChiSquared` (chi-square and McNemar χ²), `Binomial` (exact McNemar), and its
 //! `ln_factorial` / `binomial` helpers. The Kolmogorov-Smirnov distributions, which statrs
 //! lacks, are implemented in [`ks`].
@@ -31,7 +33,10 @@ pub use drift::{
     categorical_drift, dataset_drift, numerical_drift, ColumnDrift, ColumnKind, DatasetDrift, DefaultTest, DriftMethod,
 };
 pub use ks::ks_2samp;
-pub use mannwhitney::{kayenta, mann_whitney_u, Kayenta, KayentaVerdict, MannWhitney};
+pub use mannwhitney::{
+    kayenta, kayenta_with, mann_whitney_u, mann_whitney_u_asymptotic, Kayenta, KayentaOptions, KayentaVerdict,
+    MannWhitney,
+};
 pub use paired::{correctness_agreement, correctness_table, mcnemar, CorrectnessTable, McNemar};
 
 /// A test statistic with its p-value.
@@ -53,6 +58,15 @@ pub enum StatsError {
     NotANumber,
     #[error("a value is infinite; drop ±inf as missing before computing statistics")]
     Infinite,
+    #[error("values are too large: their differences overflow")]
+    Overflow,
+    #[error(
+        "no interval: every observation is tied (each arm repeats a single value), so the rank statistic has no \
+         spread; R's wilcox.test and Kayenta refuse as well"
+    )]
+    AllTied,
+    #[error("{0}")]
+    InvalidOption(&'static str),
     #[error("more successes than trials")]
     InvalidCounts,
     #[error("internal error: {0}")]

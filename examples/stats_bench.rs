@@ -1,6 +1,7 @@
 //! A timing harness for the statistics: drift over 10 columns × 100,000 rows and an A/B
 //! report over 100,000 requests per arm, each timed as pure statistics and end to end
-//! (CSV files written to the temp directory, read back and reported).
+//! (CSV files written to the temp directory, read back and reported). Prints seconds per
+//! stage as JSON: `cargo run --release --example stats_bench`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -9,8 +10,8 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{abtest_report, drift_report};
-use crate::stats;
+use modeldeck::report::{abtest_report, drift_report, AbOptions};
+use modeldeck::stats;
 
 const ROWS: usize = 100_000;
 const COLUMNS: usize = 10;
@@ -66,11 +67,16 @@ fn arm_csv(g: &mut Gaussian, accuracy: f64, latency_scale: f64) -> (String, Vec<
     (s, lat, correct)
 }
 
-/// Times the drift and A/B reports on synthetic data; returns seconds per stage as JSON.
-pub fn bench_stats() -> Value {
+fn main() -> std::process::ExitCode {
     match run_bench() {
-        Ok(v) => v,
-        Err(e) => json!({ "error": e }),
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stats_bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
@@ -109,11 +115,13 @@ fn run_bench() -> Result<Value, String> {
     write_file(&path_a, &csv_a)?;
     write_file(&path_b, &csv_b)?;
     let t = Instant::now();
-    let ab = abtest_report(&path_a, &path_b, false).map_err(|e| e.to_string())?;
+    let unpaired = AbOptions::default();
+    let ab = abtest_report(&path_a, &path_b, &unpaired).map_err(|e| e.to_string())?;
     let _ = ab.to_json();
     let ab_report_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    abtest_report(&path_a, &path_a, true).map_err(|e| e.to_string())?;
+    let paired = AbOptions { paired: true, ..AbOptions::default() };
+    abtest_report(&path_a, &path_a, &paired).map_err(|e| e.to_string())?;
     let ab_paired_report_s = t.elapsed().as_secs_f64();
 
     let _ = std::fs::remove_dir_all(&dir);
