@@ -16,6 +16,8 @@ pub struct PredictInput {
     pub texts: Vec<String>,
     /// Candidate labels for zero-shot models.
     pub labels: Vec<String>,
+    /// Zero-shot template with one `{}` for the label (None: "This is a photo of {}.").
+    pub template: Option<String>,
     pub top_k: usize,
 }
 
@@ -71,6 +73,9 @@ impl PredictOutput {
 pub fn predict(model: &LoadedModel, input: &PredictInput) -> Result<PredictOutput, Error> {
     let task = model.task();
     let top_k = if input.top_k == 0 { 5 } else { input.top_k };
+    if input.template.is_some() && task != Task::ZeroShotImageClassification {
+        return Err(Error::Usage(format!("--template is for zero-shot (CLIP) models, not {task} models")));
+    }
     let (names, response, latency_ms) = if task.takes_images() {
         if input.images.is_empty() {
             return Err(Error::Usage(format!("{task} models need an image: pass --image PATH")));
@@ -91,7 +96,11 @@ pub fn predict(model: &LoadedModel, input: &PredictInput) -> Result<PredictOutpu
                     "zero-shot models need candidate labels: pass --labels \"a cat,a dog\"".into(),
                 ));
             }
-            model.run(&Request::ZeroShot { images: &images, labels: &input.labels })?
+            model.run(&Request::ZeroShot {
+                images: &images,
+                labels: &input.labels,
+                template: input.template.as_deref(),
+            })?
         } else {
             model.run(&Request::Images(&images))?
         };

@@ -331,7 +331,14 @@ pub fn run(model: &LoadedModel, input: &PredictionInput, top_k: usize) -> Result
         }
         PredictionInput::ZeroShot { image, labels } => {
             let clean: Vec<String> = labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
-            (model.run(&Request::ZeroShot { images: std::slice::from_ref(image.as_ref()), labels: &clean }), clean)
+            (
+                model.run(&Request::ZeroShot {
+                    images: std::slice::from_ref(image.as_ref()),
+                    labels: &clean,
+                    template: None,
+                }),
+                clean,
+            )
         }
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1e3;
