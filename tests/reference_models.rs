@@ -3,8 +3,9 @@
 //! (scripts/make_fixtures.py wrote tests/fixtures/reference/*.json): image sizes, pixel values
 //! (or their shape, sum and first values) and token ids (with truncation), then probabilities
 //! within 1e-4, logits within 1e-3, embeddings within 1e-4, the pipeline's ranking, and CLIP's
-//! image and text embeddings. Every field of a reference is read: one this test does not know
-//! fails it, so no reference value goes unchecked.
+//! image and text embeddings; all text cases of a model run once more as one padded batch.
+//! Every field of a reference is read: one this test does not know fails it, so no reference
+//! value goes unchecked.
 
 use std::path::{Path, PathBuf};
 
@@ -136,7 +137,8 @@ pub fn check_reference(name: &str, model_dir: &Path) {
     let cases = cases.as_array().expect("cases");
     assert!(!cases.is_empty());
     let mut texts_seen = Vec::new();
-    let mut embeddings_seen = Vec::new();
+    // The reference answer (probabilities or embedding) of each text case, for the batch below.
+    let mut text_answers = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let what = format!("{name} case {i} ({})", case["input"]);
         let mut case = Fields::new(&what, case);
@@ -185,7 +187,11 @@ pub fn check_reference(name: &str, model_dir: &Path) {
             Response::Scores(scores) => {
                 assert_eq!(scores.len(), 1);
                 let scores = &scores[0];
-                assert_close(&format!("{what} probs"), &scores.probs, &floats(&case.need("probs")), 1e-4);
+                let probs = floats(&case.need("probs"));
+                assert_close(&format!("{what} probs"), &scores.probs, &probs, 1e-4);
+                if matches!(request, Request::Texts { .. }) {
+                    text_answers.push(probs);
+                }
                 let logits = case.take("logits").or_else(|| case.take("logits_per_image")).expect("logits");
                 assert_close(&format!("{what} logits"), &scores.logits, &floats(&logits), 1e-3);
                 let labels = match &request {
@@ -203,21 +209,22 @@ pub fn check_reference(name: &str, model_dir: &Path) {
                 assert_close(&format!("{what} embedding"), &vectors[0], &want, 1e-4);
                 let cos = modeldeck::predict::cosine(&vectors[0], &want);
                 assert!(cos >= 0.9999, "{what}: cosine {cos}");
-                embeddings_seen.push(want);
+                text_answers.push(want);
             }
         }
         case.done();
     }
     // All texts in one padded batch: padding must not change any answer.
-    if embeddings_seen.len() == texts_seen.len() && texts_seen.len() > 1 {
-        let Response::Embeddings(vectors) =
-            model.run(&Request::Texts { texts: &texts_seen, max_tokens: None }).unwrap()
-        else {
-            panic!("{name}: batch gave no embeddings")
+    if texts_seen.len() > 1 {
+        assert_eq!(text_answers.len(), texts_seen.len(), "{name}: an answer per text");
+        let response = model.run(&Request::Texts { texts: &texts_seen, max_tokens: None }).unwrap();
+        let rows: Vec<Vec<f32>> = match response {
+            Response::Scores(scores) => scores.into_iter().map(|s| s.probs).collect(),
+            Response::Embeddings(vectors) => vectors,
         };
-        assert_eq!(vectors.len(), embeddings_seen.len(), "{name}: batch size");
-        for (i, (got, want)) in vectors.iter().zip(&embeddings_seen).enumerate() {
-            assert_close(&format!("{name} batch row {i} embedding"), got, want, 1e-4);
+        assert_eq!(rows.len(), text_answers.len(), "{name}: batch size");
+        for (i, (got, want)) in rows.iter().zip(&text_answers).enumerate() {
+            assert_close(&format!("{name} batch row {i}"), got, want, 1e-4);
         }
     }
 }
