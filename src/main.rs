@@ -160,6 +160,10 @@ struct PredictArgs {
     /// Candidate labels for zero-shot (CLIP) models, comma-separated.
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
+    /// Zero-shot template, `{}` standing for each label: "a photo of a {}.", or "{}" for labels
+    /// that are already sentences (default: "This is a photo of {}.").
+    #[arg(long)]
+    template: Option<String>,
     /// How many labels to show.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
@@ -279,8 +283,13 @@ fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
     let source = ModelSource::parse(&args.model)?;
     let show_progress = !args.json && matches!(source, ModelSource::Hub { .. });
     let model = model::load_source(&source, &resolve_options(&args.common, show_progress))?;
-    let input =
-        PredictInput { images: args.image, texts: args.text, labels: args.labels, template: None, top_k: args.top_k };
+    let input = PredictInput {
+        images: args.image,
+        texts: args.text,
+        labels: args.labels,
+        template: args.template,
+        top_k: args.top_k,
+    };
     let output = predict::predict_files(&model, &input)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&output.to_json())?);

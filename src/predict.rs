@@ -65,6 +65,7 @@ pub struct PredictInput {
     pub texts: Vec<String>,
     /// Candidate labels for zero-shot models.
     pub labels: Vec<String>,
+    /// Zero-shot template with one `{}` for the label (None: "This is a photo of {}.").
     pub template: Option<String>,
     pub top_k: usize,
 }
@@ -167,6 +168,9 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
     let top_k = if request.top_k == 0 { 5 } else { request.top_k };
     let wrong_kind =
         || Error::Usage(format!("{} is a {task} model and does not take {}", model.card().name, request.inputs.kind()));
+    if request.template.is_some() && task != Task::ZeroShotImageClassification {
+        return Err(Error::Usage(format!("a template (--template) is for zero-shot models, not {task} models")));
+    }
     let labels: Vec<String> = request.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
     let (names, response, latency_ms) = match &request.inputs {
         Inputs::Images(images) => {
@@ -192,7 +196,11 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
                         "zero-shot models need candidate labels: pass --labels \"a cat,a dog\"".into(),
                     ));
                 }
-                model.run(&Request::ZeroShot { images: pixels, labels: &labels })?
+                model.run(&Request::ZeroShot {
+                    images: pixels,
+                    labels: &labels,
+                    template: request.template.as_deref(),
+                })?
             } else {
                 model.run(&Request::Images(pixels))?
             };

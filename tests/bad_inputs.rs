@@ -133,12 +133,18 @@ fn bad_images_are_named_with_the_reason() {
     std::fs::write(&truncated, &png[..png.len() / 3]).unwrap();
     fails_with(&["predict", "--model", model, "--image", truncated.to_str().unwrap()], &["truncated.png"]);
 
+    // The sample's own header, enlarged, with its CRC made right again: the pixel guard refuses it.
     let mut bomb = png.clone();
     bomb[16..20].copy_from_slice(&70000u32.to_be_bytes());
     bomb[20..24].copy_from_slice(&70000u32.to_be_bytes());
+    let crc = crc32(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
     let bomb_path = tmp.path().join("bomb.png");
     std::fs::write(&bomb_path, bomb).unwrap();
-    fails_with(&["predict", "--model", model, "--image", bomb_path.to_str().unwrap()], &["bomb.png"]);
+    fails_with(
+        &["predict", "--model", model, "--image", bomb_path.to_str().unwrap()],
+        &["bomb.png", "70000x70000", "100-megapixel limit"],
+    );
 
     fails_with(&["predict", "--model", model, "--image", "/no/such/image.png"], &["/no/such/image.png"]);
     fails_with(&["predict", "--model", model, "--text", "hello"], &["image"]);
@@ -183,6 +189,30 @@ fn images_too_small_for_the_network_are_explained() {
 }
 
 #[test]
+fn a_zero_shot_template_needs_one_placeholder() {
+    let clip = common::fixture_model("clip-a");
+    let image = common::root().join("assets/samples/chelsea.png");
+    let args = |template: &str| -> Vec<String> {
+        ["predict", "--model", clip.to_str().unwrap(), "--image", image.to_str().unwrap(), "--labels", "cat,dog"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--template".to_string(), template.to_string()])
+            .collect()
+    };
+    let run = |template: &str, needles: &[&str]| {
+        let args = args(template);
+        fails_with(&args.iter().map(String::as_str).collect::<Vec<_>>(), needles);
+    };
+    run("a photo of a cat", &["template `a photo of a cat` has no `{}`"]);
+    run("{} or {}", &["template `{} or {}` has 2 `{}`"]);
+    let vit = common::fixture_model("vit-p8-32");
+    fails_with(
+        &["predict", "--model", vit.to_str().unwrap(), "--image", image.to_str().unwrap(), "--template", "{}"],
+        &["template (--template) is for zero-shot models, not image-classification"],
+    );
+}
+
+#[test]
 fn empty_text_fails_and_long_text_is_truncated() {
     let model = common::fixture_model("bert-cls-trunc");
     let model = model.to_str().unwrap();
@@ -199,4 +229,79 @@ fn unknown_sources_are_explained() {
     fails_with(&["predict", "--model", "./no/such/folder", "--text", "x"], &["./no/such/folder", "does not exist"]);
     fails_with(&["predict", "--model", "demo:nope", "--text", "x"], &["demo model `nope`"]);
     fails_with(&["predict", "--model", "some-org/some-model", "--text", "x"], &["some-org/some-model"]);
+}
+
+/// CRC-32 as PNG chunks carry it (ISO-HDLC, reflected 0xEDB88320), bit by bit.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(kind);
+    chunk.extend_from_slice(data);
+    let crc = crc32(&chunk[4..]);
+    chunk.extend_from_slice(&crc.to_be_bytes());
+    chunk
+}
+
+/// A PNG that declares `width`x`height` 8-bit RGB pixels and holds one grey pixel row of
+/// image data (zlib, one stored block): a complete, valid file for a 1x1 image.
+fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // bit depth 8, RGB, deflate, no filter, no interlace
+    let row = [0u8, 128, 128, 128]; // filter byte "none", then one pixel
+    let (mut a, mut b) = (1u32, 0u32); // Adler-32 of the row
+    for &byte in &row {
+        a = (a + byte as u32) % 65521;
+        b = (b + a) % 65521;
+    }
+    let mut zlib = vec![0x78, 0x01, 0x01]; // zlib header, last stored block
+    zlib.extend_from_slice(&(row.len() as u16).to_le_bytes());
+    zlib.extend_from_slice(&(!(row.len() as u16)).to_le_bytes());
+    zlib.extend_from_slice(&row);
+    zlib.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(png_chunk(b"IHDR", &ihdr));
+    png.extend(png_chunk(b"IDAT", &zlib));
+    png.extend(png_chunk(b"IEND", b""));
+    png
+}
+
+#[test]
+fn the_pixel_guard_refuses_a_valid_png_declaring_144_megapixels() {
+    // The CRC is PNG's: it reproduces the checksum of a real file's header.
+    let sample = std::fs::read(common::root().join("assets/samples/chelsea.png")).unwrap();
+    assert_eq!(&sample[12..16], b"IHDR");
+    assert_eq!(crc32(&sample[12..29]).to_be_bytes(), sample[29..33]);
+
+    // The same bytes at 1x1 are a valid image, so nothing but the declared size can stop the big one.
+    let tiny = modeldeck::model::image::decode_image_bytes(&png_declaring(1, 1), Path::new("tiny.png")).unwrap();
+    assert_eq!((tiny.dimensions(), tiny.get_pixel(0, 0).0), ((1, 1), [128, 128, 128]));
+
+    // 12000x12000 is 144 MP: over the 100 MP guard, yet 432 MB of RGB stays under the image
+    // crate's 512 MiB allocation limit, and the file itself is under 100 bytes.
+    let huge = png_declaring(12000, 12000);
+    assert!(huge.len() < 100);
+    match modeldeck::model::image::decode_image_bytes(&huge, Path::new("huge.png")) {
+        Err(modeldeck::model::ImageError::TooLarge { width: 12000, height: 12000, .. }) => {}
+        Err(other) => panic!("expected the 100-megapixel guard, got: {other}"),
+        Ok(image) => panic!("decoded a {:?} image", image.dimensions()),
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("huge.png");
+    std::fs::write(&path, &huge).unwrap();
+    let model = common::fixture_model("vit-p8-32");
+    fails_with(
+        &["predict", "--model", model.to_str().unwrap(), "--image", path.to_str().unwrap()],
+        &["huge.png", "12000x12000 pixels, over the 100-megapixel limit"],
+    );
 }

@@ -61,6 +61,43 @@ fn zero_shot_takes_candidate_labels() {
     assert!(labels.contains(&"coffee cup"));
 }
 
+/// `--template` reaches the model: the scores are transformers' for that hypothesis_template.
+#[test]
+fn zero_shot_template_from_the_command_line() {
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("tests/fixtures/reference/clip-a.json")).unwrap(),
+    )
+    .unwrap();
+    for template in ["a photo of a {}.", "{}"] {
+        let case = reference["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["input"]["template"] == template && c["input"]["image"] == "assets/samples/coffee.png")
+            .expect("reference case");
+        let labels: Vec<&str> =
+            case["input"]["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+        let v = json(&[
+            "predict",
+            "--model",
+            &model("clip-a"),
+            "--image",
+            "assets/samples/coffee.png",
+            "--labels",
+            &labels.join(","),
+            "--template",
+            template,
+        ]);
+        let predictions = v["predictions"].as_array().unwrap();
+        assert_eq!(predictions.len(), labels.len());
+        for p in predictions {
+            let i = labels.iter().position(|l| *l == p["label"]).unwrap();
+            let want = case["probs"][i].as_f64().unwrap();
+            assert!((p["score"].as_f64().unwrap() - want).abs() < 1e-4, "{template}: {p} vs {want}");
+        }
+    }
+}
+
 #[test]
 fn drift_and_abtest_verbs_print_json_and_fail_cleanly() {
     let stats = |f: &str| common::root().join("tests/fixtures/stats").join(f).display().to_string();

@@ -1,6 +1,7 @@
 //! CLIP (`CLIPModel`) for zero-shot image classification, as transformers'
 //! `zero-shot-image-classification` pipeline runs it: each candidate label goes through the
-//! hypothesis template "This is a photo of {}.", image and text embeddings are normalised, and
+//! hypothesis template (the pipeline's default "This is a photo of {}.", or the request's own),
+//! image and text embeddings are normalised, and
 //! `logit_scale.exp() * cosine` is soft-maxed over the labels.
 
 use candle_core::{Device, Module, Tensor};
@@ -14,7 +15,21 @@ use super::weights::Weights;
 use super::{softmax, Batch, ModelError, Network, Request, Response, Scores, Task};
 use crate::source::ModelFiles;
 
+/// The pipeline's default `hypothesis_template`.
 pub const HYPOTHESIS_TEMPLATE: &str = "This is a photo of {}.";
+
+/// Puts each label into `template` at its one `{}`, as the pipeline's `template.format(label)`.
+fn prompts(template: &str, labels: &[String]) -> Result<Vec<String>, ModelError> {
+    match template.matches("{}").count() {
+        1 => Ok(labels.iter().map(|l| template.replacen("{}", l, 1)).collect()),
+        0 => Err(ModelError::Input(format!(
+            "the zero-shot template `{template}` has no `{{}}` to put the label in (for example \"a photo of a {{}}.\", or \"{{}}\" for the label alone)"
+        ))),
+        n => Err(ModelError::Input(format!(
+            "the zero-shot template `{template}` has {n} `{{}}`; it takes exactly one, where the label goes"
+        ))),
+    }
+}
 
 pub struct ClipZeroShot {
     // Vision tower.
@@ -148,7 +163,7 @@ fn argmax(seq: &[u32]) -> usize {
 
 impl Network for ClipZeroShot {
     fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
-        let Request::ZeroShot { images, labels } = request else {
+        let Request::ZeroShot { images, labels, template } = request else {
             return Err(ModelError::WrongInput {
                 task: Task::ZeroShotImageClassification,
                 expected: "an image with candidate labels",
@@ -159,18 +174,26 @@ impl Network for ClipZeroShot {
         if labels.is_empty() {
             return Err(ModelError::Input("zero-shot classification needs at least one candidate label".into()));
         }
+        let prompts = prompts(template.unwrap_or(HYPOTHESIS_TEMPLATE), &labels)?;
         let mut batch = super::image_batch(
             &self.preprocessor,
             &Request::Images(images),
             &self.device,
             Task::ZeroShotImageClassification,
         )?;
-        let prompts: Vec<String> = labels.iter().map(|l| HYPOTHESIS_TEMPLATE.replace("{}", l)).collect();
         batch.text = Some(self.tokenizer.encode(&prompts, None, &self.device)?);
         Ok(batch)
     }
 
     fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        let (images, texts) = self.zero_shot_embeddings(batch)?;
+        let logits = (images.matmul(&texts.t()?)? * self.logit_scale.exp())?;
+        let scores =
+            layers::rows(&logits)?.into_iter().map(|logits| Scores { probs: softmax(&logits), logits }).collect();
+        Ok(Response::Scores(scores))
+    }
+
+    fn zero_shot_embeddings(&self, batch: &Batch) -> Result<(Tensor, Tensor), ModelError> {
         let pixels = super::take_pixels(batch)?;
         let text = batch.text.as_ref().ok_or_else(|| ModelError::Input("no candidate labels".into()))?;
         let (_, _, h, w) = pixels.dims4()?;
@@ -180,15 +203,30 @@ impl Network for ClipZeroShot {
                 self.image_size
             )));
         }
-        let images = self.image_embeddings(pixels)?;
-        let texts = self.text_embeddings(&text.ids, &text.input_ids)?;
-        let logits = (images.matmul(&texts.t()?)? * self.logit_scale.exp())?;
-        let scores =
-            layers::rows(&logits)?.into_iter().map(|logits| Scores { probs: softmax(&logits), logits }).collect();
-        Ok(Response::Scores(scores))
+        Ok((self.image_embeddings(pixels)?, self.text_embeddings(&text.ids, &text.input_ids)?))
     }
 
     fn text_encoder(&self) -> Option<&TextEncoder> {
         Some(&self.tokenizer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_puts_each_label_at_its_placeholder() {
+        let labels = vec!["cat".to_string(), "coffee cup".to_string()];
+        assert_eq!(
+            prompts(HYPOTHESIS_TEMPLATE, &labels).unwrap(),
+            ["This is a photo of cat.", "This is a photo of coffee cup."]
+        );
+        assert_eq!(prompts("{}", &labels).unwrap(), ["cat", "coffee cup"]);
+        assert_eq!(prompts("a {} photo", &labels[..1]).unwrap(), ["a cat photo"]);
+        let none = prompts("a photo", &labels).unwrap_err().to_string();
+        assert!(none.contains("`a photo` has no `{}`"), "{none}");
+        let two = prompts("{} and {}", &labels).unwrap_err().to_string();
+        assert!(two.contains("has 2 `{}`"), "{two}");
     }
 }

@@ -208,6 +208,7 @@ mod tests {
         let want = linear.forward(&x).unwrap().broadcast_mul(&gamma).unwrap();
         let got = scaled_linear(&linear, Some(&gamma)).unwrap().forward(&kernels::to_vec(&x).unwrap(), Act::None);
         let want = kernels::to_vec(&want).unwrap();
+        assert_eq!(got.len(), want.len());
         assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "{got:?} vs {want:?}");
     }
 }

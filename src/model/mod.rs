@@ -54,10 +54,12 @@ pub enum Request<'a> {
         texts: &'a [String],
         max_tokens: Option<usize>,
     },
-    /// Zero-shot image classification: every image against the same candidate labels.
+    /// Zero-shot image classification: every image against the same candidate labels, each put
+    /// into `template` at `{}` (the pipeline's `hypothesis_template`; `None` = "This is a photo of {}.").
     ZeroShot {
         images: &'a [::image::RgbImage],
         labels: &'a [String],
+        template: Option<&'a str>,
     },
 }
 
@@ -126,6 +128,13 @@ pub trait Network: Send + Sync {
     fn text_encoder(&self) -> Option<&TextEncoder> {
         None
     }
+
+    /// Zero-shot models: the L2-normalised `(image, text)` embeddings whose scaled cosines are
+    /// the logits. Only the reference tests read them.
+    #[doc(hidden)]
+    fn zero_shot_embeddings(&self, _batch: &Batch) -> Result<(Tensor, Tensor), ModelError> {
+        Err(ModelError::Input("this model does not embed images and texts".into()))
+    }
 }
 
 /// A loaded model: its card and its network.
@@ -162,6 +171,10 @@ impl LoadedModel {
     }
     pub fn head_names(&self) -> Option<(&'static str, &'static str)> {
         self.network.head_names()
+    }
+    #[doc(hidden)]
+    pub fn zero_shot_embeddings(&self, batch: &Batch) -> Result<(Tensor, Tensor), ModelError> {
+        self.network.zero_shot_embeddings(batch)
     }
 }
 
