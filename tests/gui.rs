@@ -236,3 +236,70 @@ fn odd_images_from_every_way_in_are_predicted_or_explained() {
     assert_eq!(harness.state().top_label(Slot::A).as_deref(), Some("4"));
     harness.render().expect("the window still renders");
 }
+
+/// Replaces a text field's contents the way a user does: focus, select all, type, Enter.
+fn replace_text(harness: &mut Harness<'_, ModelDeckApp>, label: &str, text: &str) {
+    harness.get_by_label(label).focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.step();
+    harness.get_by_label(label).type_text(text);
+    harness.step();
+    harness.key_press(egui::Key::Enter);
+    harness.step();
+}
+
+/// The Playground's candidate labels and template reach CLIP: the scores are the transformers
+/// pipeline's for the default, a custom and the identity template (tests/fixtures/reference).
+#[test]
+fn zero_shot_labels_and_template_from_the_playground_match_transformers() {
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("tests/fixtures/reference/clip-a.json")).unwrap(),
+    )
+    .unwrap();
+    let want = |template: Option<&str>, labels: &[&str]| -> Vec<f64> {
+        let case = reference["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["input"]["image"] == "assets/samples/chelsea.png"
+                    && c["input"].get("template").and_then(|t| t.as_str()) == template
+                    && c["input"]["labels"] == serde_json::json!(labels)
+            })
+            .expect("reference case");
+        case["probs"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect()
+    };
+    let clip = ModelSource::Local { path: common::fixture_model("clip-a") };
+    let config = AppConfig { a: Some(clip.clone()), b: Some(clip), ..demo_config() };
+    let mut harness = app(config);
+    // Not digit models: the first-start sample is the cat photo.
+    wait_until(&mut harness, "the first-start sample", |h| answered(h, Slot::A, "sample chelsea"));
+
+    // A's shown scores are, label by label, the reference's.
+    let check = |harness: &mut Harness<'_, ModelDeckApp>, what: &str, labels: &[&str], want: Vec<f64>| {
+        wait_until(harness, what, |h| {
+            let Some(answer) = h.state().answer(Slot::A) else { return false };
+            let shown = answer.labels().unwrap_or_default();
+            shown.len() == labels.len()
+                && shown.iter().all(|s| {
+                    labels.iter().position(|l| *l == s.label).is_some_and(|i| (s.score as f64 - want[i]).abs() < 1e-4)
+                })
+        });
+    };
+    let labels = ["cat", "dog", "coffee cup"];
+    replace_text(&mut harness, "Candidate labels", "cat, dog, coffee cup");
+    check(&mut harness, "the default template's scores", &labels, want(None, &labels));
+
+    replace_text(&mut harness, "Template", "a photo of a {}.");
+    check(&mut harness, "a custom template's scores", &labels, want(Some("a photo of a {}."), &labels));
+
+    let sentences = ["a cat on a sofa", "a dog in the rain", "a cup of coffee"];
+    replace_text(&mut harness, "Candidate labels", "a cat on a sofa, a dog in the rain, a cup of coffee");
+    replace_text(&mut harness, "Template", "{}");
+    check(&mut harness, "the identity template's scores", &sentences, want(Some("{}"), &sentences));
+
+    // A template without a placeholder is explained, not run.
+    replace_text(&mut harness, "Template", "a photo");
+    wait_until(&mut harness, "the template error", |h| h.state().slot_error(Slot::A).is_some_and(|e| e.contains("{}")));
+}

@@ -67,7 +67,10 @@ pub enum Command {
     PickImage,
     /// Decode an image (off the UI thread) and make it the Playground's input.
     OpenImage(ImageSource),
+    /// Re-run the current image (continuous mode): only slots that are not busy.
     PredictCurrent,
+    /// The current image with changed labels or template: every image model, now.
+    PredictChanged,
     PredictText,
 }
 
@@ -180,6 +183,11 @@ impl ModelDeckApp {
     pub fn top_label(&self, slot: Slot) -> Option<String> {
         let (output, _) = self.playground.results[slot.index()].answer.as_ref()?;
         output.top_label().map(str::to_string)
+    }
+
+    /// `slot`'s latest answer.
+    pub fn answer(&self, slot: Slot) -> Option<Arc<crate::predict::PredictOutput>> {
+        self.playground.results[slot.index()].answer.as_ref().map(|(output, _)| output.clone())
     }
 
     /// The name of the input `slot` last answered ("digit 3", "pasted image", a file name).
@@ -415,6 +423,10 @@ impl ModelDeckApp {
                 Command::PickImage => self.open_dialog(DialogKind::Image, None),
                 Command::OpenImage(source) => self.open_image(source),
                 Command::PredictCurrent => self.predict_images(false),
+                Command::PredictChanged => {
+                    self.playground.generation += 1;
+                    self.predict_images(true);
+                }
                 Command::PredictText => {
                     self.playground.generation += 1;
                     self.predict_text();

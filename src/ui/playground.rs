@@ -149,7 +149,7 @@ impl Playground {
                 let edit =
                     ui.add(egui::TextEdit::singleline(&mut self.labels).desired_width(260.0)).labelled_by(label.id);
                 if edit.lost_focus() && self.image.is_some() {
-                    commands.push(Command::PredictCurrent);
+                    commands.push(Command::PredictChanged);
                 }
             });
             ui.horizontal(|ui| {
@@ -158,7 +158,7 @@ impl Playground {
                     ui.add(egui::TextEdit::singleline(&mut self.template).desired_width(260.0)).labelled_by(label.id);
                 let edit = edit.on_hover_text("Each label is put in place of {} before the text encoder reads it");
                 if edit.lost_focus() && self.image.is_some() {
-                    commands.push(Command::PredictCurrent);
+                    commands.push(Command::PredictChanged);
                 }
             });
         }
