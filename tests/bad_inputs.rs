@@ -305,3 +305,76 @@ fn the_pixel_guard_refuses_a_valid_png_declaring_144_megapixels() {
         &["huge.png", "12000x12000 pixels, over the 100-megapixel limit"],
     );
 }
+
+/// Rewrites `dir`/config.json through `edit`.
+fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&path, json.to_string()).unwrap();
+}
+
+#[test]
+fn config_fields_of_the_wrong_type_or_missing_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = common::root().join("assets/samples/chelsea.png");
+    let image = image.to_str().unwrap();
+
+    // ViT: a string where a size belongs, a required size missing, an unknown activation.
+    let vit = copy_model("vit-p8-32", tmp.path());
+    let predict_image = ["predict", "--model", vit.to_str().unwrap(), "--image", image];
+    edit_config(&vit, |c| c["hidden_size"] = "x".into());
+    fails_with(&predict_image, &["config.json: field `hidden_size`: invalid type: string \"x\", expected usize"]);
+    edit_config(&vit, |c| {
+        c["hidden_size"] = 32.into();
+        c.as_object_mut().unwrap().remove("num_attention_heads");
+    });
+    fails_with(&predict_image, &["config.json", "missing field `num_attention_heads`"]);
+    edit_config(&vit, |c| {
+        c["num_attention_heads"] = 4.into();
+        c["hidden_act"] = "swish".into();
+    });
+    fails_with(&predict_image, &["config.json: field `hidden_act`: unsupported activation `swish`"]);
+    // Fields ModelDeck does not read are ignored, as transformers ignores them.
+    edit_config(&vit, |c| {
+        c["hidden_act"] = "gelu".into();
+        c["some_future_field"] = serde_json::json!({"nested": [1, 2]});
+    });
+    let (ok, _, err) = modeldeck(&predict_image);
+    assert!(ok, "{err}");
+
+    // BERT: the same for a text model, and the label map.
+    let bert = copy_model("bert-cls-5", tmp.path());
+    edit_config(&bert, |c| c["num_hidden_layers"] = "2".into());
+    run_text(&bert, &["config.json: field `num_hidden_layers`: invalid type: string \"2\", expected usize"]);
+    edit_config(&bert, |c| {
+        c["num_hidden_layers"] = 2.into();
+        c.as_object_mut().unwrap().remove("vocab_size");
+    });
+    run_text(&bert, &["config.json", "missing field `vocab_size`"]);
+    let original = std::fs::read_to_string(common::fixture_model("bert-cls-5").join("config.json")).unwrap();
+    let vocab = serde_json::from_str::<serde_json::Value>(&original).unwrap()["vocab_size"].clone();
+    edit_config(&bert, |c| {
+        c["vocab_size"] = vocab;
+        c["layer_norm_eps"] = "small".into();
+    });
+    run_text(&bert, &["field `layer_norm_eps`: invalid type: string \"small\", expected f64"]);
+    edit_config(&bert, |c| {
+        c["layer_norm_eps"] = 1e-12.into();
+        c["id2label"]["1"] = 7.into();
+    });
+    run_text(&bert, &["field `id2label.1`: invalid type: integer `7`, expected a string"]);
+
+    // DistilBERT names its fields differently.
+    let distil = copy_model("distilbert-cls-a", tmp.path());
+    edit_config(&distil, |c| c["n_heads"] = (-4).into());
+    run_text(&distil, &["field `n_heads`: invalid value: integer `-4`, expected usize"]);
+
+    // CLIP: a field inside a sub-config is named with its path.
+    let clip = copy_model("clip-a", tmp.path());
+    edit_config(&clip, |c| c["vision_config"]["patch_size"] = 8.5.into());
+    fails_with(
+        &["predict", "--model", clip.to_str().unwrap(), "--image", image, "--labels", "cat,dog"],
+        &["in `vision_config`: field `patch_size`: invalid type: floating point `8.5`, expected usize"],
+    );
+}

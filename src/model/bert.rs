@@ -5,7 +5,9 @@
 use candle_core::{Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 
-use super::config::{Architecture, ModelConfig};
+use serde::Deserialize;
+
+use super::config::{defaults, Architecture, ModelConfig};
 use super::layers::{self, Activation, Encoder, EncoderSpec};
 use super::text::{EncodedBatch, TextEncoder};
 use super::weights::Weights;
@@ -72,64 +74,121 @@ impl BertBackbone {
     }
 }
 
+/// config.json of BERT, RoBERTa and XLM-RoBERTa (transformers' `BertConfig`, `RobertaConfig` and
+/// `XLMRobertaConfig` share these fields), and of a sentence-transformers `BertModel`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    #[serde(default = "defaults::eps_1e_12")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "defaults::gelu")]
+    pub hidden_act: Activation,
+    /// Defaults to 0 for BERT, to 1 for RoBERTa and XLM-RoBERTa.
+    pub pad_token_id: Option<usize>,
+    #[serde(default = "absolute")]
+    pub position_embedding_type: String,
+}
+
+fn absolute() -> String {
+    "absolute".into()
+}
+
+/// config.json of DistilBERT (transformers' `DistilBertConfig`), whose fields have their own names.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DistilBertConfig {
+    pub vocab_size: usize,
+    pub dim: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub hidden_dim: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "defaults::gelu")]
+    pub activation: Activation,
+    /// Defaults to 0.
+    pub pad_token_id: Option<usize>,
+}
+
+/// What the backbone is built from, whichever of the two config layouts it came from.
+struct BackboneShape {
+    spec: EncoderSpec,
+    vocab: usize,
+    max_positions: usize,
+    /// Rows of the token-type table; DistilBERT has none.
+    token_types: Option<usize>,
+    pad: usize,
+}
+
+impl BackboneShape {
+    fn read(config: &ModelConfig, architecture: Architecture) -> Result<Self, ModelError> {
+        if architecture == Architecture::DistilBert {
+            let cfg: DistilBertConfig = config.parse()?;
+            return Ok(Self {
+                spec: EncoderSpec {
+                    hidden: cfg.dim,
+                    heads: cfg.n_heads,
+                    intermediate: cfg.hidden_dim,
+                    layers: cfg.n_layers,
+                    // DistilBERT's layer norms use a fixed epsilon.
+                    eps: 1e-12,
+                    activation: cfg.activation,
+                    pre_norm: false,
+                    qkv_bias: true,
+                },
+                vocab: cfg.vocab_size,
+                max_positions: cfg.max_position_embeddings,
+                token_types: None,
+                pad: cfg.pad_token_id.unwrap_or(0),
+            });
+        }
+        let cfg: BertConfig = config.parse()?;
+        if cfg.position_embedding_type != "absolute" {
+            return Err(config.error(format!(
+                "field `position_embedding_type`: `{}` is not supported (only absolute)",
+                cfg.position_embedding_type
+            )));
+        }
+        let is_roberta = matches!(architecture, Architecture::Roberta | Architecture::XlmRoberta);
+        Ok(Self {
+            spec: EncoderSpec {
+                hidden: cfg.hidden_size,
+                heads: cfg.num_attention_heads,
+                intermediate: cfg.intermediate_size,
+                layers: cfg.num_hidden_layers,
+                eps: cfg.layer_norm_eps,
+                activation: cfg.hidden_act,
+                pre_norm: false,
+                qkv_bias: true,
+            },
+            vocab: cfg.vocab_size,
+            max_positions: cfg.max_position_embeddings,
+            token_types: Some(cfg.type_vocab_size),
+            pad: cfg.pad_token_id.unwrap_or(if is_roberta { 1 } else { 0 }),
+        })
+    }
+}
+
 /// Reads the backbone of `architecture` from `vb` (already at the model prefix) and returns it
 /// with the longest sequence its position table allows.
 fn load_backbone(
     vb: VarBuilder,
-    config: &ModelConfig,
+    shape: &BackboneShape,
     architecture: Architecture,
     weights: &Weights,
 ) -> Result<(BertBackbone, usize), ModelError> {
-    let act = |name: &str| Activation::from_name(name).map_err(|e| config.error(e));
-    let (spec, vocab, max_positions) = if architecture == Architecture::DistilBert {
-        let hidden = config.usize_or("dim", 768)?;
-        (
-            EncoderSpec {
-                hidden,
-                heads: config.usize_or("n_heads", 12)?,
-                intermediate: config.usize_or("hidden_dim", 4 * hidden)?,
-                layers: config.usize_or("n_layers", 6)?,
-                eps: 1e-12,
-                activation: act(config.str_or("activation", "gelu"))?,
-                pre_norm: false,
-                qkv_bias: true,
-            },
-            config.usize_or("vocab_size", 30522)?,
-            config.usize_or("max_position_embeddings", 512)?,
-        )
-    } else {
-        let hidden = config.usize_or("hidden_size", 768)?;
-        (
-            EncoderSpec {
-                hidden,
-                heads: config.usize_or("num_attention_heads", 12)?,
-                intermediate: config.usize_or("intermediate_size", 4 * hidden)?,
-                layers: config.usize_or("num_hidden_layers", 12)?,
-                eps: config.f64_or("layer_norm_eps", 1e-12)?,
-                activation: act(config.str_or("hidden_act", "gelu"))?,
-                pre_norm: false,
-                qkv_bias: true,
-            },
-            config.usize_or("vocab_size", 30522)?,
-            config.usize_or("max_position_embeddings", 512)?,
-        )
-    };
-    let position_type = config.str_or("position_embedding_type", "absolute");
-    if position_type != "absolute" {
-        return Err(config.error(format!("position_embedding_type `{position_type}` is not supported (only absolute)")));
-    }
+    let BackboneShape { spec, vocab, max_positions, token_types, pad } = *shape;
     let is_roberta = matches!(architecture, Architecture::Roberta | Architecture::XlmRoberta);
-    let pad = config.usize_or("pad_token_id", if is_roberta { 1 } else { 0 })?;
     let h = spec.hidden;
     let build = || -> candle_core::Result<BertBackbone> {
         let e = vb.pp("embeddings");
-        let token_type = if architecture == Architecture::DistilBert {
-            None
-        } else {
-            let types = config.usize_or("type_vocab_size", 2).unwrap_or(2);
-            // Every input is a single segment: add row 0 of the token-type table.
-            Some(e.get((types, h), "token_type_embeddings.weight")?.narrow(0, 0, 1)?)
-        };
+        // Every input is a single segment: add row 0 of the token-type table.
+        let token_type =
+            token_types.map(|types| e.get((types, h), "token_type_embeddings.weight")?.narrow(0, 0, 1)).transpose()?;
         let layer_prefix = if architecture == Architecture::DistilBert { "transformer.layer" } else { "encoder.layer" };
         let names =
             if architecture == Architecture::DistilBert { &layers::DISTILBERT_NAMES } else { &layers::BERT_NAMES };
@@ -194,9 +253,11 @@ impl TextClassifier {
             Architecture::Roberta | Architecture::XlmRoberta => "roberta",
             _ => "bert",
         };
+        let shape = BackboneShape::read(config, architecture)?;
+        let classes = config.classes()?;
+        let labels = classes.len();
         let vb = weights.builder();
-        let (backbone, limit) = load_backbone(vb.pp(prefix), config, architecture, weights)?;
-        let labels = config.labels().len();
+        let (backbone, limit) = load_backbone(vb.pp(prefix), &shape, architecture, weights)?;
         let h = backbone.hidden;
         let head = (|| -> candle_core::Result<ClassifierHead> {
             Ok(match architecture {
@@ -218,12 +279,11 @@ impl TextClassifier {
             })
         })()
         .map_err(|e| weights.mismatch(name, e))?;
-        let pad = config.usize_or("pad_token_id", 0).ok().map(|p| p as u32);
         Ok(Self {
             backbone,
             head,
-            text: TextEncoder::load(files, limit, pad)?,
-            sigmoid: config.uses_sigmoid(labels),
+            text: TextEncoder::load(files, limit, Some(shape.pad as u32))?,
+            sigmoid: classes.use_sigmoid,
             device: Device::Cpu,
         })
     }
@@ -295,10 +355,11 @@ impl SentenceEmbedder {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
         let vb = weights.builder();
         let vb = if weights.contains("bert.embeddings.word_embeddings.weight") { vb.pp("bert") } else { vb };
-        let (backbone, limit) = load_backbone(vb, config, Architecture::SentenceBert, weights)?;
+        let shape = BackboneShape::read(config, Architecture::SentenceBert)?;
+        let (backbone, limit) = load_backbone(vb, &shape, Architecture::SentenceBert, weights)?;
         let (pooling, normalize) = read_sentence_modules(files)?;
-        let pad = config.usize_or("pad_token_id", 0).ok().map(|p| p as u32);
-        Ok(Self { backbone, pooling, normalize, text: TextEncoder::load(files, limit, pad)?, device: Device::Cpu })
+        let text = TextEncoder::load(files, limit, Some(shape.pad as u32))?;
+        Ok(Self { backbone, pooling, normalize, text, device: Device::Cpu })
     }
 
     fn pool(&self, hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
@@ -435,14 +496,23 @@ pub struct SentenceClassifier {
     sigmoid: bool,
 }
 
+/// What `ModelDeckSentenceClassifier` adds to the embedder's BERT config.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SentenceClassifierConfig {
+    /// Width of the sentence embedding the head reads (the pooled width); defaults to the
+    /// backbone's hidden size.
+    pub embedding_size: Option<usize>,
+}
+
 impl SentenceClassifier {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
         let embedder = SentenceEmbedder::load(files, config, weights)?;
-        let labels = config.labels().len();
-        let dim = config.usize_or("embedding_size", embedder.backbone.hidden)?;
-        let classifier = candle_nn::linear(dim, labels, weights.builder().pp("classifier"))
+        let classes = config.classes()?;
+        let cfg: SentenceClassifierConfig = config.parse()?;
+        let dim = cfg.embedding_size.unwrap_or(embedder.backbone.hidden);
+        let classifier = candle_nn::linear(dim, classes.len(), weights.builder().pp("classifier"))
             .map_err(|e| weights.mismatch(Architecture::SentenceClassifier.name(), e))?;
-        Ok(Self { embedder, classifier, sigmoid: config.uses_sigmoid(labels) })
+        Ok(Self { embedder, classifier, sigmoid: classes.use_sigmoid })
     }
 }
 

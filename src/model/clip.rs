@@ -7,6 +7,8 @@
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Conv2d, Embedding, LayerNorm, Linear};
 
+use serde::Deserialize;
+
 use super::config::{Architecture, ModelConfig};
 use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::layers::{self, Activation, Encoder, EncoderSpec};
@@ -54,35 +56,123 @@ pub struct ClipZeroShot {
     device: Device,
 }
 
-fn spec(config: &ModelConfig, hidden_default: usize) -> Result<EncoderSpec, ModelError> {
-    let hidden = config.usize_or("hidden_size", hidden_default)?;
-    Ok(EncoderSpec {
-        hidden,
-        heads: config.usize_or("num_attention_heads", if hidden_default == 512 { 8 } else { 12 })?,
-        intermediate: config.usize_or("intermediate_size", 4 * hidden)?,
-        layers: config.usize_or("num_hidden_layers", 12)?,
-        eps: config.f64_or("layer_norm_eps", 1e-5)?,
-        activation: Activation::from_name(config.str_or("hidden_act", "quick_gelu")).map_err(|e| config.error(e))?,
-        pre_norm: true,
-        qkv_bias: true,
-    })
+/// `text_config` of a `CLIPModel` (transformers' `CLIPTextConfig`). Every field defaults as
+/// transformers does: older checkpoints store only what differs from these (`text_config_dict`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ClipTextConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub max_position_embeddings: usize,
+    pub hidden_act: Activation,
+    pub layer_norm_eps: f64,
+    pub eos_token_id: usize,
+}
+
+impl Default for ClipTextConfig {
+    fn default() -> Self {
+        Self {
+            vocab_size: 49408,
+            hidden_size: 512,
+            intermediate_size: 2048,
+            num_hidden_layers: 12,
+            num_attention_heads: 8,
+            max_position_embeddings: 77,
+            hidden_act: Activation::QuickGelu,
+            layer_norm_eps: 1e-5,
+            eos_token_id: 49407,
+        }
+    }
+}
+
+/// `vision_config` of a `CLIPModel` (transformers' `CLIPVisionConfig`), defaulted likewise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ClipVisionConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub hidden_act: Activation,
+    pub layer_norm_eps: f64,
+}
+
+impl Default for ClipVisionConfig {
+    fn default() -> Self {
+        Self {
+            hidden_size: 768,
+            intermediate_size: 3072,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            image_size: 224,
+            patch_size: 32,
+            hidden_act: Activation::QuickGelu,
+            layer_norm_eps: 1e-5,
+        }
+    }
+}
+
+/// The top level of a `CLIPModel` config.json (transformers' `CLIPConfig`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClipConfig {
+    #[serde(default = "projection_dim")]
+    pub projection_dim: usize,
+}
+
+fn projection_dim() -> usize {
+    512
+}
+
+impl ClipTextConfig {
+    fn encoder(&self) -> EncoderSpec {
+        EncoderSpec {
+            hidden: self.hidden_size,
+            heads: self.num_attention_heads,
+            intermediate: self.intermediate_size,
+            layers: self.num_hidden_layers,
+            eps: self.layer_norm_eps,
+            activation: self.hidden_act,
+            pre_norm: true,
+            qkv_bias: true,
+        }
+    }
+}
+
+impl ClipVisionConfig {
+    fn encoder(&self) -> EncoderSpec {
+        EncoderSpec {
+            hidden: self.hidden_size,
+            heads: self.num_attention_heads,
+            intermediate: self.intermediate_size,
+            layers: self.num_hidden_layers,
+            eps: self.layer_norm_eps,
+            activation: self.hidden_act,
+            pre_norm: true,
+            qkv_bias: true,
+        }
+    }
 }
 
 impl ClipZeroShot {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
-        let (text_cfg, vision_cfg) = (config.sub("text_config"), config.sub("vision_config"));
-        let (text_spec, vision_spec) = (spec(&text_cfg, 512)?, spec(&vision_cfg, 768)?);
-        let projection = config.usize_or("projection_dim", 512)?;
-        let image_size = vision_cfg.usize_or("image_size", 224)?;
-        let patch_size = vision_cfg.usize_or("patch_size", 32)?;
+        let top: ClipConfig = config.parse()?;
+        let text_cfg: ClipTextConfig = config.parse_sub("text_config")?;
+        let vision_cfg: ClipVisionConfig = config.parse_sub("vision_config")?;
+        let (text_spec, vision_spec) = (text_cfg.encoder(), vision_cfg.encoder());
+        let projection = top.projection_dim;
+        let (image_size, patch_size) = (vision_cfg.image_size, vision_cfg.patch_size);
         if patch_size == 0 || image_size % patch_size != 0 {
             return Err(
                 config.error(format!("vision image_size {image_size} is not a multiple of patch_size {patch_size}"))
             );
         }
-        let vocab = text_cfg.usize_or("vocab_size", 49408)?;
-        let max_positions = text_cfg.usize_or("max_position_embeddings", 77)?;
-        let eos = text_cfg.usize_or("eos_token_id", 2)? as u32;
+        let (vocab, max_positions) = (text_cfg.vocab_size, text_cfg.max_position_embeddings);
+        let eos = text_cfg.eos_token_id as u32;
         let (vh, th) = (vision_spec.hidden, text_spec.hidden);
         let patches = (image_size / patch_size).pow(2);
         let tokenizer = TextEncoder::load(files, max_positions, None)?;

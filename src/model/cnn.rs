@@ -16,23 +16,20 @@ use crate::source::ModelFiles;
 
 pub const ARCHITECTURE: &str = "ModelDeckCnnForImageClassification";
 
-/// Hyper-parameters, as written to config.json.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Hyper-parameters, as written to config.json; all required.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct CnnConfig {
     pub image_size: usize,
     pub conv_channels: Vec<usize>,
     pub hidden_size: usize,
+    /// From the labels (`id2label`), not a field of its own.
+    #[serde(skip)]
     pub num_labels: usize,
 }
 
 impl CnnConfig {
     pub fn from_config(config: &ModelConfig) -> Result<Self, ModelError> {
-        let cfg = Self {
-            image_size: config.usize_req("image_size")?,
-            conv_channels: config.usize_list("conv_channels")?,
-            hidden_size: config.usize_req("hidden_size")?,
-            num_labels: config.labels().len(),
-        };
+        let cfg = Self { num_labels: config.classes()?.len(), ..config.parse()? };
         if cfg.conv_channels.is_empty() || cfg.image_size == 0 || cfg.num_labels == 0 {
             return Err(config.error("conv_channels, image_size and the labels must not be empty"));
         }
@@ -149,7 +146,7 @@ impl CnnClassifier {
         let fast = FastCnn::new(&cnn, &cfg).map_err(|e| weights.mismatch(ARCHITECTURE, e))?;
         let preprocessor =
             ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::Vit, cfg.image_size as u32)?;
-        Ok(Self { cnn, fast, preprocessor, sigmoid: config.uses_sigmoid(cfg.num_labels), device: Device::Cpu })
+        Ok(Self { cnn, fast, preprocessor, sigmoid: config.classes()?.use_sigmoid, device: Device::Cpu })
     }
 }
 

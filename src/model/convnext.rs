@@ -6,7 +6,9 @@
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear};
 
-use super::config::{Architecture, ModelConfig};
+use serde::Deserialize;
+
+use super::config::{defaults, Architecture, ModelConfig};
 use super::fastconv::{Conv, DepthwiseConv, Nhwc};
 use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::kernels::{self, Act, Dense};
@@ -67,27 +69,47 @@ fn scaled_linear(linear: &Linear, gamma: Option<&Tensor>) -> candle_core::Result
     }
 }
 
+/// config.json of `ConvNextForImageClassification` (transformers' `ConvNextConfig`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConvNextConfig {
+    pub hidden_sizes: Vec<usize>,
+    pub depths: Vec<usize>,
+    pub patch_size: usize,
+    #[serde(default = "defaults::num_channels")]
+    pub num_channels: usize,
+    #[serde(default = "defaults::eps_1e_12")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "layer_scale_init_value")]
+    pub layer_scale_init_value: f64,
+    #[serde(default = "defaults::gelu")]
+    pub hidden_act: Activation,
+}
+
+fn layer_scale_init_value() -> f64 {
+    1e-6
+}
+
 impl ConvNextClassifier {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
-        let hidden = config.usize_list("hidden_sizes")?;
-        let depths = config.usize_list("depths")?;
+        let cfg: ConvNextConfig = config.parse()?;
+        let (hidden, depths) = (&cfg.hidden_sizes, &cfg.depths);
         if hidden.is_empty() || hidden.len() != depths.len() || hidden.contains(&0) {
             return Err(config
                 .error("`hidden_sizes` and `depths` must be non-empty lists of the same length, with no zero size"));
         }
-        let patch = config.usize_or("patch_size", 4)?;
-        let channels = config.usize_or("num_channels", 3)?;
-        let eps = config.f64_or("layer_norm_eps", 1e-12)?;
-        let uses_scale = config.f64_or("layer_scale_init_value", 1e-6)? > 0.0;
-        let activation = Activation::from_name(config.str_or("hidden_act", "gelu")).map_err(|e| config.error(e))?;
-        let labels = config.labels().len();
+        let (patch, channels, eps) = (cfg.patch_size, cfg.num_channels, cfg.layer_norm_eps);
+        // transformers creates the layer scale only for a positive initial value.
+        let uses_scale = cfg.layer_scale_init_value > 0.0;
+        let activation = cfg.hidden_act;
+        let classes = config.classes()?;
+        let labels = classes.len();
         let vb = weights.builder();
         let build = || -> candle_core::Result<Self> {
             let e = vb.pp("convnext.embeddings");
             let stem_cfg = candle_nn::Conv2dConfig { stride: patch, ..Default::default() };
             let mut stages = Vec::new();
             let mut in_ch = hidden[0];
-            for (i, (&out_ch, &depth)) in hidden.iter().zip(&depths).enumerate() {
+            for (i, (&out_ch, &depth)) in hidden.iter().zip(depths).enumerate() {
                 let s = vb.pp(format!("convnext.encoder.stages.{i}"));
                 let downsample = if i > 0 {
                     let conv_cfg = candle_nn::Conv2dConfig { stride: 2, ..Default::default() };
@@ -149,7 +171,7 @@ impl ConvNextClassifier {
                 classifier: candle_nn::linear(in_ch, labels, vb.pp("classifier"))?,
                 activation,
                 preprocessor: ImagePreprocessor::defaults(ProcessorFamily::ConvNext, 224),
-                sigmoid: config.uses_sigmoid(labels),
+                sigmoid: classes.use_sigmoid,
                 device: Device::Cpu,
             })
         };

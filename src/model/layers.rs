@@ -36,6 +36,14 @@ impl Activation {
     }
 }
 
+/// Read from a config's `hidden_act`; an unsupported name is an error naming the field.
+impl<'de> serde::Deserialize<'de> for Activation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::from_name(&name).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Tensor names inside one encoder layer, relative to the layer's prefix.
 pub struct LayerNames {
     pub query: &'static str,

@@ -205,7 +205,7 @@ pub fn load(files: &ModelFiles) -> Result<LoadedModel, ModelError> {
         revision: files.revision.clone(),
         architecture: architecture.name().to_string(),
         task,
-        labels: if task.has_fixed_labels() { config.labels() } else { Vec::new() },
+        labels: if task.has_fixed_labels() { config.classes()?.labels } else { Vec::new() },
         parameters: weights.parameter_count(),
         dtype: weights.dtype_name(),
         size_bytes: files.size_bytes(),

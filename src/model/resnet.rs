@@ -5,7 +5,9 @@
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Conv2d, Linear, VarBuilder};
 
-use super::config::{Architecture, ModelConfig};
+use serde::Deserialize;
+
+use super::config::{defaults, Architecture, ModelConfig};
 use super::fastconv::{Conv, Nhwc};
 use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::kernels::{self, Act};
@@ -72,33 +74,62 @@ fn conv_layer(vb: &VarBuilder, shape: (usize, usize, usize), stride: usize) -> c
     conv_bn(vb.pp("convolution"), vb.pp("normalization"), shape, stride, BN_EPS)
 }
 
+/// transformers' `layer_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerType {
+    Basic,
+    Bottleneck,
+}
+
+/// config.json of `ResNetForImageClassification` (transformers' `ResNetConfig`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResNetConfig {
+    pub embedding_size: usize,
+    pub hidden_sizes: Vec<usize>,
+    pub depths: Vec<usize>,
+    #[serde(default = "bottleneck")]
+    pub layer_type: LayerType,
+    #[serde(default = "relu")]
+    pub hidden_act: Activation,
+    #[serde(default)]
+    pub downsample_in_first_stage: bool,
+    #[serde(default)]
+    pub downsample_in_bottleneck: bool,
+    #[serde(default = "defaults::num_channels")]
+    pub num_channels: usize,
+}
+
+fn bottleneck() -> LayerType {
+    LayerType::Bottleneck
+}
+
+fn relu() -> Activation {
+    Activation::Relu
+}
+
 impl ResNetClassifier {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
-        let embedding = config.usize_or("embedding_size", 64)?;
-        let hidden = config.usize_list("hidden_sizes")?;
-        let depths = config.usize_list("depths")?;
+        let cfg: ResNetConfig = config.parse()?;
+        let (embedding, hidden, depths) = (cfg.embedding_size, &cfg.hidden_sizes, &cfg.depths);
         if hidden.is_empty() || hidden.len() != depths.len() || hidden.iter().any(|&h| h < 4) || embedding == 0 {
             return Err(config.error(
                 "`hidden_sizes` and `depths` must be non-empty lists of the same length, sizes at least 4, and `embedding_size` positive",
             ));
         }
-        let bottleneck = match config.str_or("layer_type", "bottleneck") {
-            "bottleneck" => true,
-            "basic" => false,
-            other => return Err(config.error(format!("unknown layer_type `{other}` (basic or bottleneck)"))),
-        };
-        let first_stride = if config.bool_or("downsample_in_first_stage", false) { 2 } else { 1 };
-        let in_bottleneck = config.bool_or("downsample_in_bottleneck", false);
-        let activation = Activation::from_name(config.str_or("hidden_act", "relu")).map_err(|e| config.error(e))?;
-        let channels = config.usize_or("num_channels", 3)?;
-        let labels = config.labels().len();
+        let bottleneck = cfg.layer_type == LayerType::Bottleneck;
+        let first_stride = if cfg.downsample_in_first_stage { 2 } else { 1 };
+        let in_bottleneck = cfg.downsample_in_bottleneck;
+        let (activation, channels) = (cfg.hidden_act, cfg.num_channels);
+        let classes = config.classes()?;
+        let labels = classes.len();
         let vb = weights.builder();
         let build = || -> candle_core::Result<(Conv, Vec<ResNetBlock>, Linear)> {
             let stem =
                 Conv::from_conv2d(&conv_layer(&vb.pp("resnet.embedder.embedder"), (channels, embedding, 7), 2)?)?;
             let mut blocks = Vec::new();
             let mut in_ch = embedding;
-            for (stage, (&out_ch, &depth)) in hidden.iter().zip(&depths).enumerate() {
+            for (stage, (&out_ch, &depth)) in hidden.iter().zip(depths).enumerate() {
                 let stage_vb = vb.pp(format!("resnet.encoder.stages.{stage}.layers"));
                 for layer in 0..depth {
                     let stride = if layer > 0 {
@@ -144,7 +175,7 @@ impl ResNetClassifier {
             classifier,
             activation,
             preprocessor,
-            sigmoid: config.uses_sigmoid(labels),
+            sigmoid: classes.use_sigmoid,
             device: Device::Cpu,
         })
     }

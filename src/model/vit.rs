@@ -3,7 +3,9 @@
 use candle_core::{Device, Module, Tensor};
 use candle_nn::Linear;
 
-use super::config::{Architecture, ModelConfig};
+use serde::Deserialize;
+
+use super::config::{defaults, Architecture, ModelConfig};
 use super::fastconv::{Conv, Nhwc};
 use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::kernels::{self, Act};
@@ -26,12 +28,30 @@ pub struct VitClassifier {
     device: Device,
 }
 
+/// config.json of `ViTForImageClassification` (transformers' `ViTConfig`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VitConfig {
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    #[serde(default = "defaults::num_channels")]
+    pub num_channels: usize,
+    #[serde(default = "defaults::eps_1e_12")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "defaults::gelu")]
+    pub hidden_act: Activation,
+    #[serde(default = "defaults::yes")]
+    pub qkv_bias: bool,
+}
+
 impl VitClassifier {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
-        let hidden = config.usize_or("hidden_size", 768)?;
-        let image_size = config.usize_or("image_size", 224)?;
-        let patch_size = config.usize_or("patch_size", 16)?;
-        let channels = config.usize_or("num_channels", 3)?;
+        let cfg: VitConfig = config.parse()?;
+        let (hidden, image_size, patch_size, channels) =
+            (cfg.hidden_size, cfg.image_size, cfg.patch_size, cfg.num_channels);
         if patch_size == 0 || image_size % patch_size != 0 || channels != 3 {
             return Err(config.error(format!(
                 "image_size {image_size} must be a multiple of patch_size {patch_size}, with 3 channels (found {channels})"
@@ -39,15 +59,16 @@ impl VitClassifier {
         }
         let spec = EncoderSpec {
             hidden,
-            heads: config.usize_or("num_attention_heads", 12)?,
-            intermediate: config.usize_or("intermediate_size", 4 * hidden)?,
-            layers: config.usize_or("num_hidden_layers", 12)?,
-            eps: config.f64_or("layer_norm_eps", 1e-12)?,
-            activation: Activation::from_name(config.str_or("hidden_act", "gelu")).map_err(|e| config.error(e))?,
+            heads: cfg.num_attention_heads,
+            intermediate: cfg.intermediate_size,
+            layers: cfg.num_hidden_layers,
+            eps: cfg.layer_norm_eps,
+            activation: cfg.hidden_act,
             pre_norm: true,
-            qkv_bias: config.bool_or("qkv_bias", true),
+            qkv_bias: cfg.qkv_bias,
         };
-        let labels = config.labels().len();
+        let classes = config.classes()?;
+        let labels = classes.len();
         let patches = (image_size / patch_size).pow(2);
         let vb = weights.builder();
         let build = || -> candle_core::Result<Self> {
@@ -69,7 +90,7 @@ impl VitClassifier {
                 classifier: candle_nn::linear(hidden, labels, vb.pp("classifier"))?,
                 preprocessor: ImagePreprocessor::defaults(ProcessorFamily::Vit, image_size as u32),
                 image_size,
-                sigmoid: config.uses_sigmoid(labels),
+                sigmoid: classes.use_sigmoid,
                 device: Device::Cpu,
             })
         };
