@@ -68,6 +68,10 @@ fn main() -> candle_core::Result<()> {
         // The weight (k, n) row-major from column `col`, and as stored by PyTorch, (n, k).
         let w = |col: usize| MatRef { ptr: at(w_, col), rs: n as isize, cs: 1 };
         let wt = || MatRef { ptr: at(wt_, 0), rs: 1, cs: k as isize };
+        // SAFETY (every product below): `av` is m x k, `bv` k x n and `btv` n x k, all alive until
+        // the end of this iteration; each view stays inside its buffer (x(r0) from row r0 for at
+        // most m - r0 rows, w(c0) from column c0 for at most n - c0 columns), `dst` (m x n) is a
+        // separate buffer, and the threads write disjoint row or column blocks of it.
         // gemm's own threading.
         let t_gemm = best_of(15, || unsafe { product(m, n, k, at(d, 0).cast_mut(), x(0), w(0), par) });
         let t_gemm_t = best_of(15, || unsafe { product(m, n, k, at(d, 0).cast_mut(), x(0), wt(), par) });
@@ -78,6 +82,7 @@ fn main() -> candle_core::Result<()> {
                 let r0 = (t * rows_per).min(m);
                 let rows = rows_per.min(m - r0);
                 if rows > 0 {
+                    // SAFETY: rows r0..r0 + rows of `av` and `dst` exist (see above); blocks are disjoint.
                     unsafe { product(rows, n, k, at(d, r0 * n).cast_mut(), x(r0), wt(), Parallelism::None) };
                 }
             });
@@ -90,6 +95,7 @@ fn main() -> candle_core::Result<()> {
                 let c0 = (t * cols_per).min(n);
                 if c0 < n {
                     let cols = cols_per.min(n - c0);
+                    // SAFETY: columns c0..c0 + cols of `bv` and `dst` exist (see above); blocks are disjoint.
                     unsafe {
                         kernels::matmul_raw(
                             m,

@@ -275,12 +275,14 @@ impl DepthwiseConv {
     fn row(&self, x: &Nhwc, row_idx: usize, orow: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if kernels::simd::has_avx2() {
-            // SAFETY: the CPU has AVX2 and FMA.
+            // SAFETY: has_avx2 checked AVX2 and FMA at run time, all row_avx2 enables.
             return unsafe { self.row_avx2(x, row_idx, orow) };
         }
         self.row_body::<false>(x, row_idx, orow)
     }
 
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn row_avx2(&self, x: &Nhwc, row_idx: usize, orow: &mut [f32]) {

@@ -58,7 +58,8 @@ fn advise_huge_pages(v: &[f32]) {
     let first = start.next_multiple_of(HUGE);
     if end >= first + HUGE {
         let len = (end - first) / HUGE * HUGE;
-        // SAFETY: advice only, on whole huge pages inside this live allocation.
+        // SAFETY: first..first + len lies inside `v`'s live allocation (first is rounded up to a
+        // huge page and len down), and MADV_HUGEPAGE is advice: it never changes the contents.
         unsafe {
             libc::madvise(first as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
         }
@@ -144,11 +145,14 @@ pub unsafe fn matmul_raw(
     if k == 0 {
         if !accumulate {
             for i in 0..m {
+                // SAFETY: row i of `dst` (n elements from i * dst_rs) is in bounds by the contract.
                 std::ptr::write_bytes(dst.add(i * dst_rs), 0, n);
             }
         }
         return;
     }
+    // SAFETY: the caller guarantees that every element the three views address is in bounds and
+    // that `dst` overlaps neither input, which is all gemm requires; dst_cs = 1 matches `dst_rs`.
     gemm::gemm(
         m,
         n,
@@ -284,6 +288,10 @@ impl Dense {
             for start in (r0..r1).step_by(tile) {
                 let len = tile.min(r1 - start);
                 gather(start, &mut x[..len * k]);
+                // SAFETY: `x` holds len <= tile.min(r1 - r0) rows of k; rows start..start + len of
+                // `out` (rows * n elements) are in bounds as start + len <= r1 <= rows, and only
+                // this task writes them (tasks own disjoint row ranges r0..r1); `out`, `x` and the
+                // weights are distinct allocations.
                 unsafe {
                     self.block(x.as_ptr(), len, dst.get().add(start * n), 0, n);
                     epilogue.apply(dst.get(), n, start, start + len, 0, n);
@@ -307,6 +315,11 @@ impl Dense {
     fn run(&self, x: &[f32], rows: usize, out: &mut [f32], epilogue: &Epilogue) {
         let (k, n) = (self.inputs, self.outputs);
         assert!(x.len() >= rows * k && out.len() >= rows * n);
+        // SAFETY (for every call below): r1 <= rows and c1 <= n, so the x rows read
+        // (x.len() >= rows * k, asserted) and the dst block written (rows r0..r1, columns c0..c1 of
+        // `out`, out.len() >= rows * n) are in bounds; the calls made in parallel write disjoint
+        // row ranges or disjoint column ranges, and `x`, `out` and the weights cannot overlap
+        // (`x: &[f32]` and `out: &mut [f32]` are both borrowed here).
         let block = |r0: usize, r1: usize, c0: usize, c1: usize, dst: SendPtr| unsafe {
             self.block(x[r0 * k..].as_ptr(), r1 - r0, dst.get().add(r0 * n + c0), c0, c1 - c0);
             epilogue.apply(dst.get(), n, r0, r1, c0, c1);
@@ -331,6 +344,9 @@ impl Dense {
     /// `c0 + cols <= outputs`.
     unsafe fn block(&self, x: *const f32, rows: usize, dst: *mut f32, c0: usize, cols: usize) {
         let (k, n) = (self.inputs as isize, self.outputs);
+        // SAFETY: `wt` is inputs x outputs, so from column c0 the right-hand view addresses
+        // wt[i * n + c0 + j] for i < inputs, j < cols <= outputs - c0; `x` and `dst` are in bounds
+        // by this function's contract, and `wt` is owned by `self`, apart from both.
         matmul_raw(
             rows,
             cols,
@@ -391,12 +407,15 @@ impl Epilogue<'_> {
         }
         if c0 == 0 && c1 == width {
             // Contiguous rows: one pass over the block.
+            // SAFETY: rows r0..r1 of `width` lie inside `dst` by the contract, and no other thread
+            // touches them while this slice lives.
             let block = std::slice::from_raw_parts_mut(dst.add(r0 * width), (r1 - r0) * width);
             let residual = self.residual.map(|r| &r[r0 * width..r1 * width]);
             epilogue_serial(block, width, self.bias, residual, self.act);
             return;
         }
         for r in r0..r1 {
+            // SAFETY: columns c0..c1 of row r < r1 lie inside `dst`, and belong to this caller alone.
             let row = std::slice::from_raw_parts_mut(dst.add(r * width + c0), c1 - c0);
             if let Some(b) = self.bias {
                 add_assign(row, &b[c0..c1]);
@@ -575,6 +594,10 @@ pub fn attention(
         // Kᵀ: element (i, j) = K[j][i].
         let kt = MatRef { ptr: qkv[base + hidden + h * d..].as_ptr(), rs: 1, cs: ld as isize };
         let v = MatRef { ptr: qkv[base + 2 * hidden + h * d..].as_ptr(), rs: ld as isize, cs: 1 };
+        // SAFETY: qkv.len() == batch * seq * 3 * hidden (asserted) and heads * d <= hidden, so Q
+        // (seq x d from column h * d) and Kᵀ (d x seq from column hidden + h * d), both with row
+        // stride 3 * hidden inside sequence b, stay inside qkv; `scores` holds seq x seq and is this
+        // task's own buffer, apart from qkv.
         unsafe {
             matmul_raw(seq, seq, d, scores.as_mut_ptr(), seq, q, kt, scale, false, gemm::Parallelism::None);
         }
@@ -586,6 +609,10 @@ pub fn attention(
         }
         let p = MatRef { ptr: scores.as_ptr(), rs: seq as isize, cs: 1 };
         let dst = out_ptr;
+        // SAFETY: P is `scores` (seq x seq); V (seq x d from column 2 * hidden + h * d) stays inside
+        // qkv as above; the destination, rows b * seq.. of `out` (batch * seq x hidden) at columns
+        // h * d..(h + 1) * d, is in bounds and written by this (batch, head) task alone; `out`
+        // outlives the parallel loop and overlaps neither input.
         unsafe {
             matmul_raw(
                 seq,
@@ -605,9 +632,13 @@ pub fn attention(
     out
 }
 
+/// A buffer's pointer shared with the threads that each write their own block of it.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
+// SAFETY: a raw pointer is only an address; every user writes a block no other thread touches,
+// and the buffer outlives the rayon scope that shares it (rayon joins before the owner returns).
 unsafe impl Send for SendPtr {}
+// SAFETY: as for Send: shared references to it only copy the address out.
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
@@ -747,6 +778,8 @@ pub mod simd {
         x.iter_mut().for_each(|v| *v = exp::<F>(*v - shift));
     }
 
+    /// # Safety
+    /// The CPU must have AVX2 and FMA (`has_avx2`).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn activate_avx2(x: &mut [f32], act: Act) {
@@ -755,6 +788,9 @@ pub mod simd {
 
     /// The same body sixteen lanes wide: half the instructions for the long activation passes
     /// (GELU over a ConvNeXt or BERT intermediate layer).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, AVX2 and FMA (`has_avx512`).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn activate_avx512(x: &mut [f32], act: Act) {
@@ -768,6 +804,8 @@ pub mod simd {
         *HAS.get_or_init(|| has_avx2() && is_x86_feature_detected!("avx512f"))
     }
 
+    /// # Safety
+    /// The CPU must have AVX2 and FMA (`has_avx2`).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn exp_sub_avx2(x: &mut [f32], shift: f32) {
@@ -785,10 +823,12 @@ pub mod simd {
     pub fn activate(x: &mut [f32], act: Act) {
         #[cfg(target_arch = "x86_64")]
         if has_avx512() {
+            // SAFETY: has_avx512 checked AVX-512F, AVX2 and FMA at run time.
             return unsafe { activate_avx512(x, act) };
         }
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
+            // SAFETY: has_avx2 checked AVX2 and FMA at run time.
             return unsafe { activate_avx2(x, act) };
         }
         activate_body::<false>(x, act)
@@ -798,6 +838,7 @@ pub mod simd {
     pub fn exp_sub(x: &mut [f32], shift: f32) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
+            // SAFETY: has_avx2 checked AVX2 and FMA at run time.
             return unsafe { exp_sub_avx2(x, shift) };
         }
         exp_sub_body::<false>(x, shift)

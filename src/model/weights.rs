@@ -29,8 +29,10 @@ impl Weights {
                 for path in &files.weights {
                     check_safetensors_header(path)?;
                 }
-                // SAFETY: the files are memory-mapped read-only; like every mmap user we rely on
-                // nobody truncating them while the model is loaded.
+                // SAFETY: the mapping is read-only and lives only while the model loads: every
+                // tensor is copied out of it (`CopiedOut`) and `Weights` is dropped at the end of
+                // `model::load`. What no program can rule out is another process truncating or
+                // rewriting the file during those seconds; we accept that, as every mmap user does.
                 let mmaped = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files.weights) }
                     .map_err(|e| ModelError::Weights { path: first.clone(), reason: describe(&e) })?;
                 for (name, view) in mmaped.tensors() {
@@ -156,8 +158,12 @@ impl SimpleBackend for CopiedOut {
             const PIECE: usize = 1 << 19;
             data.par_chunks_mut(PIECE).zip(bytes.par_chunks(4 * PIECE)).for_each(|(d, b)| {
                 if cfg!(target_endian = "little") {
-                    // SAFETY: `d` holds b.len() / 4 f32s, any bit pattern is a valid f32, and the
-                    // buffers are distinct allocations.
+                    // SAFETY: this copies 4 * d.len() bytes, and `b` holds at least that many:
+                    // chunk i of `b` has min(4 * PIECE, bytes.len() - 4 * PIECE * i) bytes, chunk i of
+                    // `d` min(PIECE, bytes.len() / 4 - PIECE * i) f32s. The destination is written
+                    // through `d`'s own pointer (so f32 alignment is not needed on the source side),
+                    // any bit pattern is a valid f32, and the file mapping and the fresh `data`
+                    // vector cannot overlap.
                     unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), d.as_mut_ptr().cast::<u8>(), d.len() * 4) };
                 } else {
                     for (v, le) in d.iter_mut().zip(b.chunks_exact(4)) {
@@ -182,13 +188,15 @@ impl SimpleBackend for CopiedOut {
 /// faults them back in from the page cache, unchanged.
 #[cfg(target_os = "linux")]
 fn release_file_pages(bytes: &[u8]) {
-    // SAFETY: sysconf has no preconditions.
+    // SAFETY: sysconf only reads a system constant; it has no preconditions.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
     let start = (bytes.as_ptr() as usize).next_multiple_of(page);
     let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
     if end > start {
-        // SAFETY: whole pages inside a live read-only file mapping; their contents come
-        // back from the file on the next access.
+        // SAFETY: start..end are whole pages inside `bytes`, which is a live tensor of a
+        // read-only shared file mapping (only `CopiedOut`'s mapping calls this). MADV_DONTNEED on
+        // such pages only drops them from this process's page tables: the next read faults the same
+        // bytes back in from the page cache, so the `&[u8]` borrowers see no change.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }
@@ -270,6 +278,7 @@ mod tests {
             ("half".to_string(), half),
         ]);
         candle_core::safetensors::save(&tensors, &path).unwrap();
+        // SAFETY: the test's own temporary file, which nothing changes while it is mapped.
         let backend = CopiedOut(unsafe { MmapedSafetensors::new(&path) }.unwrap());
         let cpu = Device::Cpu;
         let same = |a: &Tensor, b: &Tensor| {
