@@ -3,15 +3,16 @@
 //! hidden fully connected layer, and a linear classifier. The same code builds the network for
 //! training (from a `VarMap`) and for inference (from a checkpoint).
 
-use candle_core::{Device, Module, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Linear, VarBuilder};
 
 use super::config::ModelConfig;
 use super::fastconv::{Conv, Nhwc};
+use super::head::{ClassificationHead, ImageBackbone, ImageClassifier, CLASSIFIER};
 use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::kernels::{self, Act, Dense};
 use super::weights::Weights;
-use super::{Batch, ModelError, Network, Request, Response, Task};
+use super::ModelError;
 use crate::source::ModelFiles;
 
 pub const ARCHITECTURE: &str = "ModelDeckCnnForImageClassification";
@@ -86,7 +87,7 @@ impl Cnn {
 /// The same network for inference on channels-last maps (src/model/fastconv.rs): every
 /// convolution one matrix product with bias and ReLU fused, pooling on NHWC, and the hidden layer's
 /// columns permuted at load time to read the NHWC flattening.
-struct FastCnn {
+pub(crate) struct FastCnn {
     convs: Vec<Conv>,
     hidden: Dense,
     /// The square input size the hidden layer was built for.
@@ -105,14 +106,17 @@ impl FastCnn {
             w.reshape((out, channels, side, side))?.permute((0, 2, 3, 1))?.reshape((out, side * side * channels))?;
         Ok(Self { convs, hidden: Dense::from_tensors(&w, cnn.hidden.bias())?, image_size: config.image_size })
     }
+}
 
-    fn features(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+impl ImageBackbone for FastCnn {
+    /// The hidden layer's activations: `(batch, hidden_size)`.
+    fn pooled(&self, pixels: &Tensor) -> Result<(Vec<f32>, usize), ModelError> {
         let (_, _, h, w) = pixels.dims4()?;
         if (h, w) != (self.image_size, self.image_size) {
-            candle_core::bail!(
+            return Err(ModelError::Input(format!(
                 "this model takes {s}x{s} images but the preprocessor made {h}x{w} (check size in preprocessor_config.json)",
                 s = self.image_size
-            );
+            )));
         }
         let mut x = Nhwc::from_nchw(pixels)?;
         for conv in &self.convs {
@@ -126,52 +130,33 @@ impl FastCnn {
         let b = x.b;
         let h = self.hidden.forward(&x.data, Act::Relu);
         kernels::recycle(x.data);
-        kernels::tensor(h, &[b, self.hidden.outputs])
+        Ok((h, b))
     }
 }
 
-/// The network behind the common model interface.
-pub struct CnnClassifier {
-    cnn: Cnn,
-    fast: FastCnn,
-    preprocessor: ImagePreprocessor,
-    sigmoid: bool,
-    device: Device,
-}
+/// The network behind the common model interface: the fast backbone and the shared head.
+pub(crate) type CnnClassifier = ImageClassifier<FastCnn>;
 
-impl CnnClassifier {
+impl ImageClassifier<FastCnn> {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
         let cfg = CnnConfig::from_config(config)?;
-        let cnn = Cnn::new(weights.builder(), &cfg).map_err(|e| weights.mismatch(ARCHITECTURE, e))?;
-        let fast = FastCnn::new(&cnn, &cfg).map_err(|e| weights.mismatch(ARCHITECTURE, e))?;
+        let classes = config.classes()?;
+        let build = || -> candle_core::Result<(FastCnn, ClassificationHead)> {
+            let vb = weights.builder();
+            let backbone = FastCnn::new(&Cnn::new(vb.clone(), &cfg)?, &cfg)?;
+            Ok((backbone, ClassificationHead::load(&vb, cfg.hidden_size, &classes, None, CLASSIFIER)?))
+        };
+        let (backbone, head) = build().map_err(|e| weights.mismatch(ARCHITECTURE, e))?;
         let preprocessor =
             ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::Vit, cfg.image_size as u32)?;
-        Ok(Self { cnn, fast, preprocessor, sigmoid: config.classes()?.use_sigmoid, device: Device::Cpu })
-    }
-}
-
-impl Network for CnnClassifier {
-    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
-        super::image_batch(&self.preprocessor, request, &self.device, Task::ImageClassification)
-    }
-
-    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
-        let logits = self.cnn.classifier.forward(&self.features(batch)?)?;
-        super::scores_from_logits(&logits, self.sigmoid)
-    }
-
-    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
-        Ok(self.fast.features(super::take_pixels(batch)?)?)
-    }
-
-    fn head_names(&self) -> Option<(&'static str, &'static str)> {
-        Some(("classifier.weight", "classifier.bias"))
+        Ok(Self { backbone, head, preprocessor })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn fast_path_matches_candle() {
@@ -190,7 +175,8 @@ mod tests {
             let fast = FastCnn::new(&cnn, &config).unwrap();
             let pixels = Tensor::rand(-1f32, 1.0, (3, 3, size, size), &Device::Cpu).unwrap();
             let want = cnn.features(&pixels).unwrap();
-            let got = fast.features(&pixels).unwrap();
+            let (got, b) = fast.pooled(&pixels).unwrap();
+            let got = Tensor::from_vec(got, (b, config.hidden_size), &Device::Cpu).unwrap();
             let diff = (want - got).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
             assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "{size} px");
         }

@@ -3,18 +3,19 @@
 //! along the channel axis, the channel layer norms are row-wise, and the layer scale is folded
 //! into the second pointwise layer at load time so that the residual is that product's epilogue.
 
-use candle_core::{Device, Module, Tensor};
-use candle_nn::{LayerNorm, Linear};
+use candle_core::Tensor;
+use candle_nn::Linear;
 
 use serde::Deserialize;
 
 use super::config::{defaults, Architecture, ModelConfig};
 use super::fastconv::{Conv, DepthwiseConv, Nhwc};
+use super::head::{ClassificationHead, ImageBackbone, ImageClassifier, CLASSIFIER};
 use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::kernels::{self, Act, Dense};
 use super::layers::{Activation, Norm};
 use super::weights::Weights;
-use super::{Batch, ModelError, Network, Request, Response, Task};
+use super::ModelError;
 use crate::source::ModelFiles;
 
 const CONVNEXT_EPS: f64 = 1e-6;
@@ -45,17 +46,16 @@ struct Stage {
     layers: Vec<ConvNextLayer>,
 }
 
-pub struct ConvNextClassifier {
+/// ConvNeXt up to its globally pooled last stage; the final layer norm and the classifier are
+/// the shared head's.
+pub(crate) struct ConvNext {
     stem: Conv,
     stem_norm: Norm,
     stages: Vec<Stage>,
-    final_norm: LayerNorm,
-    classifier: Linear,
     activation: Activation,
-    preprocessor: ImagePreprocessor,
-    sigmoid: bool,
-    device: Device,
 }
+
+pub(crate) type ConvNextClassifier = ImageClassifier<ConvNext>;
 
 /// `pwconv2` with the layer scale `gamma` (if any) folded into its weight and bias.
 fn scaled_linear(linear: &Linear, gamma: Option<&Tensor>) -> candle_core::Result<Dense> {
@@ -89,7 +89,7 @@ fn layer_scale_init_value() -> f64 {
     1e-6
 }
 
-impl ConvNextClassifier {
+impl ImageClassifier<ConvNext> {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
         let cfg: ConvNextConfig = config.parse()?;
         let (hidden, depths) = (&cfg.hidden_sizes, &cfg.depths);
@@ -102,9 +102,8 @@ impl ConvNextClassifier {
         let uses_scale = cfg.layer_scale_init_value > 0.0;
         let activation = cfg.hidden_act;
         let classes = config.classes()?;
-        let labels = classes.len();
         let vb = weights.builder();
-        let build = || -> candle_core::Result<Self> {
+        let build = || -> candle_core::Result<(ConvNext, ClassificationHead)> {
             let e = vb.pp("convnext.embeddings");
             let stem_cfg = candle_nn::Conv2dConfig { stride: patch, ..Default::default() };
             let mut stages = Vec::new();
@@ -157,7 +156,7 @@ impl ConvNextClassifier {
                 stages.push(Stage { downsample, layers });
                 in_ch = out_ch;
             }
-            Ok(Self {
+            let backbone = ConvNext {
                 stem: Conv::from_conv2d(&candle_nn::conv2d(
                     channels,
                     hidden[0],
@@ -167,36 +166,19 @@ impl ConvNextClassifier {
                 )?)?,
                 stem_norm: Norm::from_layer_norm(&candle_nn::layer_norm(hidden[0], CONVNEXT_EPS, e.pp("layernorm"))?)?,
                 stages,
-                final_norm: candle_nn::layer_norm(in_ch, eps, vb.pp("convnext.layernorm"))?,
-                classifier: candle_nn::linear(in_ch, labels, vb.pp("classifier"))?,
                 activation,
-                preprocessor: ImagePreprocessor::defaults(ProcessorFamily::ConvNext, 224),
-                sigmoid: classes.use_sigmoid,
-                device: Device::Cpu,
-            })
+            };
+            let head = ClassificationHead::load(&vb, in_ch, &classes, Some(("convnext.layernorm", eps)), CLASSIFIER)?;
+            Ok((backbone, head))
         };
-        let mut model = build().map_err(|e| weights.mismatch(Architecture::ConvNext.name(), e))?;
-        model.preprocessor = ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::ConvNext, 224)?;
-        Ok(model)
+        let (backbone, head) = build().map_err(|e| weights.mismatch(Architecture::ConvNext.name(), e))?;
+        let preprocessor = ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::ConvNext, 224)?;
+        Ok(Self { backbone, head, preprocessor })
     }
 }
 
-impl Network for ConvNextClassifier {
-    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
-        super::image_batch(&self.preprocessor, request, &self.device, Task::ImageClassification)
-    }
-
-    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
-        let logits = self.classifier.forward(&self.features(batch)?)?;
-        super::scores_from_logits(&logits, self.sigmoid)
-    }
-
-    fn head_names(&self) -> Option<(&'static str, &'static str)> {
-        Some(("classifier.weight", "classifier.bias"))
-    }
-
-    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
-        let pixels = super::take_pixels(batch)?;
+impl ImageBackbone for ConvNext {
+    fn pooled(&self, pixels: &Tensor) -> Result<(Vec<f32>, usize), ModelError> {
         let act = self.activation.kernel();
         let mut x = self.stem.forward(&Nhwc::from_nchw(pixels)?, Act::None, None)?;
         self.stem_norm.apply(&mut x.data);
@@ -210,10 +192,9 @@ impl Network for ConvNextClassifier {
                 x = layer.forward(x, act);
             }
         }
-        let (b, c) = (x.b, x.c);
-        let pooled = kernels::tensor(x.global_mean(), &[b, c])?;
+        let (pooled, b) = (x.global_mean(), x.b);
         kernels::recycle(x.data);
-        Ok(self.final_norm.forward(&pooled)?)
+        Ok((pooled, b))
     }
 }
 
@@ -221,6 +202,7 @@ impl Network for ConvNextClassifier {
 mod tests {
     use super::*;
     use crate::model::kernels::random_tensor;
+    use candle_core::Module;
 
     #[test]
     fn folded_layer_scale_matches_scaling_the_output() {

@@ -11,6 +11,7 @@ pub mod cnn;
 pub mod config;
 mod convnext;
 pub mod fastconv;
+mod head;
 pub mod image;
 pub mod kernels;
 pub(crate) mod layers;

@@ -2,18 +2,18 @@
 //! layers, `downsample_in_first_stage` and `downsample_in_bottleneck`. Batch norms are folded
 //! into the convolutions at load time.
 
-use candle_core::{Device, Module, Tensor};
-use candle_nn::{Conv2d, Linear, VarBuilder};
-
+use candle_core::Tensor;
+use candle_nn::{Conv2d, VarBuilder};
 use serde::Deserialize;
 
 use super::config::{defaults, Architecture, ModelConfig};
 use super::fastconv::{Conv, Nhwc};
+use super::head::{ClassificationHead, ImageBackbone, ImageClassifier, CLASSIFIER_1};
 use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::kernels::{self, Act};
 use super::layers::{conv_bn, Activation};
 use super::weights::Weights;
-use super::{Batch, ModelError, Network, Request, Response, Task};
+use super::ModelError;
 use crate::source::ModelFiles;
 
 const BN_EPS: f64 = 1e-5;
@@ -59,15 +59,14 @@ impl ResNetBlock {
     }
 }
 
-pub struct ResNetClassifier {
+/// ResNet up to its globally pooled last stage; the classifier is the shared head's.
+pub(crate) struct ResNet {
     stem: Conv,
     blocks: Vec<ResNetBlock>,
-    classifier: Linear,
     activation: Activation,
-    preprocessor: ImagePreprocessor,
-    sigmoid: bool,
-    device: Device,
 }
+
+pub(crate) type ResNetClassifier = ImageClassifier<ResNet>;
 
 /// `convolution` + `normalization` under `vb`, folded.
 fn conv_layer(vb: &VarBuilder, shape: (usize, usize, usize), stride: usize) -> candle_core::Result<Conv2d> {
@@ -108,7 +107,7 @@ fn relu() -> Activation {
     Activation::Relu
 }
 
-impl ResNetClassifier {
+impl ImageClassifier<ResNet> {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
         let cfg: ResNetConfig = config.parse()?;
         let (embedding, hidden, depths) = (cfg.embedding_size, &cfg.hidden_sizes, &cfg.depths);
@@ -122,9 +121,8 @@ impl ResNetClassifier {
         let in_bottleneck = cfg.downsample_in_bottleneck;
         let (activation, channels) = (cfg.hidden_act, cfg.num_channels);
         let classes = config.classes()?;
-        let labels = classes.len();
         let vb = weights.builder();
-        let build = || -> candle_core::Result<(Conv, Vec<ResNetBlock>, Linear)> {
+        let build = || -> candle_core::Result<(Conv, Vec<ResNetBlock>, ClassificationHead)> {
             let stem =
                 Conv::from_conv2d(&conv_layer(&vb.pp("resnet.embedder.embedder"), (channels, embedding, 7), 2)?)?;
             let mut blocks = Vec::new();
@@ -164,39 +162,17 @@ impl ResNetClassifier {
                 }
                 in_ch = out_ch;
             }
-            let classifier = candle_nn::linear(in_ch, labels, vb.pp("classifier.1"))?;
-            Ok((stem, blocks, classifier))
+            let head = ClassificationHead::load(&vb, in_ch, &classes, None, CLASSIFIER_1)?;
+            Ok((stem, blocks, head))
         };
-        let (stem, blocks, classifier) = build().map_err(|e| weights.mismatch(Architecture::ResNet.name(), e))?;
+        let (stem, blocks, head) = build().map_err(|e| weights.mismatch(Architecture::ResNet.name(), e))?;
         let preprocessor = ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::ConvNext, 224)?;
-        Ok(Self {
-            stem,
-            blocks,
-            classifier,
-            activation,
-            preprocessor,
-            sigmoid: classes.use_sigmoid,
-            device: Device::Cpu,
-        })
+        Ok(Self { backbone: ResNet { stem, blocks, activation }, head, preprocessor })
     }
 }
 
-impl Network for ResNetClassifier {
-    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
-        super::image_batch(&self.preprocessor, request, &self.device, Task::ImageClassification)
-    }
-
-    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
-        let logits = self.classifier.forward(&self.features(batch)?)?;
-        super::scores_from_logits(&logits, self.sigmoid)
-    }
-
-    fn head_names(&self) -> Option<(&'static str, &'static str)> {
-        Some(("classifier.1.weight", "classifier.1.bias"))
-    }
-
-    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
-        let pixels = super::take_pixels(batch)?;
+impl ImageBackbone for ResNet {
+    fn pooled(&self, pixels: &Tensor) -> Result<(Vec<f32>, usize), ModelError> {
         let act = self.activation.kernel();
         let stem = self.stem.forward(&Nhwc::from_nchw(pixels)?, act, None)?;
         // Max pooling 3x3/2 with padding 1.
@@ -205,8 +181,8 @@ impl Network for ResNetClassifier {
         for block in &self.blocks {
             x = block.forward(x, act)?;
         }
-        let b = x.b;
-        let c = x.c;
-        Ok(kernels::tensor(x.global_mean(), &[b, c])?)
+        let (pooled, b) = (x.global_mean(), x.b);
+        kernels::recycle(x.data);
+        Ok((pooled, b))
     }
 }

@@ -1,32 +1,30 @@
 //! ViT (`ViTForImageClassification`), under transformers' tensor names.
 
-use candle_core::{Device, Module, Tensor};
-use candle_nn::Linear;
-
+use candle_core::Tensor;
 use serde::Deserialize;
 
 use super::config::{defaults, Architecture, ModelConfig};
 use super::fastconv::{Conv, Nhwc};
+use super::head::{ClassificationHead, ImageBackbone, ImageClassifier, CLASSIFIER};
 use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::kernels::{self, Act};
-use super::layers::{self, Activation, Encoder, EncoderSpec, Norm};
+use super::layers::{self, Activation, Encoder, EncoderSpec};
 use super::weights::Weights;
-use super::{Batch, ModelError, Network, Request, Response, Task};
+use super::ModelError;
 use crate::source::ModelFiles;
 
-pub struct VitClassifier {
+/// ViT up to the CLS token of its last layer; the final layer norm and the classifier are the
+/// shared head's.
+pub(crate) struct Vit {
     patch: Conv,
     cls_token: Vec<f32>,
     positions: Vec<f32>,
     hidden: usize,
     encoder: Encoder,
-    norm: Norm,
-    classifier: Linear,
-    preprocessor: ImagePreprocessor,
     image_size: usize,
-    sigmoid: bool,
-    device: Device,
 }
+
+pub(crate) type VitClassifier = ImageClassifier<Vit>;
 
 /// config.json of `ViTForImageClassification` (transformers' `ViTConfig`).
 #[derive(Debug, Clone, Deserialize)]
@@ -47,7 +45,7 @@ pub struct VitConfig {
     pub qkv_bias: bool,
 }
 
-impl VitClassifier {
+impl ImageClassifier<Vit> {
     pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
         let cfg: VitConfig = config.parse()?;
         let (hidden, image_size, patch_size, channels) =
@@ -68,13 +66,12 @@ impl VitClassifier {
             qkv_bias: cfg.qkv_bias,
         };
         let classes = config.classes()?;
-        let labels = classes.len();
         let patches = (image_size / patch_size).pow(2);
         let vb = weights.builder();
-        let build = || -> candle_core::Result<Self> {
+        let build = || -> candle_core::Result<(Vit, ClassificationHead)> {
             let e = vb.pp("vit.embeddings");
             let conv = candle_nn::Conv2dConfig { stride: patch_size, ..Default::default() };
-            Ok(Self {
+            let backbone = Vit {
                 patch: Conv::from_conv2d(&candle_nn::conv2d(
                     3,
                     hidden,
@@ -86,37 +83,20 @@ impl VitClassifier {
                 positions: kernels::to_vec(&e.get((1, patches + 1, hidden), "position_embeddings")?)?,
                 hidden,
                 encoder: Encoder::load(vb.pp("vit.encoder.layer"), spec, &layers::VIT_NAMES)?,
-                norm: Norm::from_layer_norm(&candle_nn::layer_norm(hidden, spec.eps, vb.pp("vit.layernorm"))?)?,
-                classifier: candle_nn::linear(hidden, labels, vb.pp("classifier"))?,
-                preprocessor: ImagePreprocessor::defaults(ProcessorFamily::Vit, image_size as u32),
                 image_size,
-                sigmoid: classes.use_sigmoid,
-                device: Device::Cpu,
-            })
+            };
+            let head = ClassificationHead::load(&vb, hidden, &classes, Some(("vit.layernorm", spec.eps)), CLASSIFIER)?;
+            Ok((backbone, head))
         };
-        let mut model = build().map_err(|e| weights.mismatch(Architecture::Vit.name(), e))?;
-        model.preprocessor =
+        let (backbone, head) = build().map_err(|e| weights.mismatch(Architecture::Vit.name(), e))?;
+        let preprocessor =
             ImagePreprocessor::load(files.preprocessor.as_deref(), ProcessorFamily::Vit, image_size as u32)?;
-        Ok(model)
+        Ok(Self { backbone, head, preprocessor })
     }
 }
 
-impl Network for VitClassifier {
-    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
-        super::image_batch(&self.preprocessor, request, &self.device, Task::ImageClassification)
-    }
-
-    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
-        let logits = self.classifier.forward(&self.features(batch)?)?;
-        super::scores_from_logits(&logits, self.sigmoid)
-    }
-
-    fn head_names(&self) -> Option<(&'static str, &'static str)> {
-        Some(("classifier.weight", "classifier.bias"))
-    }
-
-    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
-        let pixels = super::take_pixels(batch)?;
+impl ImageBackbone for Vit {
+    fn pooled(&self, pixels: &Tensor) -> Result<(Vec<f32>, usize), ModelError> {
         let (b, _, h, w) = pixels.dims4()?;
         if (h, w) != (self.image_size, self.image_size) {
             return Err(ModelError::Input(format!(
@@ -139,10 +119,9 @@ impl Network for VitClassifier {
         }
         kernels::recycle(patches.data);
         let x = self.encoder.forward_rows(x, b, t, None);
-        // The final layer norm is per token: only the CLS tokens are needed.
-        let mut cls: Vec<f32> = x.chunks(t * hidden).flat_map(|seq| seq[..hidden].iter().copied()).collect();
+        // The final layer norm (the head's) is per token: only the CLS tokens are needed.
+        let cls: Vec<f32> = x.chunks(t * hidden).flat_map(|seq| seq[..hidden].iter().copied()).collect();
         kernels::recycle(x);
-        self.norm.apply(&mut cls);
-        Ok(kernels::tensor(cls, &[b, hidden])?)
+        Ok((cls, b))
     }
 }
