@@ -73,8 +73,14 @@ fn main() -> candle_core::Result<()> {
         // most m - r0 rows, w(c0) from column c0 for at most n - c0 columns), `dst` (m x n) is a
         // separate buffer, and the threads write disjoint row or column blocks of it.
         // gemm's own threading.
-        let t_gemm = best_of(15, || unsafe { product(m, n, k, at(d, 0).cast_mut(), x(0), w(0), par) });
-        let t_gemm_t = best_of(15, || unsafe { product(m, n, k, at(d, 0).cast_mut(), x(0), wt(), par) });
+        let t_gemm = best_of(15, || {
+            // SAFETY: the whole of `av`, `bv` and `dst`, as above.
+            unsafe { product(m, n, k, at(d, 0).cast_mut(), x(0), w(0), par) }
+        });
+        let t_gemm_t = best_of(15, || {
+            // SAFETY: the whole of `av`, `btv` and `dst`, as above.
+            unsafe { product(m, n, k, at(d, 0).cast_mut(), x(0), wt(), par) }
+        });
         // Rows split across threads, one single-threaded gemm each.
         let rows_per = m.div_ceil(threads);
         let t_split = best_of(15, || {

@@ -50,7 +50,7 @@ impl ClassificationHead {
 
     /// `(batch, width)` pooled values, row-major → the features the linear layer reads.
     pub fn features(&self, mut pooled: Vec<f32>, batch: usize) -> Result<Tensor, ModelError> {
-        let width = if batch == 0 { 0 } else { pooled.len() / batch };
+        let width = pooled.len().checked_div(batch).unwrap_or(0);
         if let Some(norm) = &self.norm {
             norm.apply(&mut pooled);
         }

@@ -315,14 +315,16 @@ impl Dense {
     fn run(&self, x: &[f32], rows: usize, out: &mut [f32], epilogue: &Epilogue) {
         let (k, n) = (self.inputs, self.outputs);
         assert!(x.len() >= rows * k && out.len() >= rows * n);
-        // SAFETY (for every call below): r1 <= rows and c1 <= n, so the x rows read
-        // (x.len() >= rows * k, asserted) and the dst block written (rows r0..r1, columns c0..c1 of
-        // `out`, out.len() >= rows * n) are in bounds; the calls made in parallel write disjoint
-        // row ranges or disjoint column ranges, and `x`, `out` and the weights cannot overlap
-        // (`x: &[f32]` and `out: &mut [f32]` are both borrowed here).
-        let block = |r0: usize, r1: usize, c0: usize, c1: usize, dst: SendPtr| unsafe {
-            self.block(x[r0 * k..].as_ptr(), r1 - r0, dst.get().add(r0 * n + c0), c0, c1 - c0);
-            epilogue.apply(dst.get(), n, r0, r1, c0, c1);
+        let block = |r0: usize, r1: usize, c0: usize, c1: usize, dst: SendPtr| {
+            // SAFETY: every call below has r1 <= rows and c1 <= n, so the x rows read
+            // (x.len() >= rows * k, asserted) and the dst block written (rows r0..r1, columns
+            // c0..c1 of `out`, out.len() >= rows * n) are in bounds; the calls made in parallel
+            // write disjoint row ranges or disjoint column ranges, and `x`, `out` and the weights
+            // cannot overlap (`x: &[f32]` and `out: &mut [f32]` are both borrowed here).
+            unsafe {
+                self.block(x[r0 * k..].as_ptr(), r1 - r0, dst.get().add(r0 * n + c0), c0, c1 - c0);
+                epilogue.apply(dst.get(), n, r0, r1, c0, c1);
+            }
         };
         let dst = SendPtr(out.as_mut_ptr());
         match split(rows, n, k) {
