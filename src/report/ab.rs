@@ -402,10 +402,14 @@ impl AbReport {
             let mw = &lat.mann_whitney;
             let _ = writeln!(
                 s,
-                "  Mann-Whitney U (A) = {}, p = {}: latency distributions differ {}",
+                "  Mann-Whitney U (A) = {}, p = {}: {}",
                 mw.u_a,
                 format_p(mw.pvalue),
-                if mw.pvalue < 0.05 { "(significant at 5%)" } else { "not significantly at 5%" }
+                if mw.pvalue < 0.05 {
+                    "the latency distributions differ (significant at 5%)"
+                } else {
+                    "no significant difference in latency at 5%"
+                }
             );
             let _ = writeln!(s, "  Kayenta: {}", kayenta_text(&lat.kayenta));
         }
@@ -417,11 +421,15 @@ impl AbReport {
             let _ = writeln!(s, "  A wrong      {:>9} {:>9}", t[1][0], t[1][1]);
             let _ = writeln!(
                 s,
-                "  McNemar exact p = {} (chi2 corrected p = {}, uncorrected p = {}): the models' accuracies differ {}",
+                "  McNemar exact p = {} (chi2 corrected p = {}, uncorrected p = {}): {}",
                 format_p(p.mcnemar_exact.pvalue),
                 format_p(p.mcnemar_chi2_corrected.pvalue),
                 format_p(p.mcnemar_chi2_uncorrected.pvalue),
-                if p.mcnemar_exact.pvalue < 0.05 { "(significant at 5%)" } else { "not significantly at 5%" }
+                if p.mcnemar_exact.pvalue < 0.05 {
+                    "the models' accuracies differ (significant at 5%)"
+                } else {
+                    "no significant difference in accuracy at 5%"
+                }
             );
             let _ = writeln!(
                 s,
