@@ -15,6 +15,7 @@ pub mod predict;
 pub mod report;
 pub mod source;
 pub mod stats;
+pub mod store;
 pub mod train;
 pub mod ui;
 

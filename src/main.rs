@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use modeldeck::model::{self, Task};
 use modeldeck::predict::{self, PredictInput};
 use modeldeck::source::{self, DownloadUpdate, ModelSource, ResolveOptions};
+use modeldeck::store;
 
 #[derive(Parser)]
 #[command(name = "modeldeck", version, about = "Run, compare and monitor machine-learning models on your own machine")]
@@ -35,6 +36,49 @@ enum Command {
     Train(TrainArgs),
     /// A/B (and paired shadow) statistics over two prediction logs.
     Abtest(AbtestArgs),
+    /// The prediction log: export it, or measure how fast it writes.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Export logged predictions as CSV (columns `modeldeck abtest` reads) or JSON lines.
+    Export(LogExportArgs),
+    /// Write synthetic rows through the writer thread and report rows/s (and, with
+    /// --progress-every, the committed count as it grows).
+    Bench(LogBenchArgs),
+}
+
+#[derive(Args)]
+struct LogExportArgs {
+    /// The log file (default: the app's, in its data folder).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    #[arg(long, value_parser = ["csv", "jsonl"], default_value = "csv")]
+    format: String,
+    /// Only rows since: unix milliseconds, or a span back from now (90s, 15m, 2h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only this model (its source as loaded, or its version label).
+    #[arg(long)]
+    model: Option<String>,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LogBenchArgs {
+    #[arg(long)]
+    log: PathBuf,
+    #[arg(long, default_value_t = 100_000)]
+    rows: u64,
+    /// Print `committed N` every N rows, once they are committed.
+    #[arg(long)]
+    progress_every: Option<u64>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -137,6 +181,12 @@ struct GuiArgs {
     /// Model for slot B (default: the last session's, else demo:digits-v2).
     #[arg(long)]
     b: Option<String>,
+    /// The prediction log (default: predictions.sqlite in the app's data folder).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Keep no prediction log.
+    #[arg(long)]
+    no_log: bool,
 }
 
 #[derive(Args)]
@@ -167,6 +217,9 @@ struct PredictArgs {
     /// How many labels to show.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
+    /// Append the prediction to this prediction log (SQLite; created if missing).
+    #[arg(long)]
+    log: Option<PathBuf>,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -219,6 +272,8 @@ fn main() -> ExitCode {
         Some(Command::Eval(args)) => run_eval(args),
         Some(Command::Train(args)) => run_train(args),
         Some(Command::Abtest(args)) => run_abtest(args),
+        Some(Command::Log(LogCommand::Export(args))) => run_log_export(args),
+        Some(Command::Log(LogCommand::Bench(args))) => run_log_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -290,7 +345,26 @@ fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
         template: args.template,
         top_k: args.top_k,
     };
-    let output = predict::predict_files(&model, &input)?;
+    let log = args.log.as_deref().map(|p| store::PredictionLog::open(p, store::Retention::default())).transpose()?;
+    let request_id = format!("cli-{}-{}", store::now_ms(), std::process::id());
+    let output = match predict::predict_files(&model, &input) {
+        Ok(output) => output,
+        Err(e) => {
+            if let Some(log) = &log {
+                let mut record = store::PredictionRecord::new(source.to_string(), store::Origin::Cli, request_id);
+                record.error = Some(e.to_string());
+                log.record(record);
+                log.flush()?;
+            }
+            return Err(e.into());
+        }
+    };
+    if let Some(log) = &log {
+        for record in store::records_from_output(&output, store::Origin::Cli, None, &request_id) {
+            log.record(record);
+        }
+        log.flush()?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&output.to_json())?);
         return Ok(());
@@ -475,8 +549,73 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The app's own prediction log, in its data folder.
+fn default_log_path() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    data.join("modeldeck/predictions.sqlite")
+}
+
+fn run_log_export(args: LogExportArgs) -> anyhow::Result<()> {
+    let path = args.log.unwrap_or_else(default_log_path);
+    let since_ms = args
+        .since
+        .as_deref()
+        .map(|s| store::parse_since(s, store::now_ms()))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let rows = store::read(&path, &store::Query { since_ms, model: args.model })?;
+    let format = if args.format == "jsonl" { store::ExportFormat::Jsonl } else { store::ExportFormat::Csv };
+    match &args.out {
+        Some(out) => {
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(out).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?,
+            );
+            store::export(&rows, format, &mut file)?;
+            std::io::Write::flush(&mut file)?;
+            eprintln!("exported {} predictions to {}", rows.len(), out.display());
+        }
+        None => store::export(&rows, format, &mut std::io::stdout().lock())?,
+    }
+    Ok(())
+}
+
+fn run_log_bench(args: LogBenchArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let log = store::PredictionLog::open(&args.log, store::Retention::default())?;
+    let started = std::time::Instant::now();
+    let mut stdout = std::io::stdout().lock();
+    for i in 0..args.rows {
+        let mut record = store::PredictionRecord::new("bench", store::Origin::Replay, format!("bench-{i}"));
+        record.prediction = Some((i % 10).to_string());
+        record.score = Some(0.9);
+        record.latency_ms = Some(1.0);
+        log.record(record);
+        if args.progress_every.is_some_and(|n| n > 0 && (i + 1) % n == 0) {
+            // Reported only once committed: a kill after this line loses none of these rows.
+            if log.wait_committed(i + 1, std::time::Duration::from_secs(30)) {
+                writeln!(stdout, "committed {}", log.committed())?;
+                stdout.flush()?;
+            }
+        }
+    }
+    log.flush()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = args.rows as f64 / seconds;
+    if args.json {
+        writeln!(stdout, "{}", serde_json::json!({"rows": args.rows, "seconds": seconds, "rows_per_s": rate}))?;
+    } else {
+        writeln!(stdout, "{} rows committed in {seconds:.3} s: {rate:.0} rows/s", args.rows)?;
+    }
+    Ok(())
+}
+
 fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
     let parse = |s: Option<String>| s.map(|s| ModelSource::parse(&s)).transpose();
-    let config = modeldeck::ui::AppConfig { a: parse(args.a)?, b: parse(args.b)?, ..Default::default() };
+    let log = (!args.no_log).then(|| args.log.unwrap_or_else(default_log_path));
+    let config = modeldeck::ui::AppConfig { a: parse(args.a)?, b: parse(args.b)?, log, ..Default::default() };
     modeldeck::ui::run(config).map_err(anyhow::Error::msg)
 }

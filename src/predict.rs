@@ -167,7 +167,7 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
     let task = model.task();
     let top_k = if request.top_k == 0 { 5 } else { request.top_k };
     let wrong_kind =
-        || Error::Usage(format!("{} is a {task} model and does not take {}", model.card().name, request.inputs.kind()));
+        || Error::Usage(format!("{} is for {task} and does not take {}", model.card().name, request.inputs.kind()));
     if request.template.is_some() && task != Task::ZeroShotImageClassification {
         return Err(Error::Usage(format!("a template (--template) is for zero-shot models, not {task} models")));
     }

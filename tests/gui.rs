@@ -303,3 +303,43 @@ fn zero_shot_labels_and_template_from_the_playground_match_transformers() {
     replace_text(&mut harness, "Template", "a photo");
     wait_until(&mut harness, "the template error", |h| h.state().slot_error(Slot::A).is_some_and(|e| e.contains("{}")));
 }
+
+/// Every Playground prediction reaches the prediction log, with its slot as the arm; a log
+/// file that is not a ModelDeck log is reported, left untouched, and a fresh one is used.
+#[test]
+fn playground_predictions_are_logged_and_a_bad_log_file_does_not_stop_the_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("predictions.sqlite");
+    std::fs::write(&path, "not a database").unwrap();
+    let mut harness = app(AppConfig { log: Some(path.clone()), ..demo_config() });
+    wait_until(&mut harness, "both answers to the first sample", |h| {
+        answered(h, Slot::A, "digit 3") && answered(h, Slot::B, "digit 3")
+    });
+    assert!(harness
+        .state()
+        .log_messages()
+        .iter()
+        .any(|m| m.contains("is not a ModelDeck prediction log") && m.contains("instead")));
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a database", "the old file is left as it was");
+    let fresh = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p != &path && p.extension().is_some_and(|e| e == "sqlite"))
+        .expect("a fresh log beside it");
+    // Committed within 250 ms of the prediction; allow the machine some slack.
+    let started = Instant::now();
+    let rows = loop {
+        let rows = modeldeck::store::read(&fresh, &Default::default()).unwrap_or_default();
+        if rows.len() >= 2 || started.elapsed() > Duration::from_secs(5) {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let arms: Vec<_> = rows.iter().map(|r| (r.record.arm.as_deref(), r.record.prediction.as_deref())).collect();
+    assert!(arms.contains(&(Some("A"), Some("3"))) && arms.contains(&(Some("B"), Some("3"))), "{arms:?}");
+    assert!(rows
+        .iter()
+        .all(|r| r.record.origin == modeldeck::store::Origin::Playground
+            && r.record.input_ref.as_deref() == Some("digit 3")));
+}

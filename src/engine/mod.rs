@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::model::{self, LoadedModel, ModelCard};
 use crate::predict::{self, PredictOutput, PredictRequest};
 use crate::source::{self, CancelToken, DownloadUpdate, ModelSource, ResolveOptions};
+use crate::store::{self, Origin, PredictionLog};
 
 /// The two model slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -97,6 +98,8 @@ struct SlotState {
 
 struct Shared {
     slots: [Mutex<SlotState>; 2],
+    /// Where every prediction is recorded, when the app keeps a log.
+    log: Mutex<Option<PredictionLog>>,
     ready: [Condvar; 2],
     events: Sender<EngineEvent>,
     wake: Wake,
@@ -123,6 +126,7 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             slots: [Mutex::default(), Mutex::default()],
+            log: Mutex::new(None),
             ready: [Condvar::new(), Condvar::new()],
             events: tx,
             wake: Arc::new(wake),
@@ -202,6 +206,13 @@ impl Engine {
         }
     }
 
+    /// Records every prediction from now on in `log` (origin `playground`, arm = the slot).
+    pub fn set_log(&self, log: Option<PredictionLog>) {
+        if let Ok(mut current) = self.shared.log.lock() {
+            *current = log;
+        }
+    }
+
     /// Cancels a running load of `slot`, if any.
     pub fn cancel_load(&self, slot: Slot) {
         if let Ok(state) = self.shared.slots[slot.index()].lock() {
@@ -277,12 +288,35 @@ fn predict_loop(shared: &Shared, slot: Slot) {
             shared.emit(EngineEvent::PredictFailed { slot, request: id, error: "no model is loaded".into() });
             continue;
         };
-        match predict::predict(&model, &request) {
+        let result = predict::predict(&model, &request);
+        record(shared, slot, id, &model, &result);
+        match result {
             Ok(output) => shared.emit(EngineEvent::Predicted {
                 slot,
                 prediction: Prediction { request: id, output: Arc::new(output) },
             }),
             Err(error) => shared.emit(EngineEvent::PredictFailed { slot, request: id, error: error.to_string() }),
+        }
+    }
+}
+
+/// Hands the prediction to the log's writer thread (never waits on the disk).
+fn record(shared: &Shared, slot: Slot, id: u64, model: &LoadedModel, result: &Result<PredictOutput, crate::Error>) {
+    let Ok(guard) = shared.log.lock() else { return };
+    let Some(log) = guard.as_ref() else { return };
+    let request_id = format!("playground-{}-{id}", std::process::id());
+    match result {
+        Ok(output) => {
+            for r in store::records_from_output(output, Origin::Playground, Some(slot.name()), &request_id) {
+                log.record(r);
+            }
+        }
+        Err(error) => {
+            let mut r = store::PredictionRecord::new(model.card().source.clone(), Origin::Playground, request_id);
+            r.revision = model.card().revision.clone();
+            r.arm = Some(slot.name().to_string());
+            r.error = Some(error.to_string());
+            log.record(r);
         }
     }
 }

@@ -33,7 +33,8 @@ pub struct Arm {
     pub lines: Vec<u64>,
     pub request_id: Option<Vec<String>>,
     pub prediction: Option<Vec<String>>,
-    pub correct: Option<Vec<bool>>,
+    /// `None` per row where the label has not arrived (an empty or NA `correct`).
+    pub correct: Option<Vec<Option<bool>>>,
     pub latency_ms: Option<Vec<f64>>,
 }
 
@@ -130,11 +131,12 @@ pub fn read_arm(path: &Path) -> Result<Arm, ReportError> {
             raw.iter()
                 .zip(&table.lines)
                 .map(|(v, &line)| match v.trim().to_ascii_lowercase().as_str() {
-                    "1" | "true" | "yes" | "1.0" => Ok(true),
-                    "0" | "false" | "no" | "0.0" => Ok(false),
+                    "1" | "true" | "yes" | "1.0" => Ok(Some(true)),
+                    "0" | "false" | "no" | "0.0" => Ok(Some(false)),
+                    _ if super::table::is_missing(v) => Ok(None),
                     _ => Err(bad(line, "correct", format!("`{}` is not 1/0/true/false", v.trim()))),
                 })
-                .collect::<Result<Vec<bool>, _>>()?,
+                .collect::<Result<Vec<Option<bool>>, _>>()?,
         ),
     };
     let latency_ms = match table.column("latency_ms") {
@@ -142,6 +144,8 @@ pub fn read_arm(path: &Path) -> Result<Arm, ReportError> {
         Some(raw) => Some(
             raw.iter()
                 .zip(&table.lines)
+                // An empty latency (a failed request) is left out of the latency sample.
+                .filter(|(v, _)| !v.trim().is_empty())
                 .map(|(v, &line)| match v.trim().parse::<f64>() {
                     Ok(x) if x.is_finite() => Ok(x),
                     _ => Err(bad(line, "latency_ms", format!("`{}` is not a finite number", v.trim()))),
@@ -213,20 +217,31 @@ pub fn abtest_report(a: &Path, b: &Path, options: &AbOptions) -> Result<AbReport
 
 pub(crate) fn ab_report_from_arms(a: &Arm, b: &Arm, options: &AbOptions) -> Result<AbReport, ReportError> {
     let mut skipped = Vec::new();
-    let mut skip = |analysis: &str, e: ReportError| {
-        skipped.push(Skipped { analysis: analysis.to_string(), reason: e.to_string() });
+    let mut skip = |analysis: &str, reason: String| {
+        skipped.push(Skipped { analysis: analysis.to_string(), reason });
     };
     let accuracy = match Arm::both(a, b, "correct", ACCURACY, |r| r.correct.as_ref()) {
-        Ok((ca, cb)) => Some(accuracy_section(ca, cb)?),
+        // Rows whose label has not arrived yet do not count.
+        Ok((ca, cb)) => {
+            let labelled = |c: &[Option<bool>]| c.iter().flatten().copied().collect::<Vec<bool>>();
+            let (ca, cb) = (labelled(ca), labelled(cb));
+            if ca.is_empty() || cb.is_empty() {
+                let arm = if ca.is_empty() { a } else { b };
+                skip("accuracy", format!("{} has no labelled row yet (every `correct` is empty)", arm.path.display()));
+                None
+            } else {
+                Some(accuracy_section(&ca, &cb)?)
+            }
+        }
         Err(e) => {
-            skip("accuracy", e);
+            skip("accuracy", e.to_string());
             None
         }
     };
     let latency = match Arm::both(a, b, "latency_ms", LATENCY, |r| r.latency_ms.as_ref()) {
         Ok((la, lb)) => Some(latency_section(la, lb, &options.kayenta)?),
         Err(e) => {
-            skip("latency", e);
+            skip("latency", e.to_string());
             None
         }
     };
@@ -299,7 +314,8 @@ fn paired_section(a: &Arm, b: &Arm) -> Result<PairedSection, ReportError> {
     if pairs.is_empty() {
         return Err(ReportError::NoPairs { a: a.path.clone(), b: b.path.clone() });
     }
-    let table = stats::correctness_table(pairs.iter().map(|&(i, j)| (correct_a[i], correct_b[j])));
+    // McNemar needs both answers labelled; unlabelled pairs still count for agreement.
+    let table = stats::correctness_table(pairs.iter().filter_map(|&(i, j)| Some((correct_a[i]?, correct_b[j]?))));
     let m = stats::mcnemar(&table);
     let same_prediction = pairs.iter().filter(|&&(i, j)| pred_a[i] == pred_b[j]).count();
     Ok(PairedSection {

@@ -49,11 +49,20 @@ pub struct AppConfig {
     pub resolve: ResolveOptions,
     /// Ignore saved state (tests).
     pub fresh: bool,
+    /// The prediction log; `None` keeps no log.
+    pub log: Option<PathBuf>,
 }
 
 impl Default for AppConfig {
     fn default() -> Self {
-        Self { a: None, b: None, dialogs: Arc::new(NativeDialogs), resolve: ResolveOptions::default(), fresh: false }
+        Self {
+            a: None,
+            b: None,
+            dialogs: Arc::new(NativeDialogs),
+            resolve: ResolveOptions::default(),
+            fresh: false,
+            log: None,
+        }
     }
 }
 
@@ -143,6 +152,20 @@ impl ModelDeckApp {
         let ctx = cc.egui_ctx.clone();
         let decoder = DecodePool::new(2, move || ctx.request_repaint());
         let mut log = status::Log::default();
+        if let Some(path) = &config.log {
+            // A log that cannot be used is reported; the app starts anyway, with a fresh log.
+            let (opened, note) = crate::store::PredictionLog::open_or_fresh(path, crate::store::Retention::default());
+            if let Some(note) = note {
+                log.error(note);
+            }
+            match opened {
+                Ok(prediction_log) => {
+                    log.info(format!("logging predictions to {}", prediction_log.path().display()));
+                    engine.set_log(Some(prediction_log));
+                }
+                Err(e) => log.error(format!("predictions are not logged: {e}")),
+            }
+        }
         for item in crate::source::embedded::GALLERY {
             let source = ImageSource::Embedded { name: item.name.to_string(), bytes: item.bytes };
             if let Err(e) = decoder.submit(source, Purpose::Gallery) {
