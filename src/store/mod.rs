@@ -186,7 +186,6 @@ enum Message {
 /// Progress shared between callers and the writer thread.
 #[derive(Default)]
 struct Progress {
-    sent: AtomicU64,
     committed: AtomicU64,
     last_error: Mutex<Option<String>>,
     changed: Condvar,
@@ -250,7 +249,6 @@ impl PredictionLog {
     }
 
     fn send(&self, message: Message) {
-        self.progress.sent.fetch_add(1, Ordering::SeqCst);
         if self.tx.send(message).is_err() {
             if let Ok(mut e) = self.progress.last_error.lock() {
                 e.get_or_insert_with(|| StoreError::WriterStopped.to_string());
@@ -436,7 +434,12 @@ impl Writer {
                     *last = Some(format!("{}: {e}", self.path.display()));
                 }
             }
-            let written = batch.iter().filter(|m| !matches!(m, Message::Flush(_))).count() as u64;
+            // A failed transaction commits nothing: those rows are not counted as logged.
+            let written = if result.is_ok() {
+                batch.iter().filter(|m| !matches!(m, Message::Flush(_))).count() as u64
+            } else {
+                0
+            };
             {
                 let _guard = self.progress.lock.lock();
                 self.progress.committed.fetch_add(written, Ordering::SeqCst);
