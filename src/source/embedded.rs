@@ -78,13 +78,9 @@ pub fn cache_dir() -> PathBuf {
 
 /// FNV-1a over every file's name and bytes: a content address for the cache folder.
 fn content_hash(demo: &EmbeddedDemo) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for file in demo.files {
-        for &byte in file.name.as_bytes().iter().chain(file.bytes) {
-            hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
+    demo.files.iter().fold(crate::store::FNV1A_OFFSET, |hash, file| {
+        crate::store::fnv1a_extend(crate::store::fnv1a_extend(hash, file.name.as_bytes()), file.bytes)
+    })
 }
 
 /// The demo's folder in the cache, written on first use.

@@ -144,7 +144,15 @@ pub fn text_reference(text: &str) -> String {
 
 /// FNV-1a, 64 bits: a stable content reference (not a security hash).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    fnv1a_extend(FNV1A_OFFSET, bytes)
+}
+
+/// FNV-1a's starting value.
+pub const FNV1A_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Continues an FNV-1a hash over more bytes (hashing several pieces as one stream).
+pub fn fnv1a_extend(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 pub fn now_ms() -> i64 {

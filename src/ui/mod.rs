@@ -461,14 +461,15 @@ impl ModelDeckApp {
     /// The Playground's current input as a request for a model of `task`, with its display name.
     fn request_for(&self, task: Task) -> Option<(PredictRequest, String)> {
         let pg = &self.playground;
-        let mut request = match task {
+        let text_name = || format!("text ({} chars)", pg.text.chars().count());
+        let (mut request, name) = match task {
             Task::ImageClassification | Task::ZeroShotImageClassification => {
                 let current = pg.image.as_ref()?;
                 let image = NamedImage { name: current.name.clone(), image: current.image.clone() };
-                PredictRequest::images(vec![image])
+                (PredictRequest::images(vec![image]), current.name.clone())
             }
-            Task::TextClassification => PredictRequest::texts(vec![pg.text.clone()]),
-            Task::TextEmbedding => PredictRequest::texts(vec![pg.text.clone(), pg.text_b.clone()]),
+            Task::TextClassification => (PredictRequest::texts(vec![pg.text.clone()]), text_name()),
+            Task::TextEmbedding => (PredictRequest::texts(vec![pg.text.clone(), pg.text_b.clone()]), text_name()),
         };
         if task == Task::ZeroShotImageClassification {
             request.labels = pg.labels.split(',').map(|s| s.trim().to_string()).collect();
@@ -476,10 +477,6 @@ impl ModelDeckApp {
             request.template = (!template.is_empty()).then(|| template.to_string());
         }
         request.top_k = pg.top_k;
-        let name = match &request.inputs {
-            crate::predict::Inputs::Images(images) => images.first().map(|i| i.name.clone()).unwrap_or_default(),
-            crate::predict::Inputs::Texts(_) => format!("text ({} chars)", pg.text.chars().count()),
-        };
         Some((request, name))
     }
 
