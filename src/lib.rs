@@ -11,6 +11,7 @@ pub mod bench;
 pub mod engine;
 pub mod eval;
 pub mod model;
+pub mod monitor;
 pub mod predict;
 pub mod report;
 pub mod source;

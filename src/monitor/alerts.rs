@@ -1,0 +1,1 @@
+//! Alert rules over metrics, drift and accuracy; firing and resolving.

@@ -1,0 +1,87 @@
+//! Monitoring: what happens to a model after it answers. Every prediction (Playground, replay,
+//! batch, CLI) becomes an [`Observation`]: its latency, error, predicted class and numeric
+//! features of its input and output ([`features`]). A [`Monitor`] keeps, per model, sliding
+//! latency windows and per-second series ([`metrics`]), the reference and current windows of
+//! every feature for drift ([`drift`]), accuracy once labels arrive ([`Feedback`]), and alert
+//! rules over all of these ([`alerts`]). [`prometheus`] exposes the same numbers over HTTP, and
+//! [`replay`] turns a data set into live traffic (with injected drift and delayed labels) so all
+//! of this can be watched offline.
+//!
+//! Recording is cheap (a few histogram updates and pushes into bounded buffers under one mutex);
+//! drift is recomputed on a schedule, off the recording path, never per frame.
+
+pub mod alerts;
+pub mod drift;
+pub mod features;
+pub mod metrics;
+pub mod prometheus;
+pub mod replay;
+
+use std::sync::Arc;
+
+/// A feature's name. Feature sets are fixed per task ([`features::IMAGE_FEATURES`], ...), so
+/// names are static strings and recording allocates nothing for them.
+pub type FeatureName = &'static str;
+
+/// Named numeric features of one prediction's input and output, in a fixed order per task.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Features(pub Vec<(FeatureName, f64)>);
+
+impl Features {
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    pub fn push(&mut self, name: FeatureName, value: f64) {
+        self.0.push((name, value));
+    }
+
+    pub fn extend(&mut self, other: Features) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `{"brightness": 0.41, ...}`, as the prediction log stores it. Non-finite values are
+    /// written as null.
+    pub fn to_json(&self) -> serde_json::Value {
+        let map = self
+            .0
+            .iter()
+            .map(|(n, v)| (n.to_string(), serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into)))
+            .collect();
+        serde_json::Value::Object(map)
+    }
+}
+
+/// One answered (or failed) prediction, as the monitor sees it.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Wall-clock time of the answer, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// Which series this belongs to: the model's name, or an arm ("A", "B") in a rollout.
+    pub model: Arc<str>,
+    pub request_id: Arc<str>,
+    /// Preprocessing + inference time; `None` for a request that failed before running.
+    pub latency_ms: Option<f64>,
+    pub error: bool,
+    /// Top-1 label (classifiers).
+    pub predicted: Option<Arc<str>>,
+    /// Input and output features (confidence, entropy, ...).
+    pub features: Features,
+}
+
+/// Ground truth for an earlier prediction, arriving later (a replay's delayed labels, or a user
+/// correcting the Playground: "this should be X").
+#[derive(Debug, Clone)]
+pub struct Feedback {
+    pub model: Arc<str>,
+    pub request_id: Arc<str>,
+    pub label: Arc<str>,
+    pub correct: bool,
+    /// When the labelled prediction was made, and when its label arrived (ms since epoch).
+    pub predicted_at_ms: i64,
+    pub at_ms: i64,
+}

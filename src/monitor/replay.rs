@@ -1,0 +1,1 @@
+//! Traffic replay: a data set as live traffic, with a drift schedule and delayed labels.
