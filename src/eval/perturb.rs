@@ -1,9 +1,12 @@
-//! Injected input drift for images: brightness, contrast, Gaussian noise, blur and rotation, each
-//! with a strength, deterministic given a seed. Used to build drifted evaluation sets, the "newer
+//! Injected input drift for images (brightness, contrast, Gaussian noise, blur and rotation) and
+//! for texts (casing, typos, truncation, words from another vocabulary), each with a strength,
+//! deterministic given a seed. Used to build drifted evaluation sets, the "newer
 //! data" a model update is trained on, and drifted traffic to replay. This is data preparation,
 //! not deployment: `deploy/` is for routing and release strategies.
 //!
-//! Spec syntax: `brightness=0.2,contrast=0.5,noise=0.1,blur=0.8,rotate=20` (any subset, any order).
+//! Image spec syntax: `brightness=0.2,contrast=0.5,noise=0.1,blur=0.8,rotate=20` (any subset, any
+//! order). Text drift has no spec of its own here: the replay's drift schedule
+//! (`monitor::replay::DriftSchedule`) sets it.
 
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
@@ -130,6 +133,203 @@ fn rotate(image: &RgbImage, degrees: f32) -> RgbImage {
     })
 }
 
+/// How a text's letters are recased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Casing {
+    Upper,
+    Lower,
+    /// Each letter upper or lower case at random.
+    Random,
+}
+
+impl Casing {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "upper" => Some(Self::Upper),
+            "lower" => Some(Self::Lower),
+            "random" => Some(Self::Random),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Upper => "upper",
+            Self::Lower => "lower",
+            Self::Random => "random",
+        }
+    }
+}
+
+/// How strongly to drift each text. [`TextDrift::default`] leaves texts alone (note `keep_share`
+/// is 1 there, not 0).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TextDrift {
+    /// Share of words (0..1) kept from the start of the text; the rest is cut off.
+    pub keep_share: f32,
+    /// Share of words (0..1) replaced by words of [`OTHER_VOCABULARY`].
+    pub vocabulary_share: f32,
+    /// How recased words are recased, and the share of words (0..1) recased.
+    pub casing: Option<Casing>,
+    pub casing_share: f32,
+    /// Chance (0..1) that each letter is dropped or swapped with the next one.
+    pub typo_rate: f32,
+}
+
+impl Default for TextDrift {
+    fn default() -> Self {
+        Self { keep_share: 1.0, vocabulary_share: 0.0, casing: None, casing_share: 0.0, typo_rate: 0.0 }
+    }
+}
+
+/// The "different vocabulary" drifted texts borrow from: legal, engineering and finance words
+/// that review and chat corpora rarely contain, so a model trained on those sees unfamiliar
+/// (often unknown) tokens.
+pub const OTHER_VOCABULARY: [&str; 48] = [
+    "indemnification",
+    "subrogation",
+    "tortfeasor",
+    "escrow",
+    "amortization",
+    "debenture",
+    "covenant",
+    "arbitrage",
+    "collateralized",
+    "fiduciary",
+    "promissory",
+    "lien",
+    "torque",
+    "flange",
+    "hydraulic",
+    "thermocouple",
+    "impedance",
+    "capacitor",
+    "gearbox",
+    "manifold",
+    "crankshaft",
+    "viscosity",
+    "tensile",
+    "alloy",
+    "sediment",
+    "aquifer",
+    "isotope",
+    "catalyst",
+    "enzyme",
+    "mitochondria",
+    "ribosome",
+    "tectonic",
+    "jurisdiction",
+    "affidavit",
+    "plaintiff",
+    "statute",
+    "easement",
+    "bylaw",
+    "tariff",
+    "ledger",
+    "accrual",
+    "depreciation",
+    "solvency",
+    "annuity",
+    "underwriter",
+    "actuarial",
+    "derivative",
+    "liquidity",
+];
+
+impl TextDrift {
+    pub fn is_identity(&self) -> bool {
+        self.keep_share >= 1.0
+            && self.vocabulary_share <= 0.0
+            && (self.casing.is_none() || self.casing_share <= 0.0)
+            && self.typo_rate <= 0.0
+    }
+
+    /// Applies every transformation, in a fixed order: truncation, vocabulary, casing, typos.
+    /// Words are split on whitespace and joined with single spaces once any word-level change
+    /// applies. Shares of words are exact (rounded), chosen at random; typos are per letter.
+    pub fn apply(&self, text: &str, seed: u64) -> String {
+        if self.is_identity() {
+            return text.to_string();
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+        if self.keep_share < 1.0 {
+            let keep = share_of(words.len(), self.keep_share.max(0.0));
+            words.truncate(keep);
+        }
+        if self.vocabulary_share > 0.0 {
+            for i in pick(&mut rng, words.len(), self.vocabulary_share) {
+                words[i] = OTHER_VOCABULARY[rng.random_range(0..OTHER_VOCABULARY.len())].to_string();
+            }
+        }
+        if let Some(casing) = self.casing.filter(|_| self.casing_share > 0.0) {
+            for i in pick(&mut rng, words.len(), self.casing_share) {
+                words[i] = match casing {
+                    Casing::Upper => words[i].to_uppercase(),
+                    Casing::Lower => words[i].to_lowercase(),
+                    Casing::Random => words[i]
+                        .chars()
+                        .flat_map(|c| {
+                            let upper: bool = rng.random();
+                            let cased: Vec<char> =
+                                if upper { c.to_uppercase().collect() } else { c.to_lowercase().collect() };
+                            cased
+                        })
+                        .collect(),
+                };
+            }
+        }
+        let mut out = words.join(" ");
+        if self.typo_rate > 0.0 {
+            out = typos(&out, self.typo_rate.min(1.0), &mut rng);
+        }
+        out
+    }
+}
+
+/// `share` of `n`, rounded, within 0..=n.
+fn share_of(n: usize, share: f32) -> usize {
+    ((n as f64 * share.clamp(0.0, 1.0) as f64).round() as usize).min(n)
+}
+
+/// A random `share` of the indices `0..n` (exactly the rounded count).
+fn pick(rng: &mut impl Rng, n: usize, share: f32) -> Vec<usize> {
+    let count = share_of(n, share);
+    let mut indices: Vec<usize> = (0..n).collect();
+    // Partial Fisher-Yates: the first `count` entries are a uniform sample.
+    for i in 0..count {
+        let j = rng.random_range(i..n);
+        indices.swap(i, j);
+    }
+    indices.truncate(count);
+    indices
+}
+
+/// Each letter, with chance `rate`, is dropped or swapped with the following letter.
+fn typos(text: &str, rate: f32, rng: &mut impl Rng) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_alphabetic() && rng.random::<f32>() < rate {
+            let next_is_letter = chars.get(i + 1).is_some_and(|n| n.is_alphabetic());
+            if next_is_letter && rng.random::<bool>() {
+                out.push(chars[i + 1]);
+                out.push(c);
+                i += 2;
+                continue;
+            }
+            i += 1; // dropped
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +384,50 @@ mod tests {
         assert_eq!(drift.apply(&image, 42), drift.apply(&image, 42));
         assert_ne!(drift.apply(&image, 42), drift.apply(&image, 43));
         assert_eq!(ImageDrift::default().apply(&image, 3), image);
+    }
+    #[test]
+    fn text_drift_is_deterministic_and_does_what_it_says() {
+        let text = "the staff were kind and the room was spotless and quiet every night";
+        let words = text.split_whitespace().count();
+        assert_eq!(TextDrift::default().apply(text, 1), text);
+
+        let cut = TextDrift { keep_share: 0.5, ..Default::default() }.apply(text, 1);
+        assert_eq!(cut.split_whitespace().count(), (words as f64 * 0.5).round() as usize);
+        assert!(text.starts_with(&cut));
+
+        let other = TextDrift { vocabulary_share: 0.5, ..Default::default() };
+        let swapped = other.apply(text, 9);
+        let replaced = swapped.split_whitespace().zip(text.split_whitespace()).filter(|(a, b)| a != b).count();
+        let foreign = swapped.split_whitespace().filter(|w| OTHER_VOCABULARY.contains(w)).count();
+        let half_of_words = (words as f64 * 0.5).round() as usize;
+        assert_eq!(foreign, half_of_words, "{swapped}");
+        assert_eq!(replaced, half_of_words, "{swapped}");
+        assert_eq!(other.apply(text, 9), swapped);
+        assert_ne!(other.apply(text, 10), swapped);
+
+        let upper = TextDrift { casing: Some(Casing::Upper), casing_share: 1.0, ..Default::default() };
+        assert_eq!(upper.apply(text, 3), text.to_uppercase());
+        let half = TextDrift { casing: Some(Casing::Upper), casing_share: 0.5, ..Default::default() }.apply(text, 3);
+        assert_eq!(half.split_whitespace().filter(|w| w.chars().all(char::is_uppercase)).count(), half_of_words);
+        let random = TextDrift { casing: Some(Casing::Random), casing_share: 1.0, ..Default::default() }.apply(text, 3);
+        assert_eq!(random.to_lowercase(), text);
+        assert!(random != text && random != text.to_uppercase());
+
+        let typo = TextDrift { typo_rate: 0.2, ..Default::default() };
+        let typed = typo.apply(text, 5);
+        assert_eq!(typed, typo.apply(text, 5));
+        assert_ne!(typed, typo.apply(text, 6));
+        assert_ne!(typed, text);
+        // Every letter keeps or loses its place; letters are never invented.
+        let letters = |s: &str| {
+            let mut v: Vec<char> = s.chars().filter(|c| c.is_alphabetic()).collect();
+            v.sort();
+            v
+        };
+        let (before, after) = (letters(text), letters(&typed));
+        assert!(after.len() < before.len() && after.len() > before.len() * 6 / 10, "{typed}");
+        assert!(after.iter().all(|c| before.contains(c)));
+        assert_eq!(Casing::parse(" Upper"), Some(Casing::Upper));
+        assert_eq!(Casing::parse("title"), None);
     }
 }
