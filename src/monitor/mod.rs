@@ -11,11 +11,15 @@
 //! drift is recomputed on a schedule, off the recording path, never per frame.
 
 pub mod alerts;
+pub mod decimate;
 pub mod drift;
 pub mod features;
+mod live;
 pub mod metrics;
 pub mod prometheus;
 pub mod replay;
+
+pub use live::{ClassSeries, ModelSnapshot, Monitor, MonitorConfig, MonitorSnapshot, Refresher, CLASS_BUCKET_MS};
 
 use std::sync::Arc;
 
