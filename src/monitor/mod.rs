@@ -10,6 +10,7 @@
 //! Recording is cheap (a few histogram updates and pushes into bounded buffers under one mutex);
 //! drift is recomputed on a schedule, off the recording path, never per frame.
 
+pub mod accuracy;
 pub mod alerts;
 pub mod decimate;
 pub mod drift;
