@@ -10,12 +10,17 @@
 //! Recording is cheap (a few histogram updates and pushes into bounded buffers under one mutex);
 //! drift is recomputed on a schedule, off the recording path, never per frame.
 
+pub mod accuracy;
 pub mod alerts;
+pub mod decimate;
 pub mod drift;
 pub mod features;
+mod live;
 pub mod metrics;
 pub mod prometheus;
 pub mod replay;
+
+pub use live::{ClassSeries, ModelSnapshot, Monitor, MonitorConfig, MonitorSnapshot, Refresher, CLASS_BUCKET_MS};
 
 use std::sync::Arc;
 

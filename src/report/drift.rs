@@ -58,36 +58,77 @@ pub fn drift_report(
         };
         out.push((name, outcome));
     }
-    let flags: Vec<bool> = out
-        .iter()
-        .filter_map(|(_, o)| match o {
+    let dataset_drift = dataset_drift(out.iter().map(|(_, o)| o));
+    Ok(DriftReport { reference: reference.to_path_buf(), current: current.to_path_buf(), columns: out, dataset_drift })
+}
+
+/// Data-set drift over the columns that produced statistics (errors are left out).
+pub fn dataset_drift<'a>(outcomes: impl IntoIterator<Item = &'a ColumnOutcome>) -> DatasetDrift {
+    let flags: Vec<bool> = outcomes
+        .into_iter()
+        .filter_map(|o| match o {
             ColumnOutcome::Drift(c) => Some(c.drift.default_test.drift_detected),
             ColumnOutcome::Error(_) => None,
         })
         .collect();
-    Ok(DriftReport {
-        reference: reference.to_path_buf(),
-        current: current.to_path_buf(),
-        columns: out,
-        dataset_drift: stats::dataset_drift(&flags),
-    })
+    stats::dataset_drift(&flags)
 }
 
 /// Numerical when every non-missing value on both sides parses as a number.
 fn column_outcome(reference: &[String], current: &[String], categorical: bool) -> ColumnOutcome {
-    let ref_vals: Vec<&str> = reference.iter().map(String::as_str).filter(|s| !is_missing(s)).collect();
-    let cur_vals: Vec<&str> = current.iter().map(String::as_str).filter(|s| !is_missing(s)).collect();
-    let n_missing_reference = reference.len() - ref_vals.len();
-    let n_missing_current = current.len() - cur_vals.len();
-    let numbers = |vals: &[&str]| -> Option<Vec<f64>> { vals.iter().map(|s| parse_number(s)).collect() };
-    let result = if categorical {
-        stats::categorical_drift(&ref_vals, &cur_vals)
-    } else {
-        match (numbers(&ref_vals), numbers(&cur_vals)) {
-            (Some(r), Some(c)) => stats::numerical_drift(&r, &c),
-            _ => stats::categorical_drift(&ref_vals, &cur_vals),
-        }
-    };
+    let is_number = |s: &String| is_missing(s) || parse_number(s).is_some();
+    if categorical || !reference.iter().chain(current).all(is_number) {
+        return categorical_column(
+            reference.iter().map(|s| Some(s.as_str())),
+            current.iter().map(|s| Some(s.as_str())),
+        );
+    }
+    let number = |s: &String| if is_missing(s) { None } else { parse_number(s) };
+    numerical_column(reference.iter().map(number), current.iter().map(number))
+}
+
+/// Drift of a numerical column whose missing values are `None`: the statistics of the values
+/// present, with the counts of missing ones. The `drift` verb and the Monitor both come here, so
+/// a window held in memory and the same window exported as CSV give the same numbers (NaN and
+/// ±inf are written as `NaN`/`inf`, which the CSV side reads as missing: map them to `None`).
+pub fn numerical_column(
+    reference: impl IntoIterator<Item = Option<f64>>,
+    current: impl IntoIterator<Item = Option<f64>>,
+) -> ColumnOutcome {
+    let (ref_vals, n_missing_reference) = present(reference);
+    let (cur_vals, n_missing_current) = present(current);
+    outcome(stats::numerical_drift(&ref_vals, &cur_vals), n_missing_reference, n_missing_current)
+}
+
+/// Drift of a categorical column: `None` and the missing-value tokens (`""`, `NA`, `None`, ...)
+/// are missing, as in the CSV files; other labels are compared as exact strings.
+pub fn categorical_column<'a>(
+    reference: impl IntoIterator<Item = Option<&'a str>>,
+    current: impl IntoIterator<Item = Option<&'a str>>,
+) -> ColumnOutcome {
+    let label = |v: Option<&'a str>| v.filter(|s| !is_missing(s));
+    let (ref_vals, n_missing_reference) = present(reference.into_iter().map(label));
+    let (cur_vals, n_missing_current) = present(current.into_iter().map(label));
+    outcome(stats::categorical_drift(&ref_vals, &cur_vals), n_missing_reference, n_missing_current)
+}
+
+fn present<T>(values: impl IntoIterator<Item = Option<T>>) -> (Vec<T>, usize) {
+    let mut missing = 0;
+    let kept = values
+        .into_iter()
+        .filter_map(|v| {
+            missing += usize::from(v.is_none());
+            v
+        })
+        .collect();
+    (kept, missing)
+}
+
+fn outcome(
+    result: Result<ColumnDrift, stats::StatsError>,
+    n_missing_reference: usize,
+    n_missing_current: usize,
+) -> ColumnOutcome {
     match result {
         Ok(drift) => ColumnOutcome::Drift(Box::new(ColumnReport { n_missing_reference, n_missing_current, drift })),
         Err(e) => ColumnOutcome::Error(e.to_string()),

@@ -14,7 +14,9 @@ pub use ab::{
     abtest_report, read_arm, AbOptions, AbReport, AccuracySection, Arm, KayentaOutcome, LatencySection, LatencySummary,
     PairedSection, Skipped,
 };
-pub use drift::{drift_report, ColumnOutcome, ColumnReport, DriftReport};
+pub use drift::{
+    categorical_column, dataset_drift, drift_report, numerical_column, ColumnOutcome, ColumnReport, DriftReport,
+};
 pub use table::{is_missing, parse_number, Table};
 
 use crate::stats::StatsError;

@@ -40,6 +40,17 @@ macro_rules! demo {
     };
 }
 
+macro_rules! embed_abs {
+    ($name:expr, $path:expr) => {
+        EmbeddedFile { name: $name, bytes: include_bytes!($path) }
+    };
+}
+
+/// The demo replay data set: the 540 test digits (assets/digits/test, `<digit>/<file>.png`),
+/// listed by build.rs. About 100 kB.
+pub const DIGITS_TEST: EmbeddedDemo =
+    EmbeddedDemo { name: "digits-test", files: include!(concat!(env!("OUT_DIR"), "/digits_test.rs")) };
+
 pub const DEMOS: &[EmbeddedDemo] = &[demo!("digits-v1"), demo!("digits-v2")];
 
 /// The Playground's gallery: two CC0 photos (assets/samples/LICENSES.md) and one test image of
@@ -107,6 +118,9 @@ fn materialize_in(demo: &EmbeddedDemo, cache: &Path) -> Result<PathBuf, SourceEr
     std::fs::create_dir_all(&staging).map_err(io(&staging))?;
     for file in demo.files {
         let path = staging.join(file.name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
         std::fs::write(&path, file.bytes).map_err(io(&path))?;
     }
     match std::fs::rename(&staging, &dir) {
@@ -139,6 +153,20 @@ mod tests {
                 assert!(on_disk == file.bytes, "{}/{} differs from models/", demo.name, file.name);
             }
         }
+    }
+
+    #[test]
+    fn the_demo_replay_data_set_is_the_digits_test_folder() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/digits/test");
+        assert_eq!(DIGITS_TEST.files.len(), 540);
+        for file in DIGITS_TEST.files {
+            assert!(std::fs::read(root.join(file.name)).unwrap() == file.bytes, "{}", file.name);
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = materialize_in(&DIGITS_TEST, tmp.path()).unwrap();
+        let data = crate::eval::Dataset::load(&dir).unwrap();
+        assert_eq!(data.examples.len(), 540);
+        assert_eq!(data.labels().len(), 10);
     }
 
     #[test]

@@ -47,7 +47,14 @@ pub fn distinct_sorted(sorted: &[f64]) -> usize {
 
 /// Category counts for two ascending-sorted numerical samples (each distinct value is a category).
 pub fn numeric_category_counts(reference: &[f64], current: &[f64]) -> CategoryCounts {
+    numeric_categories(reference, current).1
+}
+
+/// The distinct values of the union of two ascending-sorted samples, ascending, with their
+/// counts on each side.
+pub fn numeric_categories(reference: &[f64], current: &[f64]) -> (Vec<f64>, CategoryCounts) {
     let (mut i, mut j) = (0, 0);
+    let mut values = Vec::new();
     let mut out = CategoryCounts { reference: Vec::new(), current: Vec::new() };
     while i < reference.len() || j < current.len() {
         let key = match (reference.get(i), current.get(j)) {
@@ -63,14 +70,20 @@ pub fn numeric_category_counts(reference: &[f64], current: &[f64]) -> CategoryCo
         while j < current.len() && current[j] == key {
             j += 1;
         }
+        values.push(key);
         out.reference.push((i - si) as u64);
         out.current.push((j - sj) as u64);
     }
-    out
+    (values, out)
 }
 
 /// Category counts for two samples of labels, categories in byte order.
 pub fn label_category_counts<S: AsRef<str>>(reference: &[S], current: &[S]) -> CategoryCounts {
+    label_categories(reference, current).1
+}
+
+/// The labels of the union of both samples in byte order, with their counts on each side.
+pub fn label_categories<'a, S: AsRef<str>>(reference: &'a [S], current: &'a [S]) -> (Vec<&'a str>, CategoryCounts) {
     let mut map: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for v in reference {
         map.entry(v.as_ref()).or_default().0 += 1;
@@ -78,7 +91,9 @@ pub fn label_category_counts<S: AsRef<str>>(reference: &[S], current: &[S]) -> C
     for v in current {
         map.entry(v.as_ref()).or_default().1 += 1;
     }
-    CategoryCounts { reference: map.values().map(|c| c.0).collect(), current: map.values().map(|c| c.1).collect() }
+    let counts =
+        CategoryCounts { reference: map.values().map(|c| c.0).collect(), current: map.values().map(|c| c.1).collect() };
+    (map.into_keys().collect(), counts)
 }
 
 /// Bin edges by numpy's `histogram_bin_edges(combined, bins="sturges")`.
@@ -119,16 +134,50 @@ pub fn histogram(values: &[f64], edges: &[f64]) -> Vec<u64> {
 
 /// Shares per bin for a numerical column (both sides ascending-sorted), following the rule above.
 pub fn numeric_binned_shares(reference: &[f64], current: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let binned = numeric_binning(reference, current);
+    (binned.reference_shares, binned.current_shares)
+}
+
+/// The bins a numerical column is cut into for PSI and Jensen-Shannon.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NumericBins {
+    /// Equal-width bins over the combined sample: `edges.len() - 1` bins, [a, b) except the last, [a, b].
+    Edges(Vec<f64>),
+    /// One bin per distinct value of the union, ascending.
+    Values(Vec<f64>),
+}
+
+/// A numerical column's bins and each side's share per bin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumericBinning {
+    pub bins: NumericBins,
+    pub reference_shares: Vec<f64>,
+    pub current_shares: Vec<f64>,
+}
+
+/// Bins and shares for two non-empty ascending-sorted samples, following the rule above. Empty
+/// sides give no bins (callers reject them before).
+pub fn numeric_binning(reference: &[f64], current: &[f64]) -> NumericBinning {
+    if reference.is_empty() || current.is_empty() {
+        return NumericBinning {
+            bins: NumericBins::Values(Vec::new()),
+            reference_shares: Vec::new(),
+            current_shares: Vec::new(),
+        };
+    }
     if distinct_sorted(reference) > MAX_DISTINCT_FOR_CATEGORY_BINS {
         let min = reference[0].min(current[0]);
         let max = reference[reference.len() - 1].max(current[current.len() - 1]);
         let edges = sturges_edges(min, max, reference.len() + current.len());
-        (
-            shares_of_n(&histogram(reference, &edges), reference.len()),
-            shares_of_n(&histogram(current, &edges), current.len()),
-        )
+        NumericBinning {
+            reference_shares: shares_of_n(&histogram(reference, &edges), reference.len()),
+            current_shares: shares_of_n(&histogram(current, &edges), current.len()),
+            bins: NumericBins::Edges(edges),
+        }
     } else {
-        numeric_category_counts(reference, current).shares()
+        let (values, counts) = numeric_categories(reference, current);
+        let (reference_shares, current_shares) = counts.shares();
+        NumericBinning { bins: NumericBins::Values(values), reference_shares, current_shares }
     }
 }
 

@@ -1,0 +1,278 @@
+//! [`Monitor`]: the live aggregate every prediction flows into, shared by the engine (Playground),
+//! replays, the CLI and the Monitor view.
+//!
+//! Two paths with different budgets:
+//! - **recording** ([`Monitor::observe`], [`Monitor::feedback`]) runs on the prediction threads:
+//!   one short mutex section of histogram updates and pushes into bounded buffers;
+//! - **refreshing** ([`Monitor::refresh`], on a schedule: about once a second) samples the process,
+//!   recomputes drift off the lock, evaluates alerts and publishes an immutable
+//!   [`MonitorSnapshot`] that the UI reads each frame without copying or re-scanning anything.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::metrics::{ModelMetrics, OpsSummary, ProcessMetrics, ProcessPoint, SecondPoint};
+use super::{Feedback, Observation};
+
+/// Class proportions are counted in buckets of this many ms.
+pub const CLASS_BUCKET_MS: i64 = 10_000;
+/// Buckets kept per model (3 hours of 10-s buckets).
+const MAX_CLASS_BUCKETS: usize = 1080;
+
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// How often [`Monitor::start_refresher`] refreshes.
+    pub refresh_every: Duration,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self { refresh_every: Duration::from_millis(500) }
+    }
+}
+
+/// Predicted-class counts per time bucket.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ClassSeries {
+    /// Every class seen, in order of first appearance.
+    pub labels: Vec<Arc<str>>,
+    /// (bucket start ms, count per label: may be shorter than `labels` for old buckets).
+    pub buckets: VecDeque<(i64, Vec<u32>)>,
+}
+
+impl ClassSeries {
+    fn record(&mut self, at_ms: i64, label: &Arc<str>) {
+        let index = match self.labels.iter().position(|l| Arc::ptr_eq(l, label) || l == label) {
+            Some(i) => i,
+            None => {
+                self.labels.push(label.clone());
+                self.labels.len() - 1
+            }
+        };
+        let start = at_ms.div_euclid(CLASS_BUCKET_MS) * CLASS_BUCKET_MS;
+        // A prediction slightly older than the newest bucket counts in the newest one.
+        if self.buckets.back().is_none_or(|(t, _)| start > *t) {
+            self.buckets.push_back((start, Vec::new()));
+            if self.buckets.len() > MAX_CLASS_BUCKETS {
+                self.buckets.pop_front();
+            }
+        }
+        if let Some((_, counts)) = self.buckets.back_mut() {
+            if counts.len() <= index {
+                counts.resize(index + 1, 0);
+            }
+            counts[index] += 1;
+        }
+    }
+
+    /// Each label's share of each bucket: (bucket start ms, shares in `labels` order).
+    pub fn shares(&self) -> impl Iterator<Item = (i64, Vec<f64>)> + '_ {
+        self.buckets.iter().map(|(t, counts)| {
+            let total: u32 = counts.iter().sum();
+            let shares =
+                (0..self.labels.len()).map(|i| *counts.get(i).unwrap_or(&0) as f64 / total.max(1) as f64).collect();
+            (*t, shares)
+        })
+    }
+}
+
+/// Everything the view shows about one model, frozen at a refresh.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelSnapshot {
+    pub name: Arc<str>,
+    pub ops: OpsSummary,
+    pub series: Vec<SecondPoint>,
+    pub classes: ClassSeries,
+}
+
+/// What the Monitor view and the CLI read: immutable, replaced at each refresh.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MonitorSnapshot {
+    pub at_ms: i64,
+    /// Increases with every refresh.
+    pub version: u64,
+    pub models: Vec<ModelSnapshot>,
+    pub process: Vec<ProcessPoint>,
+}
+
+struct ModelState {
+    name: Arc<str>,
+    metrics: ModelMetrics,
+    classes: ClassSeries,
+}
+
+struct State {
+    start_ms: i64,
+    models: Vec<ModelState>,
+    process: ProcessMetrics,
+    version: u64,
+}
+
+impl State {
+    fn model(&mut self, name: &Arc<str>) -> &mut ModelState {
+        let index = match self.models.iter().position(|m| Arc::ptr_eq(&m.name, name) || m.name == *name) {
+            Some(i) => i,
+            None => {
+                self.models.push(ModelState {
+                    name: name.clone(),
+                    metrics: ModelMetrics::new(self.start_ms),
+                    classes: ClassSeries::default(),
+                });
+                self.models.len() - 1
+            }
+        };
+        &mut self.models[index]
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    snapshot: Mutex<Arc<MonitorSnapshot>>,
+    config: MonitorConfig,
+}
+
+/// A cheap, cloneable handle; all clones see the same monitor.
+#[derive(Clone)]
+pub struct Monitor {
+    shared: Arc<Shared>,
+}
+
+impl Monitor {
+    pub fn new(config: MonitorConfig, start_ms: i64) -> Self {
+        let state = State { start_ms, models: Vec::new(), process: ProcessMetrics::new(), version: 0 };
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                snapshot: Mutex::new(Arc::new(MonitorSnapshot { at_ms: start_ms, ..Default::default() })),
+                config,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves counters, never broken invariants: keep going.
+        self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records one prediction (the recording path: no allocation beyond bounded buffers).
+    pub fn observe(&self, observation: Observation) {
+        let mut state = self.state();
+        let model = state.model(&observation.model);
+        model.metrics.record(observation.at_ms, observation.latency_ms, observation.error);
+        if let Some(label) = &observation.predicted {
+            model.classes.record(observation.at_ms, label);
+        }
+    }
+
+    /// Ground truth for an earlier prediction.
+    pub fn feedback(&self, feedback: Feedback) {
+        let _ = feedback;
+    }
+
+    /// A request that was dropped before it ran (a full queue).
+    pub fn record_drop(&self, model: &Arc<str>, at_ms: i64) {
+        self.state().model(model).metrics.record_drop(at_ms);
+    }
+
+    /// Samples the process and publishes a new snapshot.
+    pub fn refresh(&self, now_ms: i64) -> Arc<MonitorSnapshot> {
+        let snapshot = {
+            let mut state = self.state();
+            state.process.sample(now_ms);
+            state.version += 1;
+            Arc::new(MonitorSnapshot {
+                at_ms: now_ms,
+                version: state.version,
+                models: state
+                    .models
+                    .iter()
+                    .map(|m| ModelSnapshot {
+                        name: m.name.clone(),
+                        ops: m.metrics.summary(now_ms),
+                        series: m.metrics.series(),
+                        classes: m.classes.clone(),
+                    })
+                    .collect(),
+                process: state.process.series(),
+            })
+        };
+        *self.shared.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snapshot.clone();
+        snapshot
+    }
+
+    /// The latest published snapshot (cheap: an `Arc` clone).
+    pub fn snapshot(&self) -> Arc<MonitorSnapshot> {
+        self.shared.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Refreshes every `config.refresh_every` on a background thread and calls `wake` after each
+    /// refresh (e.g. to repaint); stops when the returned handle is dropped.
+    pub fn start_refresher(&self, wake: impl Fn() + Send + 'static) -> std::io::Result<Refresher> {
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let monitor = self.clone();
+        let every = self.shared.config.refresh_every;
+        let stop_thread = stop.clone();
+        let running = Arc::new(AtomicBool::new(true));
+        let running_thread = running.clone();
+        let thread = std::thread::Builder::new().name("monitor-refresh".into()).spawn(move || {
+            let (lock, wakeup) = &*stop_thread;
+            let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+            while !*stopped {
+                monitor.refresh(crate::store::now_ms());
+                wake();
+                stopped = wakeup.wait_timeout(stopped, every).unwrap_or_else(|p| p.into_inner()).0;
+            }
+            running_thread.store(false, Ordering::SeqCst);
+        })?;
+        Ok(Refresher { stop, thread: Some(thread), running })
+    }
+}
+
+/// Stops the background refresher when dropped.
+pub struct Refresher {
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    running: Arc<AtomicBool>,
+}
+
+impl Refresher {
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Refresher {
+    fn drop(&mut self) {
+        let (lock, wakeup) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wakeup.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_buckets_count_each_label_and_give_shares() {
+        let mut series = ClassSeries::default();
+        let (a, b): (Arc<str>, Arc<str>) = ("3".into(), "8".into());
+        series.record(1_000, &a);
+        series.record(2_000, &b);
+        series.record(3_000, &a);
+        series.record(12_000, &b);
+        // Slightly older than the newest bucket: counted in the newest.
+        series.record(9_000, &b);
+        assert_eq!(series.labels, vec![a.clone(), b.clone()]);
+        let shares: Vec<_> = series.shares().collect();
+        assert_eq!(shares.len(), 2);
+        assert_eq!(shares[0].0, 0);
+        assert!((shares[0].1[0] - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(shares[1], (10_000, vec![0.0, 1.0]));
+    }
+}
