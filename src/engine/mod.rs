@@ -11,6 +11,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::model::{self, LoadedModel, ModelCard};
+use crate::monitor::Monitor;
 use crate::predict::{self, PredictOutput, PredictRequest};
 use crate::source::{self, CancelToken, DownloadUpdate, ModelSource, ResolveOptions};
 use crate::store::{self, Origin, PredictionLog};
@@ -100,6 +101,8 @@ struct Shared {
     slots: [Mutex<SlotState>; 2],
     /// Where every prediction is recorded, when the app keeps a log.
     log: Mutex<Option<PredictionLog>>,
+    /// The live monitor every prediction is observed by, when there is one.
+    monitor: Mutex<Option<Monitor>>,
     ready: [Condvar; 2],
     events: Sender<EngineEvent>,
     wake: Wake,
@@ -127,6 +130,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             slots: [Mutex::default(), Mutex::default()],
             log: Mutex::new(None),
+            monitor: Mutex::new(None),
             ready: [Condvar::new(), Condvar::new()],
             events: tx,
             wake: Arc::new(wake),
@@ -210,6 +214,32 @@ impl Engine {
     pub fn set_log(&self, log: Option<PredictionLog>) {
         if let Ok(mut current) = self.shared.log.lock() {
             *current = log;
+        }
+    }
+
+    /// Every prediction from now on is observed by `monitor` (series = the model's source, as in the log).
+    pub fn set_monitor(&self, monitor: Option<Monitor>) {
+        if let Ok(mut current) = self.shared.monitor.lock() {
+            *current = monitor;
+        }
+    }
+
+    /// The prediction log, when the engine keeps one.
+    pub fn log(&self) -> Option<PredictionLog> {
+        self.shared.log.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// The request id the log and the monitor know engine request `id` by.
+    pub fn log_request_id(id: u64) -> String {
+        format!("playground-{}-{id}", std::process::id())
+    }
+
+    /// Records a late label (a user's correction) for engine request `id` in the log.
+    pub fn set_label(&self, id: u64, label: &str) {
+        if let Ok(guard) = self.shared.log.lock() {
+            if let Some(log) = guard.as_ref() {
+                log.set_label(&Self::log_request_id(id), label);
+            }
         }
     }
 
@@ -302,9 +332,21 @@ fn predict_loop(shared: &Shared, slot: Slot) {
 
 /// Hands the prediction to the log's writer thread (never waits on the disk).
 fn record(shared: &Shared, slot: Slot, id: u64, model: &LoadedModel, result: &Result<PredictOutput, crate::Error>) {
+    let request_id = Engine::log_request_id(id);
+    if let Some(monitor) = shared.monitor.lock().ok().and_then(|m| m.clone()) {
+        let at_ms = store::now_ms();
+        let name: Arc<str> = model.card().source.as_str().into();
+        match result {
+            Ok(output) => {
+                for o in crate::monitor::observations_from_output(output, &name, &request_id, at_ms) {
+                    monitor.observe(o);
+                }
+            }
+            Err(_) => monitor.observe(crate::monitor::Observation::failed(name, request_id.as_str().into(), at_ms)),
+        }
+    }
     let Ok(guard) = shared.log.lock() else { return };
     let Some(log) = guard.as_ref() else { return };
-    let request_id = format!("playground-{}-{id}", std::process::id());
     match result {
         Ok(output) => {
             for r in store::records_from_output(output, Origin::Playground, Some(slot.name()), &request_id) {

@@ -13,23 +13,41 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::metrics::{ModelMetrics, OpsSummary, ProcessMetrics, ProcessPoint, SecondPoint};
-use super::{Feedback, Observation};
+use super::accuracy::{AccuracyBucket, AccuracyConfig, AccuracySummary, AccuracyTracker};
+use super::alerts::{ActiveAlert, AlertEvaluator, AlertEvent, AlertInputs, AlertRule, Measured, RuleError};
+use super::drift::{self, DriftConfig, DriftHistory, DriftResult, DriftSnapshot, DriftWindows, FeatureHistogram};
+use super::metrics::{ModelMetrics, OpsSummary, ProcessMetrics, ProcessPoint, SecondPoint, Window};
+use super::{FeatureName, Feedback, Observation};
 
 /// Class proportions are counted in buckets of this many ms.
 pub const CLASS_BUCKET_MS: i64 = 10_000;
 /// Buckets kept per model (3 hours of 10-s buckets).
 const MAX_CLASS_BUCKETS: usize = 1080;
+/// Drift computations kept per column for the sparklines.
+const DRIFT_HISTORY: usize = 600;
+/// Alert events kept for the view (all of them go to the log database).
+const ALERT_LOG: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
     /// How often [`Monitor::start_refresher`] refreshes.
     pub refresh_every: Duration,
+    /// Drift is recomputed at most this often (and only when new predictions arrived).
+    pub drift_every: Duration,
+    pub drift: DriftConfig,
+    pub accuracy: AccuracyConfig,
+    pub rules: Vec<AlertRule>,
 }
 
 impl Default for MonitorConfig {
     fn default() -> Self {
-        Self { refresh_every: Duration::from_millis(500) }
+        Self {
+            refresh_every: Duration::from_millis(500),
+            drift_every: Duration::from_secs(1),
+            drift: DriftConfig::default(),
+            accuracy: AccuracyConfig::default(),
+            rules: super::alerts::default_rules(),
+        }
     }
 }
 
@@ -79,28 +97,48 @@ impl ClassSeries {
 }
 
 /// Everything the view shows about one model, frozen at a refresh.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct ModelSnapshot {
     pub name: Arc<str>,
     pub ops: OpsSummary,
     pub series: Vec<SecondPoint>,
     pub classes: ClassSeries,
+    /// The latest drift computation (none before the first).
+    pub drift: Option<Arc<DriftResult>>,
+    /// Each column's score over time: (column, points (seconds since the epoch, score; NaN =
+    /// no verdict)).
+    pub drift_history: Vec<(FeatureName, Vec<[f64; 2]>)>,
+    /// Each column's reference and current histogram, binned as its test bins it.
+    pub histograms: Arc<Vec<(FeatureName, FeatureHistogram)>>,
+    pub accuracy: AccuracySummary,
+    pub accuracy_series: Vec<AccuracyBucket>,
 }
 
 /// What the Monitor view and the CLI read: immutable, replaced at each refresh.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct MonitorSnapshot {
     pub at_ms: i64,
     /// Increases with every refresh.
     pub version: u64,
     pub models: Vec<ModelSnapshot>,
     pub process: Vec<ProcessPoint>,
+    /// Alerts firing now.
+    pub firing: Vec<ActiveAlert>,
+    /// Alerts fired and resolved, oldest first (bounded).
+    pub alert_log: Vec<AlertEvent>,
 }
 
 struct ModelState {
     name: Arc<str>,
     metrics: ModelMetrics,
     classes: ClassSeries,
+    drift: DriftWindows,
+    /// Predictions pushed to `drift` since its last computation.
+    drift_pending: u64,
+    drift_result: Option<Arc<DriftResult>>,
+    drift_history: DriftHistory,
+    histograms: Arc<Vec<(FeatureName, FeatureHistogram)>>,
+    accuracy: AccuracyTracker,
 }
 
 struct State {
@@ -108,6 +146,11 @@ struct State {
     models: Vec<ModelState>,
     process: ProcessMetrics,
     version: u64,
+    last_drift_ms: i64,
+    alerts: AlertEvaluator,
+    alert_log: VecDeque<AlertEvent>,
+    drift_config: DriftConfig,
+    accuracy_config: AccuracyConfig,
 }
 
 impl State {
@@ -119,6 +162,12 @@ impl State {
                     name: name.clone(),
                     metrics: ModelMetrics::new(self.start_ms),
                     classes: ClassSeries::default(),
+                    drift: DriftWindows::new(self.drift_config),
+                    drift_pending: 0,
+                    drift_result: None,
+                    drift_history: DriftHistory::new(DRIFT_HISTORY),
+                    histograms: Arc::default(),
+                    accuracy: AccuracyTracker::new(self.accuracy_config),
                 });
                 self.models.len() - 1
             }
@@ -140,8 +189,31 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn new(config: MonitorConfig, start_ms: i64) -> Self {
-        let state = State { start_ms, models: Vec::new(), process: ProcessMetrics::new(), version: 0 };
+    /// A monitor with the default configuration and alert rules.
+    pub fn with_defaults(start_ms: i64) -> Self {
+        let config = MonitorConfig::default();
+        let alerts = AlertEvaluator::default();
+        Self::build(config, alerts, start_ms)
+    }
+
+    /// A monitor with `config`'s alert rules (checked: duplicate names are refused).
+    pub fn new(config: MonitorConfig, start_ms: i64) -> Result<Self, RuleError> {
+        let alerts = AlertEvaluator::new(config.rules.clone())?;
+        Ok(Self::build(config, alerts, start_ms))
+    }
+
+    fn build(config: MonitorConfig, alerts: AlertEvaluator, start_ms: i64) -> Self {
+        let state = State {
+            start_ms,
+            models: Vec::new(),
+            process: ProcessMetrics::new(),
+            version: 0,
+            last_drift_ms: i64::MIN,
+            alerts,
+            alert_log: VecDeque::new(),
+            drift_config: config.drift,
+            accuracy_config: config.accuracy,
+        };
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
@@ -164,11 +236,17 @@ impl Monitor {
         if let Some(label) = &observation.predicted {
             model.classes.record(observation.at_ms, label);
         }
+        // Failed requests have nothing to compare; the drift windows hold answers only.
+        if !observation.error {
+            model.drift.push(&observation);
+            model.drift_pending += 1;
+        }
     }
 
     /// Ground truth for an earlier prediction.
     pub fn feedback(&self, feedback: Feedback) {
-        let _ = feedback;
+        let mut state = self.state();
+        state.model(&feedback.model).accuracy.record(&feedback);
     }
 
     /// A request that was dropped before it ran (a full queue).
@@ -176,30 +254,77 @@ impl Monitor {
         self.state().model(model).metrics.record_drop(at_ms);
     }
 
-    /// Samples the process and publishes a new snapshot.
-    pub fn refresh(&self, now_ms: i64) -> Arc<MonitorSnapshot> {
-        let snapshot = {
+    /// Samples the process, recomputes drift when due (off the lock), evaluates the alert rules
+    /// and publishes a new snapshot. Returns the alert events of this refresh.
+    pub fn refresh(&self, now_ms: i64) -> (Arc<MonitorSnapshot>, Vec<AlertEvent>) {
+        let drift_due = {
             let mut state = self.state();
             state.process.sample(now_ms);
+            let every = self.shared.config.drift_every.as_millis() as i64;
+            let due = now_ms.saturating_sub(state.last_drift_ms) >= every;
+            if due {
+                state.last_drift_ms = now_ms;
+            }
+            due
+        };
+        // Drift: copy the windows under the lock, compute without it.
+        let mut computed: Vec<(Arc<str>, Arc<DriftResult>, Arc<Vec<(FeatureName, FeatureHistogram)>>)> = Vec::new();
+        if drift_due {
+            let snapshots: Vec<(Arc<str>, DriftSnapshot)> = {
+                let mut state = self.state();
+                state
+                    .models
+                    .iter_mut()
+                    .filter(|m| m.drift_pending > 0)
+                    .map(|m| {
+                        m.drift_pending = 0;
+                        (m.name.clone(), m.drift.snapshot())
+                    })
+                    .collect()
+            };
+            for (name, snapshot) in snapshots {
+                let result = drift::compute(&snapshot);
+                let histograms = result
+                    .columns
+                    .iter()
+                    .filter_map(|c| Some((c.name, drift::histogram(&snapshot, c.name)?)))
+                    .collect();
+                computed.push((name, Arc::new(result), Arc::new(histograms)));
+            }
+        }
+        let (snapshot, events) = {
+            let mut state = self.state();
+            for (name, result, histograms) in computed {
+                let model = state.model(&name);
+                model.drift_history.record(now_ms, &result);
+                model.drift_result = Some(result);
+                model.histograms = histograms;
+            }
+            let mut events = Vec::new();
+            let State { models, alerts, .. } = &mut *state;
+            for model in models.iter_mut() {
+                let inputs = alert_inputs(model, now_ms);
+                events.extend(alerts.evaluate(&model.name, &inputs, now_ms));
+            }
+            for event in &events {
+                state.alert_log.push_back(event.clone());
+                if state.alert_log.len() > ALERT_LOG {
+                    state.alert_log.pop_front();
+                }
+            }
             state.version += 1;
-            Arc::new(MonitorSnapshot {
+            let snapshot = Arc::new(MonitorSnapshot {
                 at_ms: now_ms,
                 version: state.version,
-                models: state
-                    .models
-                    .iter()
-                    .map(|m| ModelSnapshot {
-                        name: m.name.clone(),
-                        ops: m.metrics.summary(now_ms),
-                        series: m.metrics.series(),
-                        classes: m.classes.clone(),
-                    })
-                    .collect(),
+                models: state.models.iter().map(|m| model_snapshot(m, now_ms)).collect(),
                 process: state.process.series(),
-            })
+                firing: state.alerts.firing(),
+                alert_log: state.alert_log.iter().cloned().collect(),
+            });
+            (snapshot, events)
         };
         *self.shared.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snapshot.clone();
-        snapshot
+        (snapshot, events)
     }
 
     /// The latest published snapshot (cheap: an `Arc` clone).
@@ -207,9 +332,9 @@ impl Monitor {
         self.shared.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Refreshes every `config.refresh_every` on a background thread and calls `wake` after each
-    /// refresh (e.g. to repaint); stops when the returned handle is dropped.
-    pub fn start_refresher(&self, wake: impl Fn() + Send + 'static) -> std::io::Result<Refresher> {
+    /// Refreshes every `config.refresh_every` on a background thread and calls `on_refresh` with
+    /// each refresh's alert events (e.g. to repaint); stops when the returned handle is dropped.
+    pub fn start_refresher(&self, on_refresh: impl Fn(&[AlertEvent]) + Send + 'static) -> std::io::Result<Refresher> {
         let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let monitor = self.clone();
         let every = self.shared.config.refresh_every;
@@ -220,13 +345,56 @@ impl Monitor {
             let (lock, wakeup) = &*stop_thread;
             let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
             while !*stopped {
-                monitor.refresh(crate::store::now_ms());
-                wake();
+                let (_, events) = monitor.refresh(crate::store::now_ms());
+                on_refresh(&events);
                 stopped = wakeup.wait_timeout(stopped, every).unwrap_or_else(|p| p.into_inner()).0;
             }
             running_thread.store(false, Ordering::SeqCst);
         })?;
         Ok(Refresher { stop, thread: Some(thread), running })
+    }
+}
+
+/// What the alert rules see of one model now.
+fn alert_inputs(model: &ModelState, now_ms: i64) -> AlertInputs {
+    let mut inputs = AlertInputs::default();
+    let ops = model.metrics.summary(now_ms);
+    if let Some(p) = ops.latency(Window::LastMinute) {
+        inputs.latency_p95_ms = Some(Measured { value: p.p95, n: p.n });
+    }
+    if let Some(rate) = ops.error_rate {
+        let n = model
+            .metrics
+            .seconds()
+            .iter()
+            .rev()
+            .take_while(|s| s.t_ms > now_ms - 60_000)
+            .map(|s| s.requests as u64)
+            .sum::<u64>();
+        inputs.error_rate = Some(Measured { value: rate, n });
+    }
+    if let Some(result) = &model.drift_result {
+        inputs.set_drift(result);
+    }
+    inputs.set_accuracy(&model.accuracy.summary());
+    inputs
+}
+
+fn model_snapshot(m: &ModelState, now_ms: i64) -> ModelSnapshot {
+    ModelSnapshot {
+        name: m.name.clone(),
+        ops: m.metrics.summary(now_ms),
+        series: m.metrics.series(),
+        classes: m.classes.clone(),
+        drift: m.drift_result.clone(),
+        drift_history: m
+            .drift_history
+            .names()
+            .map(|n| (n, m.drift_history.series(n).map(|p| [p.at_ms as f64 / 1000.0, p.score]).collect()))
+            .collect(),
+        histograms: m.histograms.clone(),
+        accuracy: m.accuracy.summary(),
+        accuracy_series: m.accuracy.series().copied().collect(),
     }
 }
 

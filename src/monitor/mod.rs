@@ -90,3 +90,37 @@ pub struct Feedback {
     pub predicted_at_ms: i64,
     pub at_ms: i64,
 }
+
+impl Observation {
+    /// A request that failed before producing an answer.
+    pub fn failed(model: Arc<str>, request_id: Arc<str>, at_ms: i64) -> Self {
+        Self { at_ms, model, request_id, latency_ms: None, error: true, predicted: None, features: Features::default() }
+    }
+}
+
+/// One observation per input of an answered request, with the ids `store::records_from_output`
+/// gives the same inputs (`ID`, or `ID-0`, `ID-1`, ... for several), so the log and the monitor
+/// agree.
+pub fn observations_from_output(
+    output: &crate::predict::PredictOutput,
+    model: &Arc<str>,
+    request_id: &str,
+    at_ms: i64,
+) -> Vec<Observation> {
+    let many = output.results.len() > 1;
+    let per_input_ms = output.latency_ms / output.results.len().max(1) as f64;
+    output
+        .results
+        .iter()
+        .enumerate()
+        .map(|(i, result)| Observation {
+            at_ms,
+            model: model.clone(),
+            request_id: if many { format!("{request_id}-{i}").into() } else { request_id.into() },
+            latency_ms: Some(per_input_ms),
+            error: false,
+            predicted: result.predictions.as_ref().and_then(|p| p.first()).map(|l| l.label.as_str().into()),
+            features: Features::default(),
+        })
+        .collect()
+}

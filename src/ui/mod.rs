@@ -8,7 +8,9 @@
 pub mod decode;
 pub mod dialogs;
 mod models_view;
+mod monitor_view;
 mod playground;
+mod replay_control;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use std::time::Instant;
 
 use crate::engine::{Engine, EngineEvent, Slot};
 use crate::model::{ModelCard, Task};
+use crate::monitor::Monitor;
 use crate::predict::{NamedImage, PredictRequest};
 use crate::source::{DownloadUpdate, ModelSource, ResolveOptions};
 use decode::{DecodePool, ImageSource, Purpose};
@@ -38,6 +41,7 @@ pub enum Tab {
     Models,
     #[default]
     Playground,
+    Monitor,
 }
 
 /// How the app starts.
@@ -81,6 +85,18 @@ pub enum Command {
     /// The current image with changed labels or template: every image model, now.
     PredictChanged,
     PredictText,
+    StartReplay(monitor_view::ReplayForm),
+    PauseReplay,
+    ResumeReplay,
+    StopReplay,
+    ShowMonitor,
+    /// The user's label for slot's answer to engine request `request` ("this should be …").
+    Correct {
+        slot: Slot,
+        request: u64,
+        predicted: String,
+        label: String,
+    },
 }
 
 /// A dialog running on its own thread: which one, for which slot, and the answer.
@@ -110,6 +126,11 @@ pub struct ModelDeckApp {
     slots: [SlotView; 2],
     models: models_view::ModelsView,
     playground: Playground,
+    monitor: Monitor,
+    monitor_view: monitor_view::MonitorView,
+    /// Publishes the monitor's snapshot twice a second (and repaints).
+    _refresher: Option<crate::monitor::Refresher>,
+    replay: replay_control::ReplayControl,
     log: status::Log,
     memory: status::MemoryProbe,
     frame_times: egui::util::History<f32>,
@@ -172,6 +193,16 @@ impl ModelDeckApp {
                 log.error(e);
             }
         }
+        let monitor = Monitor::with_defaults(crate::store::now_ms());
+        engine.set_monitor(Some(monitor.clone()));
+        let ctx = cc.egui_ctx.clone();
+        let refresher = match monitor.start_refresher(move |_| ctx.request_repaint()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                log.error(format!("the Monitor view will not update: cannot start its thread: {e}"));
+                None
+            }
+        };
         let (dialog_tx, dialog_rx) = std::sync::mpsc::channel();
         Self {
             engine,
@@ -179,6 +210,10 @@ impl ModelDeckApp {
             slots,
             models: models_view::ModelsView::new(),
             playground: Playground::new(),
+            monitor,
+            monitor_view: monitor_view::MonitorView::new(),
+            _refresher: refresher,
+            replay: Default::default(),
             log,
             memory: status::MemoryProbe::default(),
             frame_times: egui::util::History::new(0..300, 2.0),
@@ -304,6 +339,9 @@ impl ModelDeckApp {
                             result.pending = None;
                             result.error = None;
                             self.last_latency_ms = Some(prediction.output.latency_ms);
+                            result.answered = Some((prediction.request, crate::store::now_ms()));
+                            result.corrected = None;
+                            result.correction.clear();
                             result.answer = Some((prediction.output, generation));
                         }
                     }
@@ -454,8 +492,40 @@ impl ModelDeckApp {
                     self.playground.generation += 1;
                     self.predict_text();
                 }
+                Command::StartReplay(form) => {
+                    let model = self.engine.model(form.slot);
+                    match self.replay.start(&form, model, &self.monitor, self.engine.log()) {
+                        Ok(note) => self.log.info(note),
+                        Err(e) => self.log.error(format!("replay: {e}")),
+                    }
+                }
+                Command::PauseReplay => self.replay.pause(),
+                Command::ResumeReplay => self.replay.resume(),
+                Command::StopReplay => self.replay.stop(),
+                Command::ShowMonitor => self.state.tab = Tab::Monitor,
+                Command::Correct { slot, request, predicted, label } => self.correct(slot, request, &predicted, &label),
             }
         }
+    }
+
+    /// Records the user's label for an answer: in the log (by request id) and in the monitor,
+    /// where it counts in accuracy.
+    fn correct(&mut self, slot: Slot, request: u64, predicted: &str, label: &str) {
+        let result = &mut self.playground.results[slot.index()];
+        let Some((answered, at_ms)) = result.answered.filter(|(id, _)| *id == request) else { return };
+        result.corrected = Some(label.to_string());
+        self.engine.set_label(answered, label);
+        if let Some(card) = &self.slots[slot.index()].card {
+            self.monitor.feedback(crate::monitor::Feedback {
+                model: card.source.as_str().into(),
+                request_id: Engine::log_request_id(answered).into(),
+                label: label.into(),
+                correct: predicted == label,
+                predicted_at_ms: at_ms,
+                at_ms: crate::store::now_ms(),
+            });
+        }
+        self.log.info(format!("{}: labelled {label} (the model said {predicted})", slot.name()));
     }
 
     /// The Playground's current input as a request for a model of `task`, with its display name.
@@ -524,6 +594,7 @@ impl ModelDeckApp {
             ui.separator();
             ui.selectable_value(&mut self.state.tab, Tab::Playground, "Playground");
             ui.selectable_value(&mut self.state.tab, Tab::Models, "Models");
+            ui.selectable_value(&mut self.state.tab, Tab::Monitor, "Monitor");
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 let dark = ui.visuals().dark_mode;
                 if ui.button(if dark { "Light theme" } else { "Dark theme" }).clicked() {
@@ -608,7 +679,18 @@ impl eframe::App for ModelDeckApp {
         egui::CentralPanel::default_margins().show(ui, |ui| match self.state.tab {
             Tab::Models => self.models.ui(ui, &self.slots, &self.state.recent, &mut self.commands),
             Tab::Playground => self.playground.ui(ui, &self.slots, &mut self.commands),
+            Tab::Monitor => {
+                let snapshot = self.monitor.snapshot();
+                let status = self.replay.status();
+                self.monitor_view.ui(ui, &snapshot, &status, &mut self.commands);
+            }
         });
+        for note in self.replay.poll() {
+            match note {
+                Ok(text) => self.log.info(text),
+                Err(text) => self.log.error(text),
+            }
+        }
         self.log.toasts_ui(&ctx);
         if ctx.input(|i| !i.raw.hovered_files.is_empty()) {
             egui::Area::new(egui::Id::unique("drop-hint")).anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO).show(

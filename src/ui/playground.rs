@@ -42,6 +42,12 @@ pub struct SlotResult {
     pub error: Option<String>,
     pub replaced: u64,
     pub input_name: String,
+    /// The engine request the answer belongs to, and when it arrived (ms since the epoch).
+    pub answered: Option<(u64, i64)>,
+    /// The label the user chose in "this should be …", sent as a late label.
+    pub corrected: Option<String>,
+    /// The label picked in the correction box, not yet sent.
+    pub correction: String,
 }
 
 /// A gallery entry: its thumbnail, and the embedded file a click decodes in full.
@@ -128,10 +134,17 @@ impl Playground {
                         .on_hover_text("Re-run the current input as soon as each answer arrives (a live load test)");
                     let label = ui.label("top-k");
                     ui.add(egui::DragValue::new(&mut self.top_k).range(1..=20)).labelled_by(label.id);
+                    if ui
+                        .button("📈 Monitor")
+                        .on_hover_text("Live latency, inputs, predictions and drift; replay traffic from there")
+                        .clicked()
+                    {
+                        commands.push(Command::ShowMonitor);
+                    }
                 });
             });
             let ui = &mut cols[1];
-            self.results_ui(ui, slots);
+            self.results_ui(ui, slots, commands);
         });
     }
 
@@ -220,7 +233,7 @@ impl Playground {
         }
     }
 
-    fn results_ui(&mut self, ui: &mut egui::Ui, slots: &[SlotView; 2]) {
+    fn results_ui(&mut self, ui: &mut egui::Ui, slots: &[SlotView; 2], commands: &mut Vec<Command>) {
         ui.heading("Predictions");
         let tops: Vec<Option<(String, u64)>> = self
             .results
@@ -249,13 +262,20 @@ impl Playground {
             for slot in Slot::ALL {
                 let ui = &mut cols[slot.index()];
                 let view = &slots[slot.index()];
-                let result = &self.results[slot.index()];
+                let result = &mut self.results[slot.index()];
                 let stroke = if disagree { Stroke::new(2.0, warn_color(ui)) } else { ui.visuals().window_stroke };
                 egui::Frame::group(ui.style()).stroke(stroke).show(ui, |ui| {
                     ui.set_min_width(ui.available_width());
                     let name = view.card.as_ref().map_or("empty", |c| c.name.as_str());
                     ui.strong(format!("{} · {name}", slot.name()));
                     result_ui(ui, result);
+                    if let Some(card) = view
+                        .card
+                        .as_ref()
+                        .filter(|c| c.task == Task::ImageClassification || c.task == Task::TextClassification)
+                    {
+                        correction_ui(ui, slot, &card.labels, result, commands);
+                    }
                 });
             }
         });
@@ -298,6 +318,56 @@ fn result_ui(ui: &mut egui::Ui, result: &SlotResult) {
         ui.weak(format!("{} waiting request(s) replaced by newer input", result.replaced))
             .on_hover_text("While a prediction runs, only the newest input waits; older waiting inputs are dropped.");
     }
+}
+
+/// "This should be …": the user's ground truth for the answer shown, sent as a late label to the
+/// log and the monitor (where it counts in accuracy).
+fn correction_ui(
+    ui: &mut egui::Ui,
+    slot: Slot,
+    labels: &[String],
+    result: &mut SlotResult,
+    commands: &mut Vec<Command>,
+) {
+    let (Some((output, _)), Some((request, _))) = (&result.answer, result.answered) else { return };
+    let Some(predicted) = output.top_label() else { return };
+    if let Some(label) = &result.corrected {
+        let text =
+            if label == predicted { format!("marked correct ({label})") } else { format!("corrected to {label}") };
+        ui.weak(text);
+        return;
+    }
+    ui.horizontal(|ui| {
+        if ui.button("✔ Correct").on_hover_text("the model is right: log it as a labelled prediction").clicked() {
+            commands.push(Command::Correct {
+                slot,
+                request,
+                predicted: predicted.to_string(),
+                label: predicted.to_string(),
+            });
+        }
+        let label = ui.label("this should be");
+        let selected = if result.correction.is_empty() { "…" } else { result.correction.as_str() };
+        egui::ComboBox::from_id_salt(("correction", slot.index()))
+            .selected_text(selected)
+            .width(110.0)
+            .show_ui(ui, |ui| {
+                for l in labels {
+                    ui.selectable_value(&mut result.correction, l.clone(), l);
+                }
+            })
+            .response
+            .labelled_by(label.id);
+        let send = ui.add_enabled(!result.correction.is_empty(), egui::Button::new("Send"));
+        if send.clicked() {
+            commands.push(Command::Correct {
+                slot,
+                request,
+                predicted: predicted.to_string(),
+                label: result.correction.clone(),
+            });
+        }
+    });
 }
 
 /// A horizontal bar: label, bar, percentage.
