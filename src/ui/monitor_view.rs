@@ -77,8 +77,6 @@ struct Charts {
     classes: Vec<Band>,
     /// Accuracy per 10-s bucket (by prediction time), per model.
     accuracy: Vec<Series>,
-    /// (first, last) x over every series, for the default view.
-    x_range: Option<(f64, f64)>,
 }
 
 impl Charts {
@@ -131,16 +129,6 @@ impl Charts {
             name: "resident MB".into(),
             points: snapshot.process.iter().map(|p| [secs(p.t_ms), p.rss_bytes as f64 / 1e6]).collect(),
         });
-        let xs = charts
-            .latency
-            .iter()
-            .chain(&charts.throughput)
-            .chain(&charts.cpu)
-            .flat_map(|s| s.points.first().into_iter().chain(s.points.last()).map(|p| p[0]));
-        charts.x_range = xs.fold(None, |r: Option<(f64, f64)>, x| match r {
-            None => Some((x, x)),
-            Some((a, b)) => Some((a.min(x), b.max(x))),
-        });
         charts
     }
 }
@@ -158,6 +146,10 @@ pub struct MonitorView {
     pub log_path: Option<std::path::PathBuf>,
     /// When this app session started (ms since the epoch), for `--since`.
     pub session_start_ms: i64,
+    /// How much time the time charts show, in seconds (ending at the latest refresh).
+    window_s: f64,
+    /// This frame's x range of the time charts (seconds since the epoch).
+    x_range: (f64, f64),
 }
 
 impl Default for MonitorView {
@@ -188,6 +180,8 @@ impl MonitorView {
             selected_feature: "brightness".into(),
             log_path: None,
             session_start_ms: crate::store::now_ms(),
+            window_s: 300.0,
+            x_range: (0.0, 1.0),
         }
     }
 
@@ -201,11 +195,19 @@ impl MonitorView {
         if self.charts.version != snapshot.version || snapshot.version == 0 {
             self.charts = Charts::build(snapshot);
         }
+        let now = snapshot.at_ms as f64 / 1e3;
+        self.x_range = (now - self.window_s, now);
         self.replay_ui(ui, replay, commands);
         alerts_banner(ui, snapshot);
         ui.separator();
         self.summary_ui(ui, snapshot);
         egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label("Time charts show the last");
+                for (seconds, name) in [(60.0, "1 min"), (300.0, "5 min"), (1800.0, "30 min"), (10_800.0, "3 h")] {
+                    ui.selectable_value(&mut self.window_s, seconds, name);
+                }
+            });
             let height = 170.0;
             ui.columns(2, |columns| {
                 self.time_chart(&mut columns[0], "Latency (ms)", "latency", height, ChartKind::Latency);
@@ -301,7 +303,7 @@ impl MonitorView {
                     self.selected_feature = name.to_string();
                 }
                 ui.label(column.method.map_or("–", |m| m.name()));
-                ui.label(column.score.map_or("–".into(), |v| format!("{v:.4}")));
+                ui.label(column.score.map_or("–".into(), score_text));
                 ui.label(column.threshold.map_or("–".into(), |v| format!("{v}")));
                 let (text, color) = match &column.verdict {
                     Verdict::Drift => ("DRIFT".to_string(), drift_color(ui)),
@@ -371,15 +373,9 @@ impl MonitorView {
             .filter_map(|m| Some((format!("{} reference", m.name), m.accuracy.reference.as_ref()?.accuracy * 100.0)))
             .collect();
         let scratch = &mut self.scratch;
-        time_plot("accuracy", height, self.charts.x_range).include_y(100.0).show(ui, |plot_ui| {
-            let bounds = plot_ui.plot_bounds();
-            let columns = plot_ui.response().rect.width().max(1.0) as usize;
-            for s in series {
-                scratch.clear();
-                min_max_per_column(&s.points, (bounds.min()[0], bounds.max()[0]), columns, scratch);
-                let points: Vec<PlotPoint> = scratch.iter().map(|p| PlotPoint::new(p[0], p[1])).collect();
-                plot_ui.line(Line::new(s.name.clone(), PlotPoints::Owned(points)));
-            }
+        let x_range = self.x_range;
+        time_plot("accuracy", height, true).include_y(100.0).show(ui, |plot_ui| {
+            draw_lines(plot_ui, series, x_range, scratch);
             for (name, value) in &references {
                 plot_ui.hline(egui_plot::HLine::new(name.clone(), *value).style(egui_plot::LineStyle::dashed_loose()));
             }
@@ -418,18 +414,18 @@ impl MonitorView {
             ui.add(egui::DragValue::new(&mut self.form.label_delay_s).range(0.0..=3600.0).suffix(" s").speed(0.1));
             ui.checkbox(&mut self.form.looping, "loop");
             if !replay.running {
-                if ui.button("▶ Start replay").clicked() {
+                if ui.button("Start replay").clicked() {
                     commands.push(Command::StartReplay(self.form.clone()));
                 }
             } else {
                 if replay.paused {
-                    if ui.button("▶ Resume").clicked() {
+                    if ui.button("Resume").clicked() {
                         commands.push(Command::ResumeReplay);
                     }
-                } else if ui.button("⏸ Pause").clicked() {
+                } else if ui.button("Pause").clicked() {
                     commands.push(Command::PauseReplay);
                 }
-                if ui.button("⏹ Stop").clicked() {
+                if ui.button("Stop").clicked() {
                     commands.push(Command::StopReplay);
                 }
             }
@@ -487,23 +483,25 @@ impl MonitorView {
             ChartKind::Memory => &self.charts.memory,
         };
         let scratch = &mut self.scratch;
-        let plot = time_plot(id, height, self.charts.x_range);
-        plot.show(ui, |plot_ui| {
-            let bounds = plot_ui.plot_bounds();
-            let columns = plot_ui.response().rect.width().max(1.0) as usize;
-            for s in series {
-                scratch.clear();
-                min_max_per_column(&s.points, (bounds.min()[0], bounds.max()[0]), columns, scratch);
-                let points: Vec<PlotPoint> = scratch.iter().map(|p| PlotPoint::new(p[0], p[1])).collect();
-                plot_ui.line(Line::new(s.name.clone(), PlotPoints::Owned(points)));
-            }
-        });
+        let x_range = self.x_range;
+        time_plot(id, height, true).show(ui, |plot_ui| draw_lines(plot_ui, series, x_range, scratch));
     }
 
     fn classes_chart(&mut self, ui: &mut egui::Ui, height: f32) {
         ui.label(RichText::new("Predicted classes (share per 10 s)").strong());
         let bands = &self.charts.classes;
-        time_plot("classes", height, self.charts.x_range).include_y(1.0).show(ui, |plot_ui| {
+        let x_range = self.x_range;
+        // A key instead of a legend: ten classes would cover the chart.
+        ui.horizontal_wrapped(|ui| {
+            ui.spacing_mut().item_spacing.x = 4.0;
+            for (i, band) in bands.iter().enumerate() {
+                let color = CLASS_COLORS[i % CLASS_COLORS.len()];
+                ui.label(RichText::new("■").color(color));
+                ui.label(RichText::new(&band.name).small());
+            }
+        });
+        time_plot("classes", height, false).include_y(1.0).show(ui, |plot_ui| {
+            plot_ui.set_plot_bounds_x(x_range.0..=x_range.1);
             for (i, band) in bands.iter().enumerate() {
                 let color = CLASS_COLORS[i % CLASS_COLORS.len()];
                 plot_ui.add(FilledArea::new(band.name.clone(), &band.xs, &band.low, &band.high).fill_color(color));
@@ -512,12 +510,12 @@ impl MonitorView {
     }
 }
 
-/// A chart over clock time, sharing its x axis and cursor with the view's other time charts.
-fn time_plot<'a>(id: &str, height: f32, x_range: Option<(f64, f64)>) -> Plot<'a> {
+/// A chart over clock time, sharing its cursor and its x range (the chosen window, ending at the
+/// latest refresh) with the view's other time charts.
+fn time_plot<'a>(id: &str, height: f32, legend: bool) -> Plot<'a> {
     let group = egui::Id::unique("monitor-time");
-    let mut plot = Plot::new(id)
+    let plot = Plot::new(id)
         .height(height)
-        .link_axis(group, [true, false])
         .link_cursor(group, [true, false])
         .x_axis_formatter(|mark, _| clock(mark.value))
         .label_formatter(|hover| {
@@ -527,13 +525,44 @@ fn time_plot<'a>(id: &str, height: f32, x_range: Option<(f64, f64)>) -> Plot<'a>
             };
             Some(format!("{name}\n{}  {:.3}", clock(p.x), p.y))
         })
-        .legend(Legend::default().position(Corner::LeftTop))
+        // Every time chart shows the same window, ending now: no panning or zooming.
         .allow_scroll(false)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_boxed_zoom(false)
+        .allow_double_click_reset(false)
         .include_y(0.0);
-    if let Some((a, b)) = x_range {
-        plot = plot.default_x_bounds(a, b.max(a + 10.0));
+    if legend {
+        plot.legend(Legend::default().position(Corner::LeftTop))
+    } else {
+        plot
     }
-    plot
+}
+
+/// Lines for `series` over `x_range`, decimated to at most two points per pixel column.
+fn draw_lines(
+    plot_ui: &mut egui_plot::PlotUi<'_>,
+    series: &[Series],
+    x_range: (f64, f64),
+    scratch: &mut Vec<[f64; 2]>,
+) {
+    plot_ui.set_plot_bounds_x(x_range.0..=x_range.1);
+    let columns = plot_ui.response().rect.width().max(1.0) as usize;
+    for s in series {
+        scratch.clear();
+        min_max_per_column(&s.points, x_range, columns, scratch);
+        let points: Vec<PlotPoint> = scratch.iter().map(|p| PlotPoint::new(p[0], p[1])).collect();
+        plot_ui.line(Line::new(s.name.clone(), PlotPoints::Owned(points)));
+    }
+}
+
+/// A score or p-value: 4 decimals, or scientific when tiny.
+fn score_text(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.4}")
+    }
 }
 
 /// Firing alerts, as a banner over the view.
@@ -547,8 +576,7 @@ fn alerts_banner(ui: &mut egui::Ui, snapshot: &MonitorSnapshot) {
         for alert in &snapshot.firing {
             ui.label(
                 RichText::new(format!(
-                    "⚠ {} · {}: {} (since {})",
-                    alert.model,
+                    "ALERT {}: {} (since {})",
                     alert.rule,
                     alert.message,
                     clock(alert.since_ms as f64 / 1e3)
@@ -577,7 +605,7 @@ fn alert_log_ui(ui: &mut egui::Ui, snapshot: &MonitorSnapshot) {
                 ui.horizontal(|ui| {
                     ui.monospace(clock(event.at_ms as f64 / 1e3));
                     ui.label(state);
-                    ui.label(format!("{} · {}: {}", event.model, event.rule, event.message));
+                    ui.label(format!("{}: {}", event.rule, event.message));
                 });
             }
         },

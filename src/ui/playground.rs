@@ -135,7 +135,7 @@ impl Playground {
                     let label = ui.label("top-k");
                     ui.add(egui::DragValue::new(&mut self.top_k).range(1..=20)).labelled_by(label.id);
                     if ui
-                        .button("📈 Monitor")
+                        .button("Monitor")
                         .on_hover_text("Live latency, inputs, predictions and drift; replay traffic from there")
                         .clicked()
                     {
@@ -337,8 +337,8 @@ fn correction_ui(
         ui.weak(text);
         return;
     }
-    ui.horizontal(|ui| {
-        if ui.button("✔ Correct").on_hover_text("the model is right: log it as a labelled prediction").clicked() {
+    ui.horizontal_wrapped(|ui| {
+        if ui.button("Correct").on_hover_text("the model is right: log it as a labelled prediction").clicked() {
             commands.push(Command::Correct {
                 slot,
                 request,
