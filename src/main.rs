@@ -36,15 +36,18 @@ enum Command {
     Train(TrainArgs),
     /// A/B (and paired shadow) statistics over two prediction logs.
     Abtest(AbtestArgs),
-    /// The prediction log: export it, or measure how fast it writes.
+    /// The prediction log: export it, list its alerts, or measure how fast it writes.
     #[command(subcommand)]
     Log(LogCommand),
 }
 
 #[derive(Subcommand)]
 enum LogCommand {
-    /// Export logged predictions as CSV (columns `modeldeck abtest` reads) or JSON lines.
+    /// Export logged predictions as CSV (columns `modeldeck abtest` reads, then one per input or
+    /// output feature) or JSON lines.
     Export(LogExportArgs),
+    /// The alerts the log has kept, oldest first: when each fired and resolved.
+    Alerts(LogAlertsArgs),
     /// Write synthetic rows through the writer thread and report rows/s (and, with
     /// --progress-every, the committed count as it grows).
     Bench(LogBenchArgs),
@@ -63,9 +66,27 @@ struct LogExportArgs {
     /// Only this model (its source as loaded, or its version label).
     #[arg(long)]
     model: Option<String>,
+    /// Only predictions from here.
+    #[arg(long, value_parser = ["playground", "replay", "batch", "cli"])]
+    origin: Option<String>,
+    /// Skip this many of the rows that pass the filters above, in log order.
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// Export at most this many rows (after --offset).
+    #[arg(long)]
+    limit: Option<u64>,
     /// Write here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LogAlertsArgs {
+    /// The log file (default: the app's, in its data folder).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -273,6 +294,7 @@ fn main() -> ExitCode {
         Some(Command::Train(args)) => run_train(args),
         Some(Command::Abtest(args)) => run_abtest(args),
         Some(Command::Log(LogCommand::Export(args))) => run_log_export(args),
+        Some(Command::Log(LogCommand::Alerts(args))) => run_log_alerts(args),
         Some(Command::Log(LogCommand::Bench(args))) => run_log_bench(args),
     };
     match result {
@@ -567,7 +589,14 @@ fn run_log_export(args: LogExportArgs) -> anyhow::Result<()> {
         .map(|s| store::parse_since(s, store::now_ms()))
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let rows = store::read(&path, &store::Query { since_ms, model: args.model })?;
+    let query = store::Query {
+        since_ms,
+        model: args.model,
+        origin: args.origin.as_deref().and_then(store::Origin::from_name),
+        offset: args.offset,
+        limit: args.limit,
+    };
+    let rows = store::read(&path, &query)?;
     let format = if args.format == "jsonl" { store::ExportFormat::Jsonl } else { store::ExportFormat::Csv };
     match &args.out {
         Some(out) => {
@@ -579,6 +608,32 @@ fn run_log_export(args: LogExportArgs) -> anyhow::Result<()> {
             eprintln!("exported {} predictions to {}", rows.len(), out.display());
         }
         None => store::export(&rows, format, &mut std::io::stdout().lock())?,
+    }
+    Ok(())
+}
+
+fn run_log_alerts(args: LogAlertsArgs) -> anyhow::Result<()> {
+    let path = args.log.unwrap_or_else(default_log_path);
+    let alerts = store::read_alerts(&path)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&alerts)?);
+        return Ok(());
+    }
+    if alerts.is_empty() {
+        println!("no alerts in {}", path.display());
+        return Ok(());
+    }
+    for a in &alerts {
+        println!(
+            "{}  {:<8}  {}  {}: {} (value {}, threshold {})",
+            store::iso_time(a.at_ms),
+            a.state.name(),
+            a.model,
+            a.rule,
+            a.message,
+            a.value,
+            a.threshold
+        );
     }
     Ok(())
 }
