@@ -43,22 +43,13 @@ const CHUNK: usize = 1 << 16;
 /// - channel means are in [0, 1]; aspect ratio is width / height (0 for an empty image, whose
 ///   other features are 0 too).
 ///
-/// About 0.5 ms for a 1-megapixel image: one pass over the pixels with three rolling rows of
-/// luma, integer arithmetic throughout.
+/// Under 1 ms for a 1-megapixel image (`examples/monitor_bench.rs`): one pass over the pixels
+/// with three rolling rows of luma, integer arithmetic throughout, AVX2 where the CPU has it.
 pub fn image_features(image: &RgbImage) -> Features {
     let (width, height) = image.dimensions();
     let (w, h) = (width as usize, height as usize);
     let n = (w * h) as u128;
-    let mut totals = Totals::default();
-    // Luma of the last three rows, as a ring: row y lives in rows[y % 3].
-    let mut rows = [vec![0u32; w], vec![0u32; w], vec![0u32; w]];
-    let raw = image.as_raw();
-    for y in 0..h {
-        luma_row(&raw[y * w * 3..(y + 1) * w * 3], &mut rows[y % 3], &mut totals);
-        if y >= 2 && w >= 3 {
-            laplacian_row(&rows[(y - 2) % 3], &rows[(y - 1) % 3], &rows[y % 3], &mut totals);
-        }
-    }
+    let totals = image_totals(image.as_raw(), w, h);
     let mut features = Features(Vec::with_capacity(IMAGE_FEATURES.len()));
     let [r, g, b] = totals.channels.map(u128::from);
     let luma_sum = r * LUMA_WEIGHTS[0] as u128 + g * LUMA_WEIGHTS[1] as u128 + b * LUMA_WEIGHTS[2] as u128;
@@ -79,12 +70,45 @@ pub fn image_features(image: &RgbImage) -> Features {
     features
 }
 
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Totals {
     channels: [u64; 3],
     luma_squares: u128,
     laplacian_sum: i128,
     laplacian_squares: u128,
+}
+
+fn image_totals(raw: &[u8], w: usize, h: usize) -> Totals {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { image_totals_avx2(raw, w, h) };
+    }
+    image_totals_body(raw, w, h)
+}
+
+/// The same loops eight u32 lanes wide: about 2.5× faster than the SSE2 baseline.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn image_totals_avx2(raw: &[u8], w: usize, h: usize) -> Totals {
+    image_totals_body(raw, w, h)
+}
+
+#[inline(always)]
+fn image_totals_body(raw: &[u8], w: usize, h: usize) -> Totals {
+    let mut totals = Totals::default();
+    // Luma of the last three rows, as a ring: row y lives in rows[y % 3].
+    let mut rows = [vec![0u32; w], vec![0u32; w], vec![0u32; w]];
+    for y in 0..h {
+        luma_row(&raw[y * w * 3..(y + 1) * w * 3], &mut rows[y % 3], &mut totals);
+        if y >= 2 && w >= 3 {
+            laplacian_row(&rows[(y - 2) % 3], &rows[(y - 1) % 3], &rows[y % 3], &mut totals);
+        }
+    }
+    totals
 }
 
 /// Population variance `(n Σx² − (Σx)²) / n²` from exact integer sums (0 for no samples).
@@ -99,6 +123,7 @@ fn variance(n: u128, sum: i128, squares: u128) -> f64 {
 }
 
 /// Integer luma of one row into `out`, channel sums and squared luma into `totals`.
+#[inline(always)]
 fn luma_row(pixels: &[u8], out: &mut [u32], totals: &mut Totals) {
     for (pixels, out) in pixels.chunks(3 * CHUNK).zip(out.chunks_mut(CHUNK)) {
         let (mut r_sum, mut g_sum, mut b_sum, mut squares) = (0u32, 0u32, 0u32, 0u64);
@@ -120,15 +145,19 @@ fn luma_row(pixels: &[u8], out: &mut [u32], totals: &mut Totals) {
 }
 
 /// The Laplacian over the interior of the middle row.
+#[inline(always)]
 fn laplacian_row(above: &[u32], row: &[u32], below: &[u32], totals: &mut Totals) {
     let w = row.len();
     let mut start = 1;
     while start < w - 1 {
         let end = (start + CHUNK).min(w - 1);
         let (mut sum, mut squares) = (0i64, 0u64);
-        for x in start..end {
+        // Equal-length slices, so the loop has no bounds checks and vectorizes.
+        let (up, down, centre) = (&above[start..end], &below[start..end], &row[start..end]);
+        let (left, right) = (&row[start - 1..end - 1], &row[start + 1..end + 1]);
+        for i in 0..centre.len() {
             // Each luma < 2^18, so the neighbour sum < 2^20 and fits an i32 with the centre.
-            let l = (above[x] + below[x] + row[x - 1] + row[x + 1]) as i32 - 4 * row[x] as i32;
+            let l = (up[i] + down[i] + left[i] + right[i]) as i32 - 4 * centre[i] as i32;
             let magnitude = l.unsigned_abs() as u64;
             sum += l as i64;
             squares += magnitude * magnitude; // < 2^40 per pixel, 2^56 per chunk
@@ -280,6 +309,15 @@ mod tests {
         let white = RgbImage::from_pixel(CHUNK as u32 * 2 + 1, 3, image::Rgb([255; 3]));
         let f = image_features(&white);
         assert_eq!((f.get("brightness"), f.get("contrast"), f.get("sharpness")), (Some(1.0), Some(0.0), Some(0.0)));
+    }
+
+    #[test]
+    fn the_vector_and_baseline_paths_agree() {
+        for (w, h) in [(1, 1), (3, 3), (17, 5), (1000, 7), (CHUNK as u32 + 9, 3)] {
+            let image = noise(w, h, 99);
+            let (w, h) = (w as usize, h as usize);
+            assert_eq!(image_totals(image.as_raw(), w, h), image_totals_body(image.as_raw(), w, h), "{w}x{h}");
+        }
     }
 
     #[test]
