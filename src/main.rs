@@ -734,7 +734,9 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
         None => None,
     };
 
+    let candidate_labels = if model.task() == Task::ZeroShotImageClassification { data.labels() } else { Vec::new() };
     let options = ReplayOptions {
+        candidate_labels,
         rate_per_s: args.rate,
         looping: args.looping,
         max_requests: args.max_requests,
