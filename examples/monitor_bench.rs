@@ -1,15 +1,24 @@
 //! Timings of the monitor's recording path: `ModelMetrics::record` per call (alone and under
 //! the mutex the recorder holds), the Prometheus update per prediction, a record that closes a
-//! second, and a summary over full windows. Prints JSON:
-//! `cargo run --release --example monitor_bench`.
+//! second, and a summary over full windows; and the input/output features (`features`): image
+//! features of a 1000×1000 image (the budget is 1 ms) and of the sample photo, text features of
+//! a short and a long text with all-MiniLM-L6-v2 (when it is in target/fixtures or
+//! `MODELDECK_MINILM_DIR`, else the small BERT fixture), and what features add to one `predict`
+//! call. Prints JSON: `cargo run --release --example monitor_bench`.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use image::RgbImage;
 use serde_json::{json, Value};
 
+use modeldeck::model::{self, LoadedModel, Request};
+use modeldeck::monitor::features;
 use modeldeck::monitor::metrics::ModelMetrics;
 use modeldeck::monitor::prometheus::PromMetrics;
+use modeldeck::predict::{self, NamedImage, PredictRequest};
+use modeldeck::source::{ModelSource, ResolveOptions};
 use modeldeck::store::Origin;
 
 mod common;
@@ -76,8 +85,13 @@ fn bench_record() -> Value {
     for i in 0..600_000usize {
         m.record(T0 + i as i64, Some(lat[i % CALLS]), false);
     }
+    // At the latest time seen: the kept window sums plus the current slot.
     let summary = best_of(20, || {
-        std::hint::black_box(m.summary(T0 + 600_000));
+        std::hint::black_box(m.summary(T0 + 599_999));
+    });
+    // In a later slot than anything recorded (an idle model not advanced): every slot summed.
+    let summary_idle = best_of(20, || {
+        std::hint::black_box(m.summary(T0 + 605_000));
     });
 
     let prom = PromMetrics::new();
@@ -94,12 +108,94 @@ fn bench_record() -> Value {
         "record_closing_a_second_of_10k_us_median": closing[closing.len() / 2] * 1e6,
         "record_closing_a_second_of_10k_us_max": closing[closing.len() - 1] * 1e6,
         "summary_10min_of_1k_rps_us": summary * 1e6,
+        "summary_10min_of_1k_rps_idle_slot_us": summary_idle * 1e6,
         "prometheus_observe_ns_per_call": observe * 1e9,
         "calls_per_round": CALLS,
     })
 }
 
 fn main() {
-    let report = json!({ "record": bench_record() });
+    let report = json!({ "record": bench_record(), "features": bench_features() });
     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+}
+
+/// Rounds of each feature timing (the best is kept).
+const ROUNDS: usize = 50;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn load(source: ModelSource) -> LoadedModel {
+    model::load_source(&source, &ResolveOptions::default()).unwrap_or_else(|e| panic!("{source}: {e}"))
+}
+
+/// A deterministic 1000×1000 image with structure at several scales (gradients and noise).
+fn megapixel() -> RgbImage {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    RgbImage::from_fn(1000, 1000, |x, y| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let noise = (state >> 56) as u32 / 4;
+        image::Rgb([((x / 4 + noise) % 256) as u8, ((y / 4 + noise) % 256) as u8, (((x + y) / 8) % 256) as u8])
+    })
+}
+
+fn ms(seconds: f64) -> f64 {
+    seconds * 1e3
+}
+
+fn bench_features() -> Value {
+    let big = megapixel();
+    let sample = model::decode_image_file(&root().join("assets/samples/chelsea.png")).unwrap_or_else(|e| panic!("{e}"));
+    let image_1mp_ms = ms(best_of(ROUNDS, || {
+        std::hint::black_box(features::image_features(std::hint::black_box(&big)));
+    }));
+    let image_sample_ms = ms(best_of(ROUNDS, || {
+        std::hint::black_box(features::image_features(std::hint::black_box(&sample)));
+    }));
+
+    // predict with and without the features: what they add to one call of the prediction path.
+    let digits = load(ModelSource::parse("demo:digits-v1").unwrap_or_else(|e| panic!("{e}")));
+    let request = PredictRequest::images(vec![NamedImage { name: "1mp".into(), image: Arc::new(big.clone()) }]);
+    let predict_ms = ms(best_of(ROUNDS, || {
+        std::hint::black_box(predict::predict(&digits, &request).ok());
+    }));
+    let run_ms = ms(best_of(ROUNDS, || {
+        std::hint::black_box(digits.run(&Request::Images(std::slice::from_ref(&big))).ok());
+    }));
+
+    let minilm = std::env::var_os("MODELDECK_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/fixtures/all-minilm-l6-v2"));
+    let (text_model_name, text_dir) = if minilm.join("model.safetensors").is_file() {
+        ("all-MiniLM-L6-v2", minilm)
+    } else {
+        ("bert-cls-5 (fixture)", root().join("tests/fixtures/models/bert-cls-5"))
+    };
+    let text_model = load(ModelSource::Local { path: text_dir });
+    let short = "The delivery was late but the support team sorted it out quickly.".to_string();
+    let long = short.repeat(40);
+    let text_ms = |text: &str| {
+        ms(best_of(ROUNDS, || {
+            std::hint::black_box(features::text_features(&text_model, text).ok());
+        }))
+    };
+    let texts = PredictRequest::texts(vec![short.clone()]);
+    let text_predict_ms = ms(best_of(ROUNDS, || {
+        std::hint::black_box(predict::predict(&text_model, &texts).ok());
+    }));
+
+    json!({
+        "image_features_1000x1000_ms": image_1mp_ms,
+        "image_features_451x300_ms": image_sample_ms,
+        "predict_digits_1000x1000_ms": predict_ms,
+        "model_run_digits_1000x1000_ms": run_ms,
+        "text_model": text_model_name,
+        "text_features_short_ms": text_ms(&short),
+        "text_features_long_ms": text_ms(&long),
+        "predict_text_short_ms": text_predict_ms,
+        "rounds": ROUNDS,
+    })
 }

@@ -46,17 +46,18 @@ TMP="$(mktemp -d -t modeldeck-prometheus-XXXXXX)"
 PIDS=()
 cleanup() {
     local status=$?
+    # Each child leads its own process group (setsid), so a COMMAND that forks is ended too.
     for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     done
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
     if [[ $status -ne 0 ]]; then
         echo "--- ModelDeck output (last 20 lines) ---" >&2
-        tail -n 20 "$TMP/modeldeck.log" >&2 || true
+        tail -n 20 "$TMP/modeldeck.log" >&2 2>/dev/null || true
         echo "--- Prometheus output (last 20 lines) ---" >&2
-        tail -n 20 "$TMP/prometheus.log" >&2 || true
+        tail -n 20 "$TMP/prometheus.log" >&2 2>/dev/null || echo "(not started)" >&2
     fi
     rm -rf "$TMP"
     exit "$status"
@@ -64,7 +65,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "ModelDeck: $COMMAND (METRICS_ADDR=$METRICS_ADDR)"
-bash -c "$COMMAND" >"$TMP/modeldeck.log" 2>&1 &
+setsid bash -c "$COMMAND" >"$TMP/modeldeck.log" 2>&1 &
 PIDS+=($!)
 
 deadline=$((SECONDS + WAIT_S))
@@ -88,7 +89,7 @@ scrape_configs:
     static_configs:
       - targets: ['$METRICS_ADDR']
 YAML
-prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/data" \
+setsid prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/data" \
     --web.listen-address="127.0.0.1:$PROM_PORT" >"$TMP/prometheus.log" 2>&1 &
 PIDS+=($!)
 echo "Prometheus $(prometheus --version 2>&1 | head -n 1 | awk '{print $3}') at $PROM_URL, scraping every 1 s"

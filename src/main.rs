@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use modeldeck::model::{self, Task};
+use modeldeck::monitor::replay::DriftSchedule;
 use modeldeck::predict::{self, PredictInput};
 use modeldeck::source::{self, DownloadUpdate, ModelSource, ResolveOptions};
 use modeldeck::store;
@@ -36,15 +37,21 @@ enum Command {
     Train(TrainArgs),
     /// A/B (and paired shadow) statistics over two prediction logs.
     Abtest(AbtestArgs),
-    /// The prediction log: export it, or measure how fast it writes.
+    /// The prediction log: export it, list its alerts, or measure how fast it writes.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Replay a data set as live traffic (with optional drift and delayed labels) and monitor the
+    /// model headless.
+    Monitor(MonitorArgs),
 }
 
 #[derive(Subcommand)]
 enum LogCommand {
-    /// Export logged predictions as CSV (columns `modeldeck abtest` reads) or JSON lines.
+    /// Export logged predictions as CSV (columns `modeldeck abtest` reads, then one per input or
+    /// output feature) or JSON lines.
     Export(LogExportArgs),
+    /// The alerts the log has kept, oldest first: when each fired and resolved.
+    Alerts(LogAlertsArgs),
     /// Write synthetic rows through the writer thread and report rows/s (and, with
     /// --progress-every, the committed count as it grows).
     Bench(LogBenchArgs),
@@ -63,9 +70,27 @@ struct LogExportArgs {
     /// Only this model (its source as loaded, or its version label).
     #[arg(long)]
     model: Option<String>,
+    /// Only predictions from here.
+    #[arg(long, value_parser = ["playground", "replay", "batch", "cli"])]
+    origin: Option<String>,
+    /// Skip this many of the rows that pass the filters above, in log order.
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// Export at most this many rows (after --offset).
+    #[arg(long)]
+    limit: Option<u64>,
     /// Write here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LogAlertsArgs {
+    /// The log file (default: the app's, in its data folder).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -145,6 +170,59 @@ struct TrainArgs {
     /// Input side of the CNN, in pixels.
     #[arg(long, default_value_t = 8)]
     image_size: usize,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonSource,
+}
+
+#[derive(Args)]
+struct MonitorArgs {
+    /// Hub repo id (org/name[@revision]), a local folder or file, or demo:<name>.
+    #[arg(long)]
+    model: String,
+    /// The traffic: an image folder (DIR/<label>/*.png), or a CSV/JSONL of texts or image paths
+    /// (optional `label` column: labels arrive as delayed feedback).
+    #[arg(long)]
+    data: PathBuf,
+    /// Requests per second (default: as fast as the model answers).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Drift schedule: STEP[,STEP...] (`,` or `;`), STEP = NAME=VALUE[@START[+RAMP]].
+    ///
+    /// From request START (default 0) the drift moves linearly to VALUE over RAMP requests
+    /// (default 0), then holds: "brightness=-0.4@500+300" is 0 at request 500, -0.2 at 650, -0.4
+    /// from 800. Images: brightness (-1..1), contrast (0..1, share removed), noise (0..1), blur
+    /// (0..20 px), rotate (-180..180 degrees). Texts: casing (upper, lower, random), typos (0..1
+    /// per letter), truncate (0..1, share of words kept), vocabulary (0..1, share of words
+    /// replaced by unrelated jargon).
+    #[arg(long, value_parser = DriftSchedule::parse)]
+    drift: Option<DriftSchedule>,
+    /// How long after its prediction a label arrives: 0, 500ms, 2s, 1.5m.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    label_delay: std::time::Duration,
+    /// Start over at the end of the data set.
+    #[arg(long = "loop")]
+    looping: bool,
+    /// Stop after this many requests.
+    #[arg(long)]
+    max_requests: Option<u64>,
+    /// Visit the examples in a seeded random order (a new one each pass).
+    #[arg(long)]
+    shuffle: bool,
+    /// Seeds drift noise, typos and the shuffle.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Reference data set to measure drift against (default: the first requests).
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Append every prediction (origin `replay`) to this prediction log; labels follow as they
+    /// arrive.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -273,7 +351,9 @@ fn main() -> ExitCode {
         Some(Command::Train(args)) => run_train(args),
         Some(Command::Abtest(args)) => run_abtest(args),
         Some(Command::Log(LogCommand::Export(args))) => run_log_export(args),
+        Some(Command::Log(LogCommand::Alerts(args))) => run_log_alerts(args),
         Some(Command::Log(LogCommand::Bench(args))) => run_log_bench(args),
+        Some(Command::Monitor(args)) => run_monitor(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -567,7 +647,14 @@ fn run_log_export(args: LogExportArgs) -> anyhow::Result<()> {
         .map(|s| store::parse_since(s, store::now_ms()))
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let rows = store::read(&path, &store::Query { since_ms, model: args.model })?;
+    let query = store::Query {
+        since_ms,
+        model: args.model,
+        origin: args.origin.as_deref().and_then(store::Origin::from_name),
+        offset: args.offset,
+        limit: args.limit,
+    };
+    let rows = store::read(&path, &query)?;
     let format = if args.format == "jsonl" { store::ExportFormat::Jsonl } else { store::ExportFormat::Csv };
     match &args.out {
         Some(out) => {
@@ -579,6 +666,32 @@ fn run_log_export(args: LogExportArgs) -> anyhow::Result<()> {
             eprintln!("exported {} predictions to {}", rows.len(), out.display());
         }
         None => store::export(&rows, format, &mut std::io::stdout().lock())?,
+    }
+    Ok(())
+}
+
+fn run_log_alerts(args: LogAlertsArgs) -> anyhow::Result<()> {
+    let path = args.log.unwrap_or_else(default_log_path);
+    let alerts = store::read_alerts(&path)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&alerts)?);
+        return Ok(());
+    }
+    if alerts.is_empty() {
+        println!("no alerts in {}", path.display());
+        return Ok(());
+    }
+    for a in &alerts {
+        println!(
+            "{}  {:<8}  {}  {}: {} (value {}, threshold {})",
+            store::iso_time(a.at_ms),
+            a.state.name(),
+            a.model,
+            a.rule,
+            a.message,
+            a.value,
+            a.threshold
+        );
     }
     Ok(())
 }
@@ -611,6 +724,161 @@ fn run_log_bench(args: LogBenchArgs) -> anyhow::Result<()> {
         writeln!(stdout, "{} rows committed in {seconds:.3} s: {rate:.0} rows/s", args.rows)?;
     }
     Ok(())
+}
+
+/// `0`, `500ms`, `2s`, `1.5m`, `1h`; a bare number is seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds_per_unit = match unit {
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use ms, s, m or h)")),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| format!("`{text}` is not a duration such as 500ms or 2s"))?;
+    std::time::Duration::try_from_secs_f64(value * seconds_per_unit)
+        .map_err(|_| format!("`{text}` is not a duration such as 500ms or 2s"))
+}
+
+/// Replays the data set through the model on the replay thread while this thread logs
+/// predictions and labels and draws the progress bar.
+fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
+    use modeldeck::eval::{Dataset, ExampleInput};
+    use modeldeck::monitor::replay::{Replay, ReplayEvent, ReplayOptions, Targets};
+
+    let source = ModelSource::parse(&args.model)?;
+    let show_download = !args.json && matches!(source, ModelSource::Hub { .. });
+    let model = Arc::new(model::load_source(&source, &resolve_options(&args.common, show_download))?);
+    let data = Arc::new(Dataset::load(&args.data)?);
+    let data_has_images = matches!(data.examples[0].input, ExampleInput::Image(_));
+    if data_has_images != model.task().takes_images() {
+        anyhow::bail!(
+            "{} is for {} but {} holds {}",
+            model.card().name,
+            model.task(),
+            args.data.display(),
+            if data_has_images { "images" } else { "texts" }
+        );
+    }
+    if let Some(drift) = &args.drift {
+        if (data_has_images && !drift.affects_images()) || (!data_has_images && !drift.affects_texts()) {
+            eprintln!(
+                "warning: --drift has no {} steps, so the {} are replayed unchanged",
+                if data_has_images { "image" } else { "text" },
+                if data_has_images { "images" } else { "texts" }
+            );
+        }
+    }
+    if let Some(reference) = &args.reference {
+        Dataset::load(reference)?;
+    }
+    if args.reference.is_some() || args.metrics_addr.is_some() {
+        eprintln!("warning: --reference and --metrics-addr are not used yet: per-window metrics, drift and alerts are still to come");
+    }
+    let log = match &args.log {
+        Some(path) => {
+            let (log, note) = store::PredictionLog::open_or_fresh(path, store::Retention::default());
+            if let Some(note) = note {
+                eprintln!("warning: {note}");
+            }
+            Some(log?)
+        }
+        None => None,
+    };
+
+    let candidate_labels = if model.task() == Task::ZeroShotImageClassification { data.labels() } else { Vec::new() };
+    let options = ReplayOptions {
+        candidate_labels,
+        rate_per_s: args.rate,
+        looping: args.looping,
+        max_requests: args.max_requests,
+        shuffle: args.shuffle,
+        drift: args.drift,
+        label_delay: args.label_delay,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = Replay::start(data, Targets::single(model), options, move |event| {
+        // The receiver lives until the replay ends.
+        let _ = tx.send(event);
+    })?;
+    let bar = replay_progress_bar(handle.progress().total);
+    let (mut labelled, mut correct) = (0u64, 0u64);
+    let mut last = handle.progress();
+    // The replay thread drops the sender when it ends, after its final event.
+    for event in rx {
+        match event {
+            ReplayEvent::Predicted(prediction) => {
+                if let Some(log) = &log {
+                    prediction.records(None).into_iter().for_each(|r| log.record(r));
+                }
+            }
+            ReplayEvent::Label(label) => {
+                if let Some(log) = &log {
+                    log.set_label(&label.request_id, &label.label);
+                }
+                labelled += 1;
+                correct += u64::from(label.correct);
+            }
+            ReplayEvent::Progress(progress) => {
+                bar.set_position(progress.sent);
+                bar.set_message(format!(
+                    "{:.0} req/s, {} errors, {} labels",
+                    progress.rate_per_s, progress.errors, progress.labels_delivered
+                ));
+                last = progress;
+            }
+            ReplayEvent::Finished(progress) | ReplayEvent::Stopped(progress) => last = progress,
+            ReplayEvent::Failed { error, progress } => {
+                bar.finish_and_clear();
+                anyhow::bail!("the replay failed after {} requests: {error}", progress.sent);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    drop(handle);
+    if let Some(log) = &log {
+        log.flush()?;
+    }
+    let accuracy = (labelled > 0).then(|| correct as f64 / labelled as f64);
+    if args.json {
+        let mut summary =
+            serde_json::json!({ "type": "summary", "replay": last, "labelled": labelled, "accuracy": accuracy });
+        if let Some(log) = &log {
+            summary["log"] = serde_json::json!(log.path());
+        }
+        println!("{summary}");
+    } else {
+        println!(
+            "{} requests in {:.1} s ({:.1}/s): {} answered, {} errors, {} labels",
+            last.sent, last.active_s, last.mean_rate_per_s, last.answered, last.errors, last.labels_delivered
+        );
+        if let Some(accuracy) = accuracy {
+            println!("accuracy on labelled requests: {:.2}% ({correct}/{labelled})", accuracy * 100.0);
+        }
+        if let Some(log) = &log {
+            println!("predictions logged to {}", log.path().display());
+        }
+    }
+    Ok(())
+}
+
+/// A bar over the requests when the replay is bounded, a spinner when it loops forever; on stderr,
+/// hidden when stderr is not a terminal.
+fn replay_progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let (bar, template) = match total {
+        Some(total) => (ProgressBar::new(total), "replay [{bar:30}] {pos}/{len} {msg}"),
+        None => (ProgressBar::new_spinner(), "replay {spinner} {pos} requests {msg}"),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "),
+    );
+    bar
 }
 
 fn run_gui(args: GuiArgs) -> anyhow::Result<()> {

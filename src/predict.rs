@@ -1,7 +1,8 @@
 //! The one prediction path. Every prediction — a CLI `predict`, a Playground input through the
 //! engine's slot workers, later replays and batches — goes through [`predict`]: check that the
 //! inputs fit the model's task, run preprocessing and the network, time them, and shape the
-//! answer (top-k labels, embeddings, similarity). Monitoring hooks in here, once.
+//! answer (top-k labels, embeddings, similarity). Monitoring hooks in here, once: every answer
+//! carries the features of its input and output ([`crate::monitor::features`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::model::{self, LabelScore, LoadedModel, Request, Response, Task};
+use crate::monitor::features;
+use crate::monitor::Features;
 use crate::Error;
 
 /// A decoded image and the name it is reported under (a file name, "pasted image", ...).
@@ -78,6 +81,9 @@ pub struct InputResult {
     pub predictions: Option<Vec<LabelScore>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Vec<f32>>,
+    /// Input features (image or text), then output features (from the full score vector, not
+    /// only the top k).
+    pub features: Features,
 }
 
 /// The whole answer.
@@ -108,6 +114,7 @@ impl PredictOutput {
             if let Some(e) = &single.embedding {
                 json["embedding"] = serde_json::json!(e);
             }
+            json["features"] = single.features.to_json();
         } else {
             json["results"] = serde_json::json!(self.results);
         }
@@ -172,7 +179,7 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
         return Err(Error::Usage(format!("a template (--template) is for zero-shot models, not {task} models")));
     }
     let labels: Vec<String> = request.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
-    let (names, response, latency_ms) = match &request.inputs {
+    let (names, input_features, response, latency_ms) = match &request.inputs {
         Inputs::Images(images) => {
             if !task.takes_images() {
                 return Err(wrong_kind());
@@ -204,8 +211,11 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
             } else {
                 model.run(&Request::Images(pixels))?
             };
+            let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+            // On the images as given, not as preprocessed; outside the model's latency.
+            let input_features: Vec<Features> = pixels.iter().map(features::image_features).collect();
             let names = images.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
-            (names, response, started.elapsed().as_secs_f64() * 1e3)
+            (names, input_features, response, latency_ms)
         }
         Inputs::Texts(texts) => {
             if task.takes_images() {
@@ -215,8 +225,15 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
                 return Err(Error::Usage(format!("{task} models need text")));
             }
             let started = Instant::now();
-            let response = model.run(&Request::Texts { texts, max_tokens: None })?;
-            (texts.clone(), response, started.elapsed().as_secs_f64() * 1e3)
+            let batch = model.prepare(&Request::Texts { texts, max_tokens: None })?;
+            let response = model.forward(&batch)?;
+            let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+            // The text features come from the tokenization the model just ran on.
+            let input_features = match &batch.text {
+                Some(encoded) => encoded.lengths.iter().map(features::text_length_features).collect(),
+                None => vec![Features::default(); texts.len()],
+            };
+            (texts.clone(), input_features, response, latency_ms)
         }
     };
     let label_names: &[String] = if task == Task::ZeroShotImageClassification { &labels } else { model.labels() };
@@ -225,10 +242,10 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
         Response::Scores(scores) => names
             .into_iter()
             .zip(scores)
-            .map(|(name, s)| InputResult {
-                input: name,
-                predictions: Some(s.top_k(label_names, top_k)),
-                embedding: None,
+            .zip(input_features)
+            .map(|((name, s), mut features)| {
+                features.extend(features::score_features(&s.probs));
+                InputResult { input: name, predictions: Some(s.top_k(label_names, top_k)), embedding: None, features }
             })
             .collect(),
         Response::Embeddings(vectors) => {
@@ -238,7 +255,11 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
             names
                 .into_iter()
                 .zip(vectors)
-                .map(|(name, v)| InputResult { input: name, predictions: None, embedding: Some(v) })
+                .zip(input_features)
+                .map(|((name, v), mut features)| {
+                    features.extend(features::embedding_features(&v));
+                    InputResult { input: name, predictions: None, embedding: Some(v), features }
+                })
                 .collect()
         }
     };

@@ -123,3 +123,81 @@ fn exporting_something_that_is_not_a_log_is_one_clear_line() {
     assert!(stderr.contains("is not a ModelDeck prediction log"), "{stderr}");
     assert_eq!(std::fs::read(&junk).unwrap(), b"hello");
 }
+
+#[test]
+fn features_are_logged_and_exported_one_column_each_and_alerts_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log.sqlite");
+    let log_arg = log.to_str().unwrap();
+    let image = common::root().join("assets/samples/chelsea.png");
+    let text_model = common::fixture_model("bert-cls-5");
+    for args in [
+        vec!["predict", "--model", "demo:digits-v1", "--image", image.to_str().unwrap(), "--log", log_arg],
+        vec!["predict", "--model", text_model.to_str().unwrap(), "--text", "The movie was great!", "--log", log_arg],
+    ] {
+        let out = modeldeck().args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let export = |extra: &[&str]| -> csv::Reader<std::io::Cursor<Vec<u8>>> {
+        let out = modeldeck().args(["log", "export", "--log", log_arg]).args(extra).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        csv::Reader::from_reader(std::io::Cursor::new(out.stdout))
+    };
+    let mut all = export(&[]);
+    let header: Vec<String> = all.headers().unwrap().iter().map(str::to_string).collect();
+    let want: Vec<&str> = store::CSV_COLUMNS
+        .into_iter()
+        .chain(modeldeck::monitor::features::IMAGE_FEATURES)
+        .chain(modeldeck::monitor::features::TEXT_FEATURES)
+        .chain(["confidence", "entropy"])
+        .collect();
+    assert_eq!(header, want);
+    let rows: Vec<csv::StringRecord> = all.records().map(Result::unwrap).collect();
+    let cell = |row: usize, name: &str| rows[row][header.iter().position(|h| h == name).unwrap()].to_string();
+    // The logged image features are the library's, to the last bit.
+    let decoded = modeldeck::model::decode_image_file(&image).unwrap();
+    for (name, value) in modeldeck::monitor::features::image_features(&decoded).0 {
+        assert_eq!(cell(0, name).parse::<f64>().unwrap().to_bits(), value.to_bits(), "{name}");
+    }
+    assert_eq!(
+        (cell(0, "tokens"), cell(1, "tokens"), cell(1, "brightness")),
+        (String::new(), "12".into(), String::new())
+    );
+    assert!(cell(1, "entropy").parse::<f64>().unwrap() > 0.0);
+
+    // Offset and limit pick rows in log order after the filters; --origin filters.
+    let mut second = export(&["--offset", "1", "--limit", "1"]);
+    let second: Vec<csv::StringRecord> = second.records().map(Result::unwrap).collect();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0][0], rows[1][0], "the text prediction's request id");
+    assert_eq!(export(&["--origin", "replay"]).records().count(), 0);
+    assert_eq!(export(&["--origin", "cli", "--limit", "5"]).records().count(), 2);
+
+    // Alerts written through the log are listed by `log alerts`.
+    let alerts = tmp.path().join("alerts.sqlite");
+    let writer = PredictionLog::open(&alerts, Retention::default()).unwrap();
+    for (at_ms, state) in
+        [(1_796_065_200_000, store::AlertState::Firing), (1_796_065_260_000, store::AlertState::Resolved)]
+    {
+        writer.record_alert(store::AlertRecord {
+            at_ms,
+            model: "demo:digits-v1".into(),
+            rule: "error rate".into(),
+            state,
+            value: 0.02,
+            threshold: 0.01,
+            message: "error rate 2% is above 1%".into(),
+        });
+    }
+    writer.flush().unwrap();
+    let out = modeldeck().args(["log", "alerts", "--log", alerts.to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["state"], "firing");
+    assert_eq!(listed[1]["state"], "resolved");
+    assert_eq!(listed[1]["at_ms"], 1_796_065_260_000i64);
+    let out = modeldeck().args(["log", "alerts", "--log", alerts.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().next().unwrap().starts_with("2026-11-30T19:00:00.000Z  firing"), "{text}");
+    assert_eq!(text.lines().count(), 2, "{text}");
+}

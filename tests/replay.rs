@@ -418,3 +418,50 @@ fn a_router_sends_the_same_traffic_to_two_arms_and_everything_lands_in_the_log()
     assert!(observations.iter().all(|o| &*o.model == "A" || &*o.model == "B"));
     assert!(observations.iter().all(|o| o.latency_ms.is_some_and(|l| l > 0.0) && o.predicted.is_some()));
 }
+
+#[test]
+fn the_monitor_command_replays_into_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log.sqlite");
+    let monitor = |data: &str, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_modeldeck"))
+            .current_dir(common::root())
+            .args(["monitor", "--model", "demo:digits-v1", "--data", data, "--json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = monitor(
+        "assets/digits/test",
+        &[
+            "--loop",
+            "--max-requests",
+            "600",
+            "--drift",
+            "brightness=-0.4@540",
+            "--label-delay",
+            "20ms",
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["replay"]["sent"], 600);
+    assert_eq!(summary["replay"]["state"], "finished");
+    assert_eq!(summary["labelled"], 600);
+    let rows = store::read(&log, &store::Query::default()).unwrap();
+    assert_eq!(rows.len(), 600);
+    assert!(rows.iter().all(|r| r.record.origin == Origin::Replay && r.record.label.is_some()));
+    assert!(rows.iter().all(|r| r.label_at_ms.unwrap() >= r.record.at_ms + 20));
+    let correct = rows.iter().filter(|r| r.correct() == Some(true)).count();
+    assert!((summary["accuracy"].as_f64().unwrap() - correct as f64 / 600.0).abs() < 1e-12);
+
+    let bad = monitor("assets/digits/test", &["--drift", "brightness=-0.4@500+300;fog=1"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("step `fog=1`"));
+    let wrong_kind = monitor("assets/text/reviews_test.csv", &[]);
+    assert!(String::from_utf8_lossy(&wrong_kind.stderr).contains("holds texts"));
+}

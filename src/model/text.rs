@@ -1,12 +1,15 @@
 //! Text inputs: the checkpoint's tokenizer.json, with a truncation length that follows what the
 //! reference implementations do (sentence-transformers' `max_seq_length`, else tokenizer.json's
 //! truncation, else `model_max_length`, never beyond the model's position table) and padding to
-//! the longest sequence of a batch with an attention mask.
+//! the longest sequence of a batch with an attention mask. Each text is tokenized once: its full
+//! length (before truncation) is kept for monitoring ([`TextLength`]), then it is truncated
+//! exactly as the tokenizers library would and given the model's special tokens.
 
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::models::ModelWrapper;
+use tokenizers::{Encoding, PostProcessor as _, Tokenizer, TruncationDirection};
 
 use super::ModelError;
 use crate::source::ModelFiles;
@@ -20,13 +23,33 @@ pub struct EncodedBatch {
     /// Token ids per text, before padding.
     pub ids: Vec<Vec<u32>>,
     pub has_padding: bool,
+    /// Each text's length before truncation.
+    pub lengths: Vec<TextLength>,
+}
+
+/// How long a text is for its model, before truncation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TextLength {
+    /// Unicode scalar values.
+    pub chars: usize,
+    /// Tokens, with the special tokens the model adds, before truncation.
+    pub tokens: usize,
+    /// Tokens that are the tokenizer's unknown token (never a special token the model adds).
+    pub unknown: usize,
+    /// The model did not see all of the text: more tokens than its maximum length, or a text so
+    /// long that it was cut before tokenizing (then `tokens` counts the part that was kept).
+    pub truncated: bool,
 }
 
 /// A tokenizer configured for one model.
 pub struct TextEncoder {
+    /// Without truncation or padding: [`TextEncoder::encode`] truncates itself.
     tokenizer: Tokenizer,
     max_len: usize,
     pad_id: u32,
+    /// Special tokens the post-processor adds to one text ([CLS] and [SEP]: 2).
+    added_tokens: usize,
+    unknown_id: Option<u32>,
 }
 
 impl TextEncoder {
@@ -52,18 +75,49 @@ impl TextEncoder {
             .or_else(|| ["[PAD]", "<pad>", "<|endoftext|>"].iter().find_map(|t| tokenizer.token_to_id(t)))
             .unwrap_or(0);
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .with_truncation(None)
             .map_err(|e| ModelError::Tokenizer { path: path.into(), reason: e.to_string() })?;
         tokenizer.with_padding(None);
-        Ok(Self { tokenizer, max_len, pad_id })
+        let added_tokens = tokenizer.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        let unknown_id = unknown_token_id(&tokenizer);
+        Ok(Self { tokenizer, max_len, pad_id, added_tokens, unknown_id })
     }
 
     pub fn max_len(&self) -> usize {
         self.max_len
     }
 
+    /// The checkpoint's tokenizer, without truncation or padding.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    /// The tokenizer's unknown token (`[UNK]`, `<unk>`), if it has one.
+    pub fn unknown_id(&self) -> Option<u32> {
+        self.unknown_id
+    }
+
+    /// How long `text` is for this model (the same tokenization [`TextEncoder::encode`] does).
+    pub fn measure(&self, text: &str) -> Result<TextLength, ModelError> {
+        let input = truncate_chars(text, self.char_budget(self.max_len));
+        let raw = self
+            .tokenizer
+            .encode(input, false)
+            .map_err(|e| ModelError::Input(format!("cannot tokenize the text: {e}")))?;
+        Ok(self.length(text, input, &raw))
+    }
+
+    /// Very long inputs are cut before tokenizing: no token spans more than 1000 characters.
+    fn char_budget(&self, max_len: usize) -> usize {
+        max_len.saturating_mul(1000).max(100_000)
+    }
+
+    /// `raw` is `kept` (a prefix of `text`) tokenized without special tokens.
+    fn length(&self, text: &str, kept: &str, raw: &Encoding) -> TextLength {
+        let tokens = raw.len() + self.added_tokens;
+        let unknown = self.unknown_id.map_or(0, |unk| raw.get_ids().iter().filter(|&&id| id == unk).count());
+        let cut = kept.len() < text.len();
+        TextLength { chars: text.chars().count(), tokens, unknown, truncated: cut || tokens > self.max_len }
     }
 
     /// Tokenizes a batch, truncating each text to the model's limit (or `max_tokens` if lower).
@@ -81,17 +135,30 @@ impl TextEncoder {
             return Err(ModelError::Input(format!("empty text{which}: there is nothing to run the model on")));
         }
         let max_len = max_tokens.map_or(self.max_len, |m| m.clamp(2, self.max_len));
-        let mut tokenizer = self.tokenizer.clone();
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(|e| ModelError::Input(format!("tokenizer: {e}")))?;
-        // Very long inputs are cut before tokenizing: no token spans more than 1000 characters.
-        let budget = max_len.saturating_mul(1000).max(100_000);
+        let budget = self.char_budget(max_len);
         let inputs: Vec<&str> = texts.iter().map(|t| truncate_chars(t, budget)).collect();
-        let encodings = tokenizer
-            .encode_batch(inputs, true)
+        let raw = self
+            .tokenizer
+            .encode_batch(inputs.clone(), false)
             .map_err(|e| ModelError::Input(format!("cannot tokenize the text: {e}")))?;
-        let ids: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
+        let mut lengths = Vec::with_capacity(texts.len());
+        let mut ids: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
+        // What `Tokenizer::encode(text, true)` does with truncation to `max_len` (right side,
+        // no stride), on the one tokenization that also gave the full length.
+        let keep = max_len.saturating_sub(self.added_tokens);
+        for ((text, kept), mut encoding) in texts.iter().zip(&inputs).zip(raw) {
+            lengths.push(self.length(text, kept, &encoding));
+            if encoding.len() > keep {
+                encoding.truncate(keep, 0, TruncationDirection::Right);
+                // The cut-off pieces are never run; post-processing them would be wasted work.
+                drop(encoding.take_overflowing());
+            }
+            let encoding = self
+                .tokenizer
+                .post_process(encoding, None, true)
+                .map_err(|e| ModelError::Input(format!("cannot tokenize the text: {e}")))?;
+            ids.push(encoding.get_ids().to_vec());
+        }
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
         if longest == 0 {
             return Err(ModelError::Input("the tokenizer produced no tokens for this text".into()));
@@ -110,7 +177,21 @@ impl TextEncoder {
             attention_mask: Tensor::from_vec(mask, (ids.len(), longest), device)?,
             ids,
             has_padding,
+            lengths,
         })
+    }
+}
+
+/// The id of the tokenizer model's unknown token. Unigram models keep it private; their
+/// serialized form (done once, at load) names it.
+fn unknown_token_id(tokenizer: &Tokenizer) -> Option<u32> {
+    match tokenizer.get_model() {
+        ModelWrapper::WordPiece(m) => tokenizer.token_to_id(&m.unk_token),
+        ModelWrapper::WordLevel(m) => tokenizer.token_to_id(&m.unk_token),
+        ModelWrapper::BPE(m) => m.get_unk_token().as_deref().and_then(|t| tokenizer.token_to_id(t)),
+        ModelWrapper::Unigram(m) => {
+            serde_json::to_value(m).ok()?.get("unk_id")?.as_u64().and_then(|id| u32::try_from(id).ok())
+        }
     }
 }
 

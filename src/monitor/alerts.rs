@@ -118,16 +118,27 @@ impl AlertMetric {
 
     fn describe_threshold(self, threshold: f64) -> String {
         match self {
-            AlertMetric::LatencyP95Ms => format!("{threshold} ms"),
-            AlertMetric::ErrorRate => format!("{}%", threshold * 100.0),
-            AlertMetric::DriftAnyFeature | AlertMetric::DriftPrediction => format!("{threshold}"),
-            AlertMetric::AccuracyDropPoints => format!("{threshold} points"),
+            AlertMetric::LatencyP95Ms => format!("{} ms", short_number(threshold)),
+            AlertMetric::ErrorRate => format!("{}%", short_number(threshold * 100.0)),
+            AlertMetric::DriftAnyFeature | AlertMetric::DriftPrediction => short_number(threshold),
+            AlertMetric::AccuracyDropPoints => format!("{} points", short_number(threshold)),
         }
     }
 
     /// Whether `%` may follow a threshold (the metric is a fraction).
     fn is_share(self) -> bool {
         matches!(self, AlertMetric::ErrorRate | AlertMetric::DriftAnyFeature)
+    }
+}
+
+/// At most 6 decimals, trailing zeros dropped: 7, 0.5, 2.5 (not 7.000000000000001).
+fn short_number(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
     }
 }
 
@@ -772,6 +783,15 @@ mod tests {
         let drop = inputs.accuracy_drop_points.unwrap();
         assert_eq!(drop.n, 100);
         assert!((drop.value - 10.0).abs() < 1e-9, "90% -> 80%: {}", drop.value);
+    }
+
+    #[test]
+    fn thresholds_print_short() {
+        assert_eq!(AlertMetric::ErrorRate.describe_threshold(0.07), "7%");
+        assert_eq!(AlertMetric::ErrorRate.describe_threshold(0.0025), "0.25%");
+        assert_eq!(AlertMetric::LatencyP95Ms.describe_threshold(250.0), "250 ms");
+        assert_eq!(AlertMetric::DriftAnyFeature.describe_threshold(0.0), "0");
+        assert_eq!(AlertMetric::AccuracyDropPoints.describe_threshold(2.5), "2.5 points");
     }
 
     #[test]

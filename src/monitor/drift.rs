@@ -199,9 +199,12 @@ impl DriftWindows {
         }
     }
 
-    /// Records one answered prediction. Failed requests have no prediction to compare: the
-    /// caller leaves them out (and so must an export meant to reproduce the windows).
+    /// Records one answered prediction; a failed request (`error`) is ignored, as it has no
+    /// prediction to compare (an export meant to reproduce the windows leaves them out too).
     pub fn push(&mut self, observation: &Observation) {
+        if observation.error {
+            return;
+        }
         self.push_parts(
             observation.at_ms,
             &observation.request_id,
@@ -732,6 +735,10 @@ mod tests {
             w.push(&obs(i, &[("x", i as f64)], None));
         }
         assert_eq!(w.lens(), (5, 3));
+        let mut failed = obs(99, &[("x", 99.0)], None);
+        failed.error = true;
+        w.push(&failed);
+        assert_eq!(w.lens(), (5, 3), "failed requests are not predictions");
         let s = w.snapshot();
         let cur = s.current_range().unwrap();
         assert_eq!((cur.first_seq, cur.last_seq, cur.n), (7, 9, 3));

@@ -158,6 +158,11 @@ impl PromMetrics {
         }
     }
 
+    /// [`PromMetrics::observe_prediction`] for one observation.
+    pub fn observe(&self, observation: &super::Observation, origin: Origin) {
+        self.observe_prediction(&observation.model, origin, observation.latency_ms, observation.error);
+    }
+
     pub fn record_drop(&self, model: &Arc<str>) {
         self.drops.get_or_create(&ModelLabels { model: model.clone() }).inc();
     }
@@ -235,6 +240,8 @@ pub enum MetricsServerError {
     NotLoopback(SocketAddr),
     #[error("cannot serve metrics on {addr}: the port is already in use (another ModelDeck or exporter?); choose another with --metrics-addr")]
     PortInUse { addr: SocketAddr },
+    #[error("cannot serve metrics on {addr}: it is not an address of this machine; use 127.0.0.1:PORT")]
+    NotThisMachine { addr: SocketAddr },
     #[error("cannot serve metrics on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the metrics server: {0}")]
@@ -262,6 +269,7 @@ impl MetricsServer {
         }
         let listener = TcpListener::bind(addr).map_err(|source| match source.kind() {
             std::io::ErrorKind::AddrInUse => MetricsServerError::PortInUse { addr },
+            std::io::ErrorKind::AddrNotAvailable => MetricsServerError::NotThisMachine { addr },
             _ => MetricsServerError::Bind { addr, source },
         })?;
         let bound = listener.local_addr().map_err(|source| MetricsServerError::Bind { addr, source })?;

@@ -131,6 +131,8 @@ pub struct ReplayOptions {
     pub seed: u64,
     /// Labels per answer (0 means 5, as in [`PredictRequest`]).
     pub top_k: usize,
+    /// Candidate labels for zero-shot models (the data set's own labels are the natural choice).
+    pub candidate_labels: Vec<String>,
     /// Decoded images are kept in memory up to this many bytes (the rest are decoded each time).
     pub image_cache_bytes: usize,
 }
@@ -146,6 +148,7 @@ impl Default for ReplayOptions {
             label_delay: Duration::ZERO,
             seed: 0,
             top_k: 5,
+            candidate_labels: Vec::new(),
             image_cache_bytes: 256 << 20,
         }
     }
@@ -331,7 +334,8 @@ pub struct ReplayProgress {
     pub target_rate_per_s: Option<f64>,
     /// Requests per second over the last two seconds.
     pub rate_per_s: f64,
-    /// Requests per second since the start, pauses excluded.
+    /// Requests per second from the start to the last request sent, pauses excluded (waiting for
+    /// the last labels does not lower it).
     pub mean_rate_per_s: f64,
     /// Time spent running, pauses excluded.
     pub active_s: f64,
@@ -490,6 +494,7 @@ impl Replay {
             recent: VecDeque::new(),
             last_progress: Instant::now(),
             progress,
+            draining: false,
             dataset,
             options,
         };
@@ -556,6 +561,8 @@ struct Runner {
     recent: VecDeque<Instant>,
     last_progress: Instant,
     progress: ReplayProgress,
+    /// Every request is sent; only labels are left.
+    draining: bool,
 }
 
 enum Wait {
@@ -593,7 +600,8 @@ impl Runner {
             if self.progress.total.is_some_and(|t| index >= t) {
                 break;
             }
-            let due = self.options.rate_per_s.map(|r| anchor + Duration::from_secs_f64(index as f64 / r));
+            // Capped at ~30 years so that a tiny rate cannot overflow the Duration.
+            let due = self.options.rate_per_s.map(|r| anchor + Duration::from_secs_f64((index as f64 / r).min(1e9)));
             match self.wait_until(due, &mut anchor, &mut paused_total, started) {
                 Wait::Go => {}
                 Wait::Rescheduled => continue,
@@ -605,6 +613,7 @@ impl Runner {
             self.update_progress(started, paused_total, false);
         }
         // Every request sent: wait for the last labels, still honouring stop.
+        self.draining = true;
         while let Some(due) = self.pending_labels.front().map(|p| p.due) {
             if let Wait::Stop = self.wait_until(Some(due), &mut anchor, &mut paused_total, started) {
                 return self.finish(ReplayState::Stopped, started, paused_total);
@@ -627,6 +636,10 @@ impl Runner {
         let mut paused_since: Option<Instant> = None;
         loop {
             self.deliver_labels();
+            if let Some(since) = paused_since {
+                // Keeps the current rate and active time true while paused.
+                self.update_progress(started, *paused_total + since.elapsed(), false);
+            }
             // Checked and waited on under one lock, so a pause, resume or stop is never missed.
             let control = shared.control();
             if control.stop {
@@ -705,7 +718,12 @@ impl Runner {
         let label: Option<Arc<str>> = example.label.as_deref().map(Arc::from);
         let (replay_input, request) = match input {
             Ok((replay_input, inputs)) => {
-                let request = PredictRequest { inputs, labels: Vec::new(), template: None, top_k: self.options.top_k };
+                let request = PredictRequest {
+                    inputs,
+                    labels: self.options.candidate_labels.clone(),
+                    template: None,
+                    top_k: self.options.top_k,
+                };
                 (Some(replay_input), Ok(request))
             }
             Err(error) => (None, Err(error)),
@@ -783,7 +801,9 @@ impl Runner {
         p.labels_pending = self.pending_labels.len() as u64;
         p.active_s = active;
         p.rate_per_s = if window > 0.0 { self.recent.len() as f64 / window } else { 0.0 };
-        p.mean_rate_per_s = if active > 0.0 { p.sent as f64 / active } else { 0.0 };
+        if !self.draining && active > 0.0 {
+            p.mean_rate_per_s = p.sent as f64 / active;
+        }
         self.shared.set_progress(&self.progress);
         if force || now.duration_since(self.last_progress) >= PROGRESS_EVERY {
             self.last_progress = now;

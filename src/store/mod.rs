@@ -7,6 +7,9 @@
 //! One ModelDeck writes a log at a time (an advisory lock on `<log>.lock`); readers such as
 //! `modeldeck log export` may read it while it is written. A file that is locked, unreadable or
 //! not a ModelDeck log is reported and left untouched ([`PredictionLog::open_or_fresh`]).
+//!
+//! Alerts (firing and resolved) go through the same writer into an `alerts` table
+//! ([`PredictionLog::record_alert`], [`read_alerts`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 /// `PRAGMA application_id` of a ModelDeck log ("MDLG").
 const APPLICATION_ID: i32 = 0x4D44_4C47;
-const SCHEMA_VERSION: i32 = 1;
+/// 1: predictions; 2: and alerts. Older logs are migrated when opened for writing.
+const SCHEMA_VERSION: i32 = 2;
 /// The longest a row waits in memory before its transaction commits.
 pub const COMMIT_WITHIN: Duration = Duration::from_millis(250);
 /// Texts longer than this are stored as a hash, never in full.
@@ -36,6 +40,13 @@ pub enum Origin {
 }
 
 impl Origin {
+    pub const ALL: [Origin; 4] = [Self::Playground, Self::Replay, Self::Batch, Self::Cli];
+
+    /// The origin named `name` (`playground`, `replay`, `batch`, `cli`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Playground => "playground",
@@ -62,7 +73,8 @@ pub struct PredictionRecord {
     pub request_id: String,
     /// A file path, or a content hash; never raw pixels or a long text.
     pub input_ref: Option<String>,
-    /// Input features as a JSON object (the monitor's per-task features).
+    /// Input and output features as a JSON object of numbers (the monitor's per-task
+    /// features, [`crate::monitor::features`]).
     pub features: Option<serde_json::Value>,
     pub prediction: Option<String>,
     pub score: Option<f64>,
@@ -123,10 +135,7 @@ pub fn records_from_output(
                 r.score = Some(top.score as f64);
             }
             r.top_k = result.predictions.as_ref().and_then(|p| serde_json::to_value(p).ok());
-            if let Some(e) = &result.embedding {
-                let norm = e.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-                r.features = Some(serde_json::json!({ "embedding_norm": norm, "embedding_dims": e.len() }));
-            }
+            r.features = (!result.features.is_empty()).then(|| result.features.to_json());
             r.latency_ms = Some(per_input_ms);
             r
         })
@@ -182,6 +191,7 @@ pub enum StoreError {
 
 enum Message {
     Row(Box<PredictionRecord>),
+    Alert(Box<AlertRecord>),
     Label {
         request_id: String,
         label: String,
@@ -250,6 +260,11 @@ impl PredictionLog {
         self.send(Message::Row(Box::new(record)));
     }
 
+    /// Queues an alert's change of state; returns at once.
+    pub fn record_alert(&self, alert: AlertRecord) {
+        self.send(Message::Alert(Box::new(alert)));
+    }
+
     /// Attaches a label that arrived later (delayed ground truth, or a user's correction) to
     /// every row of `request_id`.
     pub fn set_label(&self, request_id: &str, label: &str) {
@@ -264,7 +279,7 @@ impl PredictionLog {
         }
     }
 
-    /// Rows and labels committed so far.
+    /// Rows, labels and alerts committed so far.
     pub fn committed(&self) -> u64 {
         self.progress.committed.load(Ordering::SeqCst)
     }
@@ -358,6 +373,17 @@ CREATE TABLE IF NOT EXISTS predictions (
 );
 CREATE INDEX IF NOT EXISTS predictions_at ON predictions(at_ms);
 CREATE INDEX IF NOT EXISTS predictions_request ON predictions(request_id);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('firing', 'resolved')),
+    value REAL,
+    threshold REAL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_at ON alerts(at_ms);
 ";
 
 /// Opens a connection and checks (or, for a new file, writes) ModelDeck's marks.
@@ -399,7 +425,10 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
             detail: Some(format!("written by a newer ModelDeck (schema {version}, this one reads {SCHEMA_VERSION})")),
         });
     }
-    conn.execute_batch(SCHEMA).map_err(sqlite)?;
+    // Every table is `IF NOT EXISTS`: a log of an older schema gains the new ones, and the
+    // version says so, in one transaction.
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+        .map_err(sqlite)?;
     Ok(conn)
 }
 
@@ -472,6 +501,10 @@ impl Writer {
             )?;
             let mut label =
                 tx.prepare_cached("UPDATE predictions SET label = ?1, label_at_ms = ?2 WHERE request_id = ?3")?;
+            let mut alert = tx.prepare_cached(
+                "INSERT INTO alerts (at_ms, model, rule, state, value, threshold, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
             for m in batch {
                 match m {
                     Message::Row(r) => {
@@ -498,6 +531,17 @@ impl Writer {
                     Message::Label { request_id, label: text, at_ms } => {
                         label.execute(params![text, at_ms, request_id])?;
                     }
+                    Message::Alert(a) => {
+                        alert.execute(params![
+                            a.at_ms,
+                            a.model,
+                            a.rule,
+                            a.state.name(),
+                            a.value,
+                            a.threshold,
+                            a.message
+                        ])?;
+                    }
                     Message::Flush(_) => {}
                 }
             }
@@ -518,12 +562,13 @@ impl Writer {
     }
 }
 
-/// Deletes rows older than the age bound, then the oldest rows over the count bound.
+/// Deletes rows (and alerts) older than the age bound, then the oldest rows over the count bound.
 fn prune(conn: &Connection, retention: Retention, now_ms: i64) -> Result<usize, rusqlite::Error> {
     let mut deleted = 0;
     if let Some(age) = retention.max_age {
-        deleted +=
-            conn.execute("DELETE FROM predictions WHERE at_ms < ?1", params![now_ms - age.as_millis() as i64])?;
+        let oldest = now_ms - age.as_millis() as i64;
+        deleted += conn.execute("DELETE FROM predictions WHERE at_ms < ?1", params![oldest])?;
+        deleted += conn.execute("DELETE FROM alerts WHERE at_ms < ?1", params![oldest])?;
     }
     if let Some(max) = retention.max_rows {
         deleted += conn.execute(
@@ -534,11 +579,18 @@ fn prune(conn: &Connection, retention: Retention, now_ms: i64) -> Result<usize, 
     Ok(deleted)
 }
 
-/// Which rows to read back.
+/// Which rows to read back: the filters, then `offset` and `limit` in log order among the rows
+/// that pass them ("the first 500 since T", "rows 1200 to 1499 of this model").
 #[derive(Debug, Clone, Default)]
 pub struct Query {
     pub since_ms: Option<i64>,
+    /// A model's source, or its version label.
     pub model: Option<String>,
+    pub origin: Option<Origin>,
+    /// Rows to skip after filtering.
+    pub offset: u64,
+    /// Rows to return at most.
+    pub limit: Option<u64>,
 }
 
 /// A row read back, with its label's arrival time.
@@ -550,6 +602,11 @@ pub struct StoredPrediction {
 }
 
 impl StoredPrediction {
+    /// How long after the prediction its label arrived (0 for a label known at prediction time).
+    pub fn label_delay_ms(&self) -> Option<i64> {
+        self.label_at_ms.map(|t| t - self.record.at_ms)
+    }
+
     /// Whether the prediction matched its label, once a label is known.
     pub fn correct(&self) -> Option<bool> {
         let label = self.record.label.as_ref()?;
@@ -568,11 +625,17 @@ pub fn read(path: &Path, query: &Query) -> Result<Vec<StoredPrediction>, StoreEr
         .prepare(
             "SELECT at_ms, model, revision, version, arm, origin, request_id, input_ref, features, prediction,
              score, top_k, latency_ms, error, label, label_at_ms FROM predictions
-             WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR model = ?2 OR version = ?2) ORDER BY id",
+             WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR model = ?2 OR version = ?2)
+               AND (?3 IS NULL OR origin = ?3)
+             ORDER BY id LIMIT ?4 OFFSET ?5",
         )
         .map_err(sqlite)?;
+    // SQLite reads a negative limit as none.
+    let limit = query.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+    let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+    let origin = query.origin.map(Origin::name);
     let rows = statement
-        .query_map(params![query.since_ms, query.model], |r| {
+        .query_map(params![query.since_ms, query.model, origin, limit, offset], |r| {
             let origin: String = r.get(5)?;
             let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
             Ok(StoredPrediction {
@@ -582,12 +645,7 @@ pub fn read(path: &Path, query: &Query) -> Result<Vec<StoredPrediction>, StoreEr
                     revision: r.get(2)?,
                     version: r.get(3)?,
                     arm: r.get(4)?,
-                    origin: match origin.as_str() {
-                        "playground" => Origin::Playground,
-                        "replay" => Origin::Replay,
-                        "batch" => Origin::Batch,
-                        _ => Origin::Cli,
-                    },
+                    origin: Origin::from_name(&origin).unwrap_or(Origin::Cli),
                     request_id: r.get(6)?,
                     input_ref: r.get(7)?,
                     features: json(r.get(8)?),
@@ -613,7 +671,7 @@ pub enum ExportFormat {
 }
 
 /// CSV columns: the first five are what `modeldeck abtest` reads (`correct` is empty until a
-/// label arrives).
+/// label arrives). One column per feature follows them ([`feature_columns`]).
 pub const CSV_COLUMNS: [&str; 14] = [
     "request_id",
     "prediction",
@@ -631,6 +689,36 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "label_delay_ms",
 ];
 
+/// The feature columns of an export: every feature any of `rows` has, the monitor's features
+/// in their fixed order (image, text, output), then any others by name.
+pub fn feature_columns(rows: &[StoredPrediction]) -> Vec<String> {
+    let mut present = std::collections::BTreeSet::new();
+    for row in rows {
+        if let Some(serde_json::Value::Object(map)) = &row.record.features {
+            for key in map.keys() {
+                if !present.contains(key.as_str()) {
+                    present.insert(key.clone());
+                }
+            }
+        }
+    }
+    let mut columns: Vec<String> =
+        crate::monitor::features::all_feature_names().filter(|n| present.remove(*n)).map(str::to_string).collect();
+    columns.extend(present);
+    columns
+}
+
+/// A feature's CSV cell: numbers as Rust prints an f64 (the shortest text that parses back to
+/// the same value), missing or null as empty.
+fn feature_cell(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::Number(n)) => n.as_f64().map(|x| x.to_string()).unwrap_or_default(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
 /// Writes rows as CSV or JSON lines.
 pub fn export(rows: &[StoredPrediction], format: ExportFormat, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     match format {
@@ -638,18 +726,21 @@ pub fn export(rows: &[StoredPrediction], format: ExportFormat, out: &mut dyn std
             for row in rows {
                 let mut value = serde_json::to_value(row).map_err(std::io::Error::other)?;
                 value["correct"] = serde_json::json!(row.correct());
+                value["label_delay_ms"] = serde_json::json!(row.label_delay_ms());
                 serde_json::to_writer(&mut *out, &value).map_err(std::io::Error::other)?;
                 out.write_all(b"\n")?;
             }
         }
         ExportFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
-            w.write_record(CSV_COLUMNS)?;
+            let features = feature_columns(rows);
+            w.write_record(CSV_COLUMNS.iter().copied().chain(features.iter().map(String::as_str)))?;
             let text = |v: &Option<String>| v.clone().unwrap_or_default();
             let number = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
             for row in rows {
                 let r = &row.record;
-                w.write_record([
+                let feature = |name: &String| feature_cell(r.features.as_ref().and_then(|f| f.get(name)));
+                let fixed = [
                     r.request_id.clone(),
                     text(&r.prediction),
                     text(&r.label),
@@ -663,13 +754,85 @@ pub fn export(rows: &[StoredPrediction], format: ExportFormat, out: &mut dyn std
                     r.origin.name().to_string(),
                     text(&r.input_ref),
                     text(&r.error),
-                    row.label_at_ms.map(|t| (t - r.at_ms).to_string()).unwrap_or_default(),
-                ])?;
+                    row.label_delay_ms().map(|d| d.to_string()).unwrap_or_default(),
+                ];
+                w.write_record(fixed.into_iter().chain(features.iter().map(feature)))?;
             }
             w.flush()?;
         }
     }
     Ok(())
+}
+
+/// Whether an alert started or stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Firing => "firing",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// An alert's change of state, as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Unix time in milliseconds.
+    pub at_ms: i64,
+    /// The model (or arm) the rule watches.
+    pub model: String,
+    /// The rule's name ("p95 latency", "drift: brightness").
+    pub rule: String,
+    pub state: AlertState,
+    /// The watched value when the state changed, and the rule's bound (NaN when unknown).
+    pub value: f64,
+    pub threshold: f64,
+    /// What a user reads in the banner.
+    pub message: String,
+}
+
+/// Every alert in a log, oldest first (none for a log written before alerts were kept).
+pub fn read_alerts(path: &Path) -> Result<Vec<AlertRecord>, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::Unreadable { path: path.to_path_buf(), reason: "no such file".into() });
+    }
+    let conn = open_connection(path, true)?;
+    let sqlite = |e: rusqlite::Error| StoreError::Sqlite { path: path.to_path_buf(), reason: e.to_string() };
+    let has_alerts: bool = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alerts'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(sqlite)?
+        > 0;
+    if !has_alerts {
+        return Ok(Vec::new());
+    }
+    let mut statement = conn
+        .prepare("SELECT at_ms, model, rule, state, value, threshold, message FROM alerts ORDER BY id")
+        .map_err(sqlite)?;
+    let rows = statement
+        .query_map([], |r| {
+            let state: String = r.get(3)?;
+            Ok(AlertRecord {
+                at_ms: r.get(0)?,
+                model: r.get(1)?,
+                rule: r.get(2)?,
+                state: if state == "resolved" { AlertState::Resolved } else { AlertState::Firing },
+                // SQLite stores NaN as NULL.
+                value: r.get::<_, Option<f64>>(4)?.unwrap_or(f64::NAN),
+                threshold: r.get::<_, Option<f64>>(5)?.unwrap_or(f64::NAN),
+                message: r.get(6)?,
+            })
+        })
+        .map_err(sqlite)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
 }
 
 /// Unix milliseconds as an RFC 3339 UTC timestamp (`2026-11-30T19:40:00.123Z`).
@@ -792,6 +955,210 @@ mod tests {
         assert_eq!(count(&conn), 2);
         let oldest: i64 = conn.query_row("SELECT min(at_ms) FROM predictions", [], |r| r.get(0)).unwrap();
         assert_eq!(oldest, 8000, "the newest rows stay");
+    }
+
+    #[test]
+    fn features_export_as_columns_that_round_trip_exactly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("log.sqlite");
+        let log = PredictionLog::open(&path, Retention::default()).unwrap();
+        // Values whose shortest decimal forms are long, and one that is not finite.
+        let awkward = [0.1 + 0.2, 1.0 / 3.0, 2f64.sqrt() * 1e-7, 123456789.123456789, 5e-324];
+        let mut image = row(0);
+        image.features = Some(serde_json::json!({
+            "mean_b": awkward[0], "brightness": awkward[1], "sharpness": awkward[2], "width": 451.0,
+            "entropy": awkward[3], "confidence": awkward[4], "extra_b": 2.0, "extra_a": null,
+        }));
+        let mut text = row(1);
+        text.features = Some(serde_json::json!({"tokens": 7.0, "chars": 30.0, "confidence": 0.5}));
+        log.record(image);
+        log.record(text);
+        log.record(row(2)); // no features at all
+        log.flush().unwrap();
+        let rows = read(&path, &Query::default()).unwrap();
+        assert_eq!(
+            feature_columns(&rows),
+            [
+                "brightness",
+                "sharpness",
+                "width",
+                "mean_b",
+                "chars",
+                "tokens",
+                "confidence",
+                "entropy",
+                "extra_a",
+                "extra_b"
+            ]
+        );
+        let mut csv = Vec::new();
+        export(&rows, ExportFormat::Csv, &mut csv).unwrap();
+        let mut reader = csv::Reader::from_reader(csv.as_slice());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+        assert_eq!(header[..14], CSV_COLUMNS);
+        assert_eq!(header[14], "brightness");
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        let cell = |row: usize, name: &str| records[row][header.iter().position(|h| h == name).unwrap()].to_string();
+        for (name, want) in [
+            ("mean_b", awkward[0]),
+            ("brightness", awkward[1]),
+            ("sharpness", awkward[2]),
+            ("entropy", awkward[3]),
+            ("confidence", awkward[4]),
+        ] {
+            let got: f64 = cell(0, name).parse().unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "{name}: {} vs {want}", cell(0, name));
+        }
+        assert_eq!((cell(0, "width"), cell(0, "extra_a"), cell(0, "extra_b")), ("451".into(), "".into(), "2".into()));
+        assert_eq!(
+            (cell(1, "tokens"), cell(1, "brightness"), cell(1, "confidence")),
+            ("7".into(), "".into(), "0.5".into())
+        );
+        assert!(records[2].iter().skip(14).all(str::is_empty));
+    }
+
+    #[test]
+    fn offset_limit_and_origin_select_rows_in_log_order_after_the_filters() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("log.sqlite");
+        let log = PredictionLog::open(&path, Retention::default()).unwrap();
+        for i in 0..30 {
+            let mut r = row(i);
+            r.at_ms = 1000 + i as i64;
+            r.origin = if i % 3 == 0 { Origin::Replay } else { Origin::Cli };
+            r.model = if i % 2 == 0 { "a".into() } else { "b".into() };
+            log.record(r);
+        }
+        log.flush().unwrap();
+        let ids =
+            |q: Query| -> Vec<String> { read(&path, &q).unwrap().into_iter().map(|r| r.record.request_id).collect() };
+        let all = ids(Query::default());
+        assert_eq!(all.len(), 30);
+        assert_eq!(ids(Query { limit: Some(5), ..Default::default() }), all[..5]);
+        assert_eq!(ids(Query { offset: 25, ..Default::default() }), all[25..]);
+        assert_eq!(ids(Query { offset: 28, limit: Some(5), ..Default::default() }), all[28..]);
+        // Model a, replay: rows 0, 6, 12, 18, 24; since 1010: 12, 18, 24; skip one, take one.
+        let q = Query {
+            since_ms: Some(1010),
+            model: Some("a".into()),
+            origin: Some(Origin::Replay),
+            offset: 1,
+            limit: Some(1),
+        };
+        assert_eq!(ids(q), ["r18"]);
+        assert_eq!(ids(Query { origin: Some(Origin::Playground), ..Default::default() }), Vec::<String>::new());
+        assert_eq!(Origin::from_name("replay"), Some(Origin::Replay));
+        assert_eq!(Origin::from_name("nope"), None);
+    }
+
+    #[test]
+    fn label_delay_is_the_time_from_prediction_to_label() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("log.sqlite");
+        let log = PredictionLog::open(&path, Retention::default()).unwrap();
+        let mut late = row(0);
+        late.at_ms = now_ms() - 60_000; // predicted a minute ago
+        let mut known = row(1);
+        known.label = Some("1".into()); // labelled when predicted
+        log.record(late);
+        log.record(known);
+        log.record(row(2));
+        log.set_label("r0", "0");
+        log.flush().unwrap();
+        let rows = read(&path, &Query::default()).unwrap();
+        let delay = rows[0].label_delay_ms().unwrap();
+        assert!((60_000..70_000).contains(&delay), "{delay}");
+        assert_eq!((rows[1].label_delay_ms(), rows[2].label_delay_ms()), (Some(0), None));
+        let mut csv = Vec::new();
+        export(&rows, ExportFormat::Csv, &mut csv).unwrap();
+        let mut reader = csv::Reader::from_reader(csv.as_slice());
+        let column = reader.headers().unwrap().iter().position(|h| h == "label_delay_ms").unwrap();
+        let cells: Vec<String> = reader.records().map(|r| r.unwrap()[column].to_string()).collect();
+        assert_eq!(cells, [delay.to_string(), "0".into(), String::new()]);
+        let mut jsonl = Vec::new();
+        export(&rows, ExportFormat::Jsonl, &mut jsonl).unwrap();
+        let lines: Vec<serde_json::Value> =
+            String::from_utf8(jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines[0]["label_delay_ms"], delay);
+        assert_eq!(
+            (&lines[1]["label_delay_ms"], &lines[2]["label_delay_ms"]),
+            (&serde_json::json!(0), &serde_json::Value::Null)
+        );
+    }
+
+    fn alert(at_ms: i64, state: AlertState) -> AlertRecord {
+        AlertRecord {
+            at_ms,
+            model: "demo:digits-v1".into(),
+            rule: "p95 latency".into(),
+            state,
+            value: 41.5,
+            threshold: 25.0,
+            message: "p95 latency 41.5 ms is above 25 ms".into(),
+        }
+    }
+
+    #[test]
+    fn alerts_go_through_the_writer_and_read_back_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("log.sqlite");
+        let log = PredictionLog::open(&path, Retention::default()).unwrap();
+        log.record(row(0));
+        log.record_alert(alert(10, AlertState::Firing));
+        let mut unknown = alert(20, AlertState::Resolved);
+        unknown.value = f64::NAN;
+        log.record_alert(unknown);
+        log.flush().unwrap();
+        assert_eq!(log.committed(), 3);
+        let alerts = read_alerts(&path).unwrap();
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0], alert(10, AlertState::Firing));
+        assert_eq!((alerts[1].state, alerts[1].at_ms, alerts[1].threshold), (AlertState::Resolved, 20, 25.0));
+        assert!(alerts[1].value.is_nan());
+        assert_eq!(read(&path, &Query::default()).unwrap().len(), 1, "alerts are not predictions");
+        assert_eq!(serde_json::to_value(&alerts[0]).unwrap()["state"], "firing");
+        // Retention by age prunes old alerts with old rows.
+        let conn = open_connection(&path, false).unwrap();
+        prune(&conn, Retention { max_age: Some(Duration::from_millis(5)), max_rows: None }, 20).unwrap();
+        drop(conn);
+        assert_eq!(read_alerts(&path).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_log_of_the_first_schema_gains_the_alerts_table_and_keeps_its_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("v1.sqlite");
+        {
+            // Exactly what schema 1 wrote.
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            let v1 = SCHEMA.split("CREATE TABLE IF NOT EXISTS alerts").next().unwrap();
+            conn.execute_batch(v1).unwrap();
+            conn.execute(
+                "INSERT INTO predictions (at_ms, model, origin, request_id, prediction) VALUES (5, 'm', 'cli', 'old', '3')",
+                [],
+            )
+            .unwrap();
+        }
+        // Read-only readers see a first-schema log as one without alerts.
+        assert_eq!(read_alerts(&path).unwrap(), Vec::new());
+        let log = PredictionLog::open(&path, Retention::default()).unwrap();
+        log.record_alert(alert(7, AlertState::Firing));
+        log.record(row(1));
+        log.flush().unwrap();
+        let rows = read(&path, &Query::default()).unwrap();
+        assert_eq!(rows.iter().map(|r| r.record.request_id.as_str()).collect::<Vec<_>>(), ["old", "r1"]);
+        assert_eq!(read_alerts(&path).unwrap(), [alert(7, AlertState::Firing)]);
+        let conn = Connection::open(&path).unwrap();
+        let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        // A log from a newer ModelDeck is refused, not rewritten.
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        drop(conn);
+        let Err(e) = open_connection(&path, false) else { panic!("a newer log opened") };
+        assert!(e.to_string().contains("newer ModelDeck"), "{e}");
     }
 
     #[test]
