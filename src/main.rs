@@ -7,7 +7,11 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use modeldeck::model::{self, Task};
+use modeldeck::monitor::alerts::AlertEvent;
+use modeldeck::monitor::drift::DriftConfig;
+use modeldeck::monitor::prometheus::{Access, MetricsServer, PromMetrics};
 use modeldeck::monitor::replay::DriftSchedule;
+use modeldeck::monitor::{Monitor, MonitorConfig, MonitorSnapshot};
 use modeldeck::predict::{self, PredictInput};
 use modeldeck::source::{self, DownloadUpdate, ModelSource, ResolveOptions};
 use modeldeck::store;
@@ -79,6 +83,9 @@ struct LogExportArgs {
     /// Export at most this many rows (after --offset).
     #[arg(long)]
     limit: Option<u64>,
+    /// Leave out failed requests (as the Monitor's drift windows do), before --offset/--limit.
+    #[arg(long)]
+    answered: bool,
     /// Write here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -220,9 +227,26 @@ struct MonitorArgs {
     /// arrive.
     #[arg(long)]
     log: Option<PathBuf>,
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464; loopback only unless
+    /// --metrics-allow-remote).
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Allow --metrics-addr to listen on a non-loopback address.
+    #[arg(long)]
+    metrics_allow_remote: bool,
+    /// Print the metrics, drift verdicts and alerts this often: 1s, 500ms, 1m.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    every: std::time::Duration,
+    /// The drift reference is the first N predictions (unless --reference).
+    #[arg(long, default_value_t = modeldeck::monitor::drift::DEFAULT_REFERENCE_SIZE)]
+    reference_size: usize,
+    /// The current drift window: the last N predictions.
+    #[arg(long, default_value_t = modeldeck::monitor::drift::DEFAULT_CURRENT_SIZE)]
+    window: usize,
+    /// An alert rule (repeatable; replaces the defaults): p95_ms>500, error_rate>1%, drift,
+    /// prediction_drift, accuracy_drop>5, with an optional @MIN_SAMPLES.
+    #[arg(long = "alert", value_parser = modeldeck::monitor::alerts::AlertRule::parse)]
+    alerts: Vec<modeldeck::monitor::alerts::AlertRule>,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -265,6 +289,13 @@ struct GuiArgs {
     /// Keep no prediction log.
     #[arg(long)]
     no_log: bool,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464; loopback only unless
+    /// --metrics-allow-remote).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Allow --metrics-addr to listen on a non-loopback address.
+    #[arg(long)]
+    metrics_allow_remote: bool,
 }
 
 #[derive(Args)]
@@ -653,6 +684,7 @@ fn run_log_export(args: LogExportArgs) -> anyhow::Result<()> {
         origin: args.origin.as_deref().and_then(store::Origin::from_name),
         offset: args.offset,
         limit: args.limit,
+        answered: args.answered,
     };
     let rows = store::read(&path, &query)?;
     let format = if args.format == "jsonl" { store::ExportFormat::Jsonl } else { store::ExportFormat::Csv };
@@ -772,12 +804,6 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if let Some(reference) = &args.reference {
-        Dataset::load(reference)?;
-    }
-    if args.reference.is_some() || args.metrics_addr.is_some() {
-        eprintln!("warning: --reference and --metrics-addr are not used yet: per-window metrics, drift and alerts are still to come");
-    }
     let log = match &args.log {
         Some(path) => {
             let (log, note) = store::PredictionLog::open_or_fresh(path, store::Retention::default());
@@ -788,6 +814,30 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+
+    let config = MonitorConfig {
+        drift: DriftConfig { reference_size: args.reference_size, current_size: args.window },
+        rules: if args.alerts.is_empty() { modeldeck::monitor::alerts::default_rules() } else { args.alerts.clone() },
+        ..Default::default()
+    };
+    let monitor = Monitor::new(config, store::now_ms())?;
+    monitor.set_log(log.clone());
+    let series: Arc<str> = model.card().source.as_str().into();
+    let _server = match args.metrics_addr {
+        Some(addr) => {
+            let metrics = Arc::new(PromMetrics::new());
+            let access = if args.metrics_allow_remote { Access::AllowRemote } else { Access::LoopbackOnly };
+            let server = MetricsServer::start(addr, metrics.clone(), access)?;
+            monitor.set_prometheus(Some(metrics));
+            eprintln!("serving Prometheus metrics on http://{}/metrics", server.addr());
+            Some(server)
+        }
+        None => None,
+    };
+    if let Some(reference) = &args.reference {
+        let samples = reference_samples(&model, reference)?;
+        monitor.set_reference(&series, &samples);
+    }
 
     let candidate_labels = if model.task() == Task::ZeroShotImageClassification { data.labels() } else { Vec::new() };
     let options = ReplayOptions {
@@ -809,18 +859,34 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
     let bar = replay_progress_bar(handle.progress().total);
     let (mut labelled, mut correct) = (0u64, 0u64);
     let mut last = handle.progress();
+    let mut next_window = std::time::Instant::now() + args.every;
+    let print = |line: String| if bar.is_hidden() { println!("{line}") } else { bar.println(line) };
     // The replay thread drops the sender when it ends, after its final event.
-    for event in rx {
+    loop {
+        if std::time::Instant::now() >= next_window {
+            next_window += args.every;
+            let (snapshot, events) = monitor.refresh(store::now_ms());
+            window_report(&snapshot, &events, args.json).into_iter().for_each(&print);
+        }
+        let wait = next_window.saturating_duration_since(std::time::Instant::now());
+        let event = match rx.recv_timeout(wait) {
+            Ok(event) => event,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         match event {
             ReplayEvent::Predicted(prediction) => {
+                let features = prediction.features();
                 if let Some(log) = &log {
-                    prediction.records(None).into_iter().for_each(|r| log.record(r));
+                    prediction.records(Some(&features)).into_iter().for_each(|r| log.record(r));
                 }
+                monitor.observe(prediction.observation(features), store::Origin::Replay);
             }
             ReplayEvent::Label(label) => {
                 if let Some(log) = &log {
                     log.set_label(&label.request_id, &label.label);
                 }
+                monitor.feedback(label.feedback());
                 labelled += 1;
                 correct += u64::from(label.correct);
             }
@@ -841,6 +907,8 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     drop(handle);
+    let (snapshot, events) = monitor.refresh_now(store::now_ms());
+    window_report(&snapshot, &events, args.json).into_iter().for_each(|line| println!("{line}"));
     if let Some(log) = &log {
         log.flush()?;
     }
@@ -867,6 +935,106 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A reference data set's predictions and features, for `monitor --reference`.
+fn reference_samples(model: &model::LoadedModel, path: &std::path::Path) -> anyhow::Result<Vec<modeldeck::monitor::drift::DriftSample>> {
+    use modeldeck::eval::{Dataset, ExampleInput};
+    use modeldeck::predict::{NamedImage, PredictRequest};
+    let data = Dataset::load(path)?;
+    let mut samples = Vec::with_capacity(data.examples.len());
+    for (i, example) in data.examples.iter().enumerate() {
+        let request = match &example.input {
+            ExampleInput::Image(_) => {
+                let image = modeldeck::eval::load_image(example, None, 0, i)?;
+                PredictRequest::images(vec![NamedImage { name: example.id.clone(), image: Arc::new(image) }])
+            }
+            ExampleInput::Text(text) => PredictRequest::texts(vec![text.clone()]),
+        };
+        let output = modeldeck::predict::predict(model, &request)?;
+        let Some(result) = output.results.first() else { continue };
+        samples.push(modeldeck::monitor::drift::DriftSample {
+            at_ms: store::now_ms(),
+            request_id: format!("reference-{}", example.id).into(),
+            predicted: output.top_label().map(Arc::from),
+            features: result.features.clone(),
+        });
+    }
+    Ok(samples)
+}
+
+/// One window of `monitor`: per model its metrics, accuracy and drift, then this window's alert
+/// events; JSON lines with `json`, else a short table.
+fn window_report(snapshot: &MonitorSnapshot, events: &[AlertEvent], json: bool) -> Vec<String> {
+    use modeldeck::monitor::drift::Verdict;
+    use modeldeck::monitor::metrics::Window;
+    let mut lines = Vec::new();
+    let time = store::iso_time(snapshot.at_ms);
+    for m in &snapshot.models {
+        if json {
+            let latency: serde_json::Map<String, serde_json::Value> =
+                m.ops.latency.iter().map(|(w, p)| (w.name().to_string(), serde_json::json!(p))).collect();
+            let drift = m.drift.as_ref().map(|d| {
+                serde_json::json!({
+                    "reference": d.reference,
+                    "current": d.current,
+                    "dataset_drift": d.dataset_drift.drift_detected,
+                    "share_drifted": d.dataset_drift.share_drifted,
+                    "columns": d.columns,
+                })
+            });
+            lines.push(
+                serde_json::json!({
+                    "type": "window",
+                    "time": time,
+                    "model": m.name,
+                    "requests": m.ops.requests,
+                    "errors": m.ops.errors,
+                    "error_rate": m.ops.error_rate,
+                    "throughput_rps": m.ops.throughput_rps,
+                    "latency_ms": latency,
+                    "accuracy": m.accuracy,
+                    "drift": drift,
+                })
+                .to_string(),
+            );
+        } else {
+            let p95 = m.ops.latency(Window::LastMinute).map_or("–".into(), |p| format!("{:.2} ms", p.p95));
+            let accuracy = match (&m.accuracy.current, &m.accuracy.reference) {
+                (Some(c), Some(r)) => format!("{:.1}% (ref {:.1}%)", c.accuracy * 100.0, r.accuracy * 100.0),
+                (None, Some(r)) => format!("ref {:.1}%", r.accuracy * 100.0),
+                _ => "–".into(),
+            };
+            let drift = m.drift.as_ref().map_or("–".to_string(), |d| {
+                let (decided, drifted) = d.feature_verdicts();
+                let names: Vec<&str> =
+                    d.columns.iter().filter(|c| c.verdict == Verdict::Drift).map(|c| c.name).collect();
+                if decided == 0 && names.is_empty() {
+                    "not enough data".into()
+                } else {
+                    format!("{drifted}/{decided} features drift [{}]", names.join(", "))
+                }
+            });
+            lines.push(format!(
+                "{time}  {}  {} req  {:.1}/s  p95 {p95}  errors {}  accuracy {accuracy}  drift {drift}",
+                m.name, m.ops.requests, m.ops.throughput_rps, m.ops.errors
+            ));
+        }
+    }
+    for e in events {
+        if json {
+            let mut value = serde_json::json!(e);
+            value["type"] = serde_json::json!("alert");
+            lines.push(value.to_string());
+        } else {
+            let state = match e.state {
+                modeldeck::monitor::alerts::AlertState::Firing => "ALERT",
+                modeldeck::monitor::alerts::AlertState::Resolved => "resolved",
+            };
+            lines.push(format!("{time}  {state} {}: {}", e.rule, e.message));
+        }
+    }
+    lines
+}
+
 /// A bar over the requests when the replay is bounded, a spinner when it loops forever; on stderr,
 /// hidden when stderr is not a terminal.
 fn replay_progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
@@ -884,6 +1052,12 @@ fn replay_progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
 fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
     let parse = |s: Option<String>| s.map(|s| ModelSource::parse(&s)).transpose();
     let log = (!args.no_log).then(|| args.log.unwrap_or_else(default_log_path));
-    let config = modeldeck::ui::AppConfig { a: parse(args.a)?, b: parse(args.b)?, log, ..Default::default() };
+    let config = modeldeck::ui::AppConfig {
+        a: parse(args.a)?,
+        b: parse(args.b)?,
+        log,
+        metrics_addr: args.metrics_addr.map(|a| (a, args.metrics_allow_remote)),
+        ..Default::default()
+    };
     modeldeck::ui::run(config).map_err(anyhow::Error::msg)
 }

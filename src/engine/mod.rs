@@ -339,10 +339,11 @@ fn record(shared: &Shared, slot: Slot, id: u64, model: &LoadedModel, result: &Re
         match result {
             Ok(output) => {
                 for o in crate::monitor::observations_from_output(output, &name, &request_id, at_ms) {
-                    monitor.observe(o);
+                    monitor.observe(o, Origin::Playground);
                 }
             }
-            Err(_) => monitor.observe(crate::monitor::Observation::failed(name, request_id.as_str().into(), at_ms)),
+            Err(_) => monitor
+                .observe(crate::monitor::Observation::failed(name, request_id.as_str().into(), at_ms), Origin::Playground),
         }
     }
     let Ok(guard) = shared.log.lock() else { return };

@@ -9,7 +9,7 @@
 /// borders. Points with a non-finite y are skipped.
 pub fn min_max_per_column(points: &[[f64; 2]], x_range: (f64, f64), columns: usize, out: &mut Vec<[f64; 2]>) {
     let (x0, x1) = x_range;
-    if points.is_empty() || !(x1 > x0) || columns == 0 {
+    if points.is_empty() || x0.is_nan() || x1.is_nan() || x1 <= x0 || columns == 0 {
         return;
     }
     let start = points.partition_point(|p| p[0] < x0);

@@ -17,7 +17,9 @@ use super::accuracy::{AccuracyBucket, AccuracyConfig, AccuracySummary, AccuracyT
 use super::alerts::{ActiveAlert, AlertEvaluator, AlertEvent, AlertInputs, AlertRule, Measured, RuleError};
 use super::drift::{self, DriftConfig, DriftHistory, DriftResult, DriftSnapshot, DriftWindows, FeatureHistogram};
 use super::metrics::{ModelMetrics, OpsSummary, ProcessMetrics, ProcessPoint, SecondPoint, Window};
+use super::prometheus::PromMetrics;
 use super::{FeatureName, Feedback, Observation};
+use crate::store::{AlertRecord, Origin, PredictionLog};
 
 /// Class proportions are counted in buckets of this many ms.
 pub const CLASS_BUCKET_MS: i64 = 10_000;
@@ -109,7 +111,7 @@ pub struct ModelSnapshot {
     /// no verdict)).
     pub drift_history: Vec<(FeatureName, Vec<[f64; 2]>)>,
     /// Each column's reference and current histogram, binned as its test bins it.
-    pub histograms: Arc<Vec<(FeatureName, FeatureHistogram)>>,
+    pub histograms: Histograms,
     pub accuracy: AccuracySummary,
     pub accuracy_series: Vec<AccuracyBucket>,
 }
@@ -128,6 +130,9 @@ pub struct MonitorSnapshot {
     pub alert_log: Vec<AlertEvent>,
 }
 
+/// Each column's histogram, by column name.
+type Histograms = Arc<Vec<(FeatureName, FeatureHistogram)>>;
+
 struct ModelState {
     name: Arc<str>,
     metrics: ModelMetrics,
@@ -137,7 +142,7 @@ struct ModelState {
     drift_pending: u64,
     drift_result: Option<Arc<DriftResult>>,
     drift_history: DriftHistory,
-    histograms: Arc<Vec<(FeatureName, FeatureHistogram)>>,
+    histograms: Histograms,
     accuracy: AccuracyTracker,
 }
 
@@ -178,6 +183,10 @@ impl State {
 
 struct Shared {
     state: Mutex<State>,
+    /// Where observations and refreshed values are exported, when `--metrics-addr` is on.
+    prometheus: Mutex<Option<Arc<PromMetrics>>>,
+    /// Where alert events are written, when predictions are logged.
+    log: Mutex<Option<PredictionLog>>,
     snapshot: Mutex<Arc<MonitorSnapshot>>,
     config: MonitorConfig,
 }
@@ -217,6 +226,8 @@ impl Monitor {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
+                prometheus: Mutex::new(None),
+                log: Mutex::new(None),
                 snapshot: Mutex::new(Arc::new(MonitorSnapshot { at_ms: start_ms, ..Default::default() })),
                 config,
             }),
@@ -228,8 +239,31 @@ impl Monitor {
         self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Exports every observation and refresh to `metrics` from now on.
+    pub fn set_prometheus(&self, metrics: Option<Arc<PromMetrics>>) {
+        *self.shared.prometheus.lock().unwrap_or_else(|p| p.into_inner()) = metrics;
+    }
+
+    /// Writes every alert event to `log` from now on.
+    pub fn set_log(&self, log: Option<PredictionLog>) {
+        *self.shared.log.lock().unwrap_or_else(|p| p.into_inner()) = log;
+    }
+
+    fn prometheus(&self) -> Option<Arc<PromMetrics>> {
+        self.shared.prometheus.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Uses `samples` (say, a reference data set's predictions and features) as `model`'s drift
+    /// reference instead of its first predictions.
+    pub fn set_reference(&self, model: &Arc<str>, samples: &[drift::DriftSample]) {
+        self.state().model(model).drift.set_reference(samples);
+    }
+
     /// Records one prediction (the recording path: no allocation beyond bounded buffers).
-    pub fn observe(&self, observation: Observation) {
+    pub fn observe(&self, observation: Observation, origin: Origin) {
+        if let Some(prometheus) = self.prometheus() {
+            prometheus.observe(&observation, origin);
+        }
         let mut state = self.state();
         let model = state.model(&observation.model);
         model.metrics.record(observation.at_ms, observation.latency_ms, observation.error);
@@ -251,24 +285,36 @@ impl Monitor {
 
     /// A request that was dropped before it ran (a full queue).
     pub fn record_drop(&self, model: &Arc<str>, at_ms: i64) {
+        if let Some(prometheus) = self.prometheus() {
+            prometheus.record_drop(model);
+        }
         self.state().model(model).metrics.record_drop(at_ms);
     }
 
     /// Samples the process, recomputes drift when due (off the lock), evaluates the alert rules
     /// and publishes a new snapshot. Returns the alert events of this refresh.
     pub fn refresh(&self, now_ms: i64) -> (Arc<MonitorSnapshot>, Vec<AlertEvent>) {
+        self.refresh_inner(now_ms, false)
+    }
+
+    /// [`Self::refresh`], recomputing drift whatever the schedule (e.g. at the end of a replay).
+    pub fn refresh_now(&self, now_ms: i64) -> (Arc<MonitorSnapshot>, Vec<AlertEvent>) {
+        self.refresh_inner(now_ms, true)
+    }
+
+    fn refresh_inner(&self, now_ms: i64, force: bool) -> (Arc<MonitorSnapshot>, Vec<AlertEvent>) {
         let drift_due = {
             let mut state = self.state();
             state.process.sample(now_ms);
             let every = self.shared.config.drift_every.as_millis() as i64;
-            let due = now_ms.saturating_sub(state.last_drift_ms) >= every;
+            let due = force || now_ms.saturating_sub(state.last_drift_ms) >= every;
             if due {
                 state.last_drift_ms = now_ms;
             }
             due
         };
         // Drift: copy the windows under the lock, compute without it.
-        let mut computed: Vec<(Arc<str>, Arc<DriftResult>, Arc<Vec<(FeatureName, FeatureHistogram)>>)> = Vec::new();
+        let mut computed: Vec<(Arc<str>, Arc<DriftResult>, Histograms)> = Vec::new();
         if drift_due {
             let snapshots: Vec<(Arc<str>, DriftSnapshot)> = {
                 let mut state = self.state();
@@ -324,7 +370,47 @@ impl Monitor {
             (snapshot, events)
         };
         *self.shared.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snapshot.clone();
+        self.export(&snapshot, &events);
         (snapshot, events)
+    }
+
+    /// Alert events to the log database; drift, accuracy, alerts and process to Prometheus.
+    fn export(&self, snapshot: &MonitorSnapshot, events: &[AlertEvent]) {
+        if let Some(log) = self.shared.log.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            for e in events {
+                log.record_alert(AlertRecord {
+                    at_ms: e.at_ms,
+                    model: e.model.clone(),
+                    rule: e.rule.clone(),
+                    state: match e.state {
+                        super::alerts::AlertState::Firing => crate::store::AlertState::Firing,
+                        super::alerts::AlertState::Resolved => crate::store::AlertState::Resolved,
+                    },
+                    value: e.value,
+                    threshold: e.threshold,
+                    message: e.message.clone(),
+                });
+            }
+        }
+        let Some(prometheus) = self.prometheus() else { return };
+        for e in events {
+            let model: Arc<str> = e.model.as_str().into();
+            prometheus.set_alert_firing(&model, &e.rule, e.state == super::alerts::AlertState::Firing);
+        }
+        if let Some(point) = snapshot.process.last() {
+            prometheus.set_process(point);
+        }
+        for model in &snapshot.models {
+            prometheus.set_accuracy(&model.name, model.accuracy.overall.as_ref().map(|a| a.accuracy));
+            let Some(result) = &model.drift else { continue };
+            for c in &result.columns {
+                if let (Some(method), Some(score)) = (c.method, c.score) {
+                    prometheus.set_drift_score(&model.name, c.name, method.name(), score);
+                }
+                let detected = c.verdict.is_decided().then(|| c.verdict.is_drift());
+                prometheus.set_drift_detected(&model.name, c.name, detected);
+            }
+        }
     }
 
     /// The latest published snapshot (cheap: an `Arc` clone).

@@ -227,8 +227,14 @@ impl ReplayPrediction {
         self.arm.clone().unwrap_or_else(|| self.model.card().source.as_str().into())
     }
 
-    /// What [`super::Observation`] the monitor records; `features` are the input and output
-    /// features the caller computed (see [`super::features`]) from [`Self::input`] and the output.
+    /// The input and output features of the answer ([`crate::predict::InputResult::features`];
+    /// empty for a failed request).
+    pub fn features(&self) -> Features {
+        self.outcome.as_ref().ok().and_then(|o| o.results.first()).map(|r| r.features.clone()).unwrap_or_default()
+    }
+
+    /// What [`super::Observation`] the monitor records; `features` as [`Self::features`] gives
+    /// them (or others the caller computed).
     pub fn observation(&self, features: Features) -> Observation {
         let output = self.outcome.as_ref().ok();
         Observation {

@@ -591,6 +591,9 @@ pub struct Query {
     pub offset: u64,
     /// Rows to return at most.
     pub limit: Option<u64>,
+    /// Leave out failed requests (they have no prediction to compare: the Monitor's drift
+    /// windows hold answered predictions only).
+    pub answered: bool,
 }
 
 /// A row read back, with its label's arrival time.
@@ -626,7 +629,7 @@ pub fn read(path: &Path, query: &Query) -> Result<Vec<StoredPrediction>, StoreEr
             "SELECT at_ms, model, revision, version, arm, origin, request_id, input_ref, features, prediction,
              score, top_k, latency_ms, error, label, label_at_ms FROM predictions
              WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR model = ?2 OR version = ?2)
-               AND (?3 IS NULL OR origin = ?3)
+               AND (?3 IS NULL OR origin = ?3) AND (?6 = 0 OR error IS NULL)
              ORDER BY id LIMIT ?4 OFFSET ?5",
         )
         .map_err(sqlite)?;
@@ -635,7 +638,7 @@ pub fn read(path: &Path, query: &Query) -> Result<Vec<StoredPrediction>, StoreEr
     let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
     let origin = query.origin.map(Origin::name);
     let rows = statement
-        .query_map(params![query.since_ms, query.model, origin, limit, offset], |r| {
+        .query_map(params![query.since_ms, query.model, origin, limit, offset, query.answered], |r| {
             let origin: String = r.get(5)?;
             let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
             Ok(StoredPrediction {
@@ -1044,6 +1047,7 @@ mod tests {
             origin: Some(Origin::Replay),
             offset: 1,
             limit: Some(1),
+            answered: false,
         };
         assert_eq!(ids(q), ["r18"]);
         assert_eq!(ids(Query { origin: Some(Origin::Playground), ..Default::default() }), Vec::<String>::new());

@@ -55,6 +55,9 @@ pub struct AppConfig {
     pub fresh: bool,
     /// The prediction log; `None` keeps no log.
     pub log: Option<PathBuf>,
+    /// Serve Prometheus metrics here (`--metrics-addr`), and whether a non-loopback address is
+    /// allowed.
+    pub metrics_addr: Option<(std::net::SocketAddr, bool)>,
 }
 
 impl Default for AppConfig {
@@ -66,6 +69,7 @@ impl Default for AppConfig {
             resolve: ResolveOptions::default(),
             fresh: false,
             log: None,
+            metrics_addr: None,
         }
     }
 }
@@ -130,6 +134,9 @@ pub struct ModelDeckApp {
     monitor_view: monitor_view::MonitorView,
     /// Publishes the monitor's snapshot twice a second (and repaints).
     _refresher: Option<crate::monitor::Refresher>,
+    _metrics_server: Option<crate::monitor::prometheus::MetricsServer>,
+    /// Alerts firing and resolving, from the refresher, for the Log panel.
+    alerts: Receiver<crate::monitor::alerts::AlertEvent>,
     replay: replay_control::ReplayControl,
     log: status::Log,
     memory: status::MemoryProbe,
@@ -173,6 +180,8 @@ impl ModelDeckApp {
         let ctx = cc.egui_ctx.clone();
         let decoder = DecodePool::new(2, move || ctx.request_repaint());
         let mut log = status::Log::default();
+        let monitor = Monitor::with_defaults(crate::store::now_ms());
+        let mut monitor_view = monitor_view::MonitorView::new();
         if let Some(path) = &config.log {
             // A log that cannot be used is reported; the app starts anyway, with a fresh log.
             let (opened, note) = crate::store::PredictionLog::open_or_fresh(path, crate::store::Retention::default());
@@ -182,6 +191,8 @@ impl ModelDeckApp {
             match opened {
                 Ok(prediction_log) => {
                     log.info(format!("logging predictions to {}", prediction_log.path().display()));
+                    monitor_view.log_path = Some(prediction_log.path().to_path_buf());
+                    monitor.set_log(Some(prediction_log.clone()));
                     engine.set_log(Some(prediction_log));
                 }
                 Err(e) => log.error(format!("predictions are not logged: {e}")),
@@ -193,10 +204,34 @@ impl ModelDeckApp {
                 log.error(e);
             }
         }
-        let monitor = Monitor::with_defaults(crate::store::now_ms());
         engine.set_monitor(Some(monitor.clone()));
+        let metrics_server = config.metrics_addr.and_then(|(addr, allow_remote)| {
+            let metrics = Arc::new(crate::monitor::prometheus::PromMetrics::new());
+            let access = if allow_remote {
+                crate::monitor::prometheus::Access::AllowRemote
+            } else {
+                crate::monitor::prometheus::Access::LoopbackOnly
+            };
+            match crate::monitor::prometheus::MetricsServer::start(addr, metrics.clone(), access) {
+                Ok(server) => {
+                    log.info(format!("serving Prometheus metrics on http://{}/metrics", server.addr()));
+                    monitor.set_prometheus(Some(metrics));
+                    Some(server)
+                }
+                Err(e) => {
+                    log.error(format!("no Prometheus endpoint: {e}"));
+                    None
+                }
+            }
+        });
         let ctx = cc.egui_ctx.clone();
-        let refresher = match monitor.start_refresher(move |_| ctx.request_repaint()) {
+        let (alert_tx, alert_rx) = std::sync::mpsc::channel();
+        let refresher = match monitor.start_refresher(move |events| {
+            for e in events {
+                let _ = alert_tx.send(e.clone());
+            }
+            ctx.request_repaint();
+        }) {
             Ok(r) => Some(r),
             Err(e) => {
                 log.error(format!("the Monitor view will not update: cannot start its thread: {e}"));
@@ -211,8 +246,10 @@ impl ModelDeckApp {
             models: models_view::ModelsView::new(),
             playground: Playground::new(),
             monitor,
-            monitor_view: monitor_view::MonitorView::new(),
+            monitor_view,
             _refresher: refresher,
+            _metrics_server: metrics_server,
+            alerts: alert_rx,
             replay: Default::default(),
             log,
             memory: status::MemoryProbe::default(),
@@ -685,6 +722,16 @@ impl eframe::App for ModelDeckApp {
                 self.monitor_view.ui(ui, &snapshot, &status, &mut self.commands);
             }
         });
+        while let Ok(alert) = self.alerts.try_recv() {
+            match alert.state {
+                crate::monitor::alerts::AlertState::Firing => {
+                    self.log.error(format!("alert {}: {}", alert.rule, alert.message))
+                }
+                crate::monitor::alerts::AlertState::Resolved => {
+                    self.log.info(format!("resolved {}: {}", alert.rule, alert.message))
+                }
+            }
+        }
         for note in self.replay.poll() {
             match note {
                 Ok(text) => self.log.info(text),

@@ -333,7 +333,7 @@ impl MonitorView {
         if !matches!(result.source, crate::monitor::drift::ReferenceSource::FirstPredictions { .. }) {
             return;
         }
-        let since = crate::store::iso_time(self.session_start_ms);
+        let since = self.session_start_ms;
         let export = |offset: u64, limit: usize, out: &str| {
             format!(
                 "modeldeck log export --log '{}' --model '{}' --since {since} --answered --offset {offset} --limit {limit} --format csv > {out}",

@@ -37,13 +37,13 @@ impl Default for ReplayControl {
 pub fn sink(monitor: Monitor, log: Option<PredictionLog>) -> impl FnMut(ReplayEvent) + Send + 'static {
     move |event| match event {
         ReplayEvent::Predicted(p) => {
-            let features = crate::monitor::Features::default();
+            let features = p.features();
             if let Some(log) = &log {
                 for r in p.records(Some(&features)) {
                     log.record(r);
                 }
             }
-            monitor.observe(p.observation(features));
+            monitor.observe(p.observation(features), crate::store::Origin::Replay);
         }
         ReplayEvent::Label(label) => {
             if let Some(log) = &log {
