@@ -67,6 +67,8 @@ pub struct OpsSummary {
     pub requests: u64,
     pub errors: u64,
     pub drops: u64,
+    /// Requests over the last minute: the sample size behind `error_rate` and throughput.
+    pub last_minute_requests: u64,
     /// errors / requests over the last minute (None without requests).
     pub error_rate: Option<f64>,
     /// Requests per second over the last minute.
@@ -322,7 +324,9 @@ impl ModelMetrics {
     }
 
     /// Totals, latency per window, and throughput and error rate over the last minute: the 60
-    /// whole seconds before `now_ms`'s second (fewer at the start of the session).
+    /// whole seconds before `now_ms`'s second (fewer at the start of the session). Call
+    /// [`ModelMetrics::advance_to`]`(now_ms)` first on a schedule: idle seconds then close, and
+    /// the windows come from their kept sums (~70 µs) rather than from every slot (~2 ms).
     pub fn summary(&self, now_ms: i64) -> OpsSummary {
         let now_ms = now_ms.max(self.latest_ms);
         let now_second = now_ms.div_euclid(1000);
@@ -341,6 +345,7 @@ impl ModelMetrics {
         let error_rate = (requests > 0).then(|| errors as f64 / requests as f64);
         let latency = Window::ALL.iter().map(|&w| (w, self.latency(w, now_ms))).collect();
         OpsSummary {
+            last_minute_requests: requests,
             requests: self.requests,
             errors: self.errors,
             drops: self.drops,
@@ -687,6 +692,7 @@ mod tests {
         let s = m.summary(T0 + 120_000);
         assert_eq!((s.requests, s.errors), (1200, 60));
         assert_eq!(s.throughput_rps, 10.0);
+        assert_eq!(s.last_minute_requests, 600);
         assert_eq!(s.error_rate, Some(0.05));
         // 5 s into the session: 50 requests over 5 whole seconds.
         let mut early = ModelMetrics::new(T0);
