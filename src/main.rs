@@ -685,7 +685,7 @@ fn run_log_alerts(args: LogAlertsArgs) -> anyhow::Result<()> {
         println!(
             "{}  {:<8}  {}  {}: {} (value {}, threshold {})",
             store::iso_time(a.at_ms),
-            a.state.name(),
+            store::alert_state_name(a.state),
             a.model,
             a.rule,
             a.message,

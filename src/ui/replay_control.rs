@@ -37,7 +37,9 @@ impl Default for ReplayControl {
 pub fn sink(monitor: Monitor, log: Option<PredictionLog>) -> impl FnMut(ReplayEvent) + Send + 'static {
     move |event| match event {
         ReplayEvent::Predicted(p) => {
-            let features = crate::monitor::Features::default();
+            // The prediction path's input and output features (already in the log rows too).
+            let features =
+                p.outcome.as_ref().ok().and_then(|o| o.results.first()).map(|r| r.features.clone()).unwrap_or_default();
             if let Some(log) = &log {
                 for r in p.records(Some(&features)) {
                     log.record(r);
