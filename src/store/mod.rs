@@ -971,7 +971,7 @@ mod tests {
         let path = tmp.path().join("log.sqlite");
         let log = PredictionLog::open(&path, Retention::default()).unwrap();
         // Values whose shortest decimal forms are long, and one that is not finite.
-        let awkward = [0.1 + 0.2, 1.0 / 3.0, 2f64.sqrt() * 1e-7, 123456789.123456789, 5e-324];
+        let awkward = [0.1 + 0.2, 1.0 / 3.0, 2f64.sqrt() * 1e-7, 123_456_789.123_456_79, 5e-324];
         let mut image = row(0);
         image.features = Some(serde_json::json!({
             "mean_b": awkward[0], "brightness": awkward[1], "sharpness": awkward[2], "width": 451.0,
