@@ -717,7 +717,7 @@ fn run_log_alerts(args: LogAlertsArgs) -> anyhow::Result<()> {
         println!(
             "{}  {:<8}  {}  {}: {} (value {}, threshold {})",
             store::iso_time(a.at_ms),
-            a.state.name(),
+            store::alert_state_name(a.state),
             a.model,
             a.rule,
             a.message,
@@ -936,7 +936,10 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
 }
 
 /// A reference data set's predictions and features, for `monitor --reference`.
-fn reference_samples(model: &model::LoadedModel, path: &std::path::Path) -> anyhow::Result<Vec<modeldeck::monitor::drift::DriftSample>> {
+fn reference_samples(
+    model: &model::LoadedModel,
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<modeldeck::monitor::drift::DriftSample>> {
     use modeldeck::eval::{Dataset, ExampleInput};
     use modeldeck::predict::{NamedImage, PredictRequest};
     let data = Dataset::load(path)?;

@@ -342,8 +342,10 @@ fn record(shared: &Shared, slot: Slot, id: u64, model: &LoadedModel, result: &Re
                     monitor.observe(o, Origin::Playground);
                 }
             }
-            Err(_) => monitor
-                .observe(crate::monitor::Observation::failed(name, request_id.as_str().into(), at_ms), Origin::Playground),
+            Err(_) => monitor.observe(
+                crate::monitor::Observation::failed(name, request_id.as_str().into(), at_ms),
+                Origin::Playground,
+            ),
         }
     }
     let Ok(guard) = shared.log.lock() else { return };

@@ -348,9 +348,14 @@ impl Monitor {
             }
             let mut events = Vec::new();
             let State { models, alerts, .. } = &mut *state;
+            let mut summaries = Vec::with_capacity(models.len());
             for model in models.iter_mut() {
-                let inputs = alert_inputs(model, now_ms);
+                // Close the seconds and slots that ended while the model was idle.
+                model.metrics.advance_to(now_ms);
+                let ops = model.metrics.summary(now_ms);
+                let inputs = alert_inputs(model, &ops);
                 events.extend(alerts.evaluate(&model.name, &inputs, now_ms));
+                summaries.push(ops);
             }
             for event in &events {
                 state.alert_log.push_back(event.clone());
@@ -362,7 +367,7 @@ impl Monitor {
             let snapshot = Arc::new(MonitorSnapshot {
                 at_ms: now_ms,
                 version: state.version,
-                models: state.models.iter().map(|m| model_snapshot(m, now_ms)).collect(),
+                models: state.models.iter().zip(summaries).map(|(m, ops)| model_snapshot(m, ops)).collect(),
                 process: state.process.series(),
                 firing: state.alerts.firing(),
                 alert_log: state.alert_log.iter().cloned().collect(),
@@ -378,18 +383,7 @@ impl Monitor {
     fn export(&self, snapshot: &MonitorSnapshot, events: &[AlertEvent]) {
         if let Some(log) = self.shared.log.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             for e in events {
-                log.record_alert(AlertRecord {
-                    at_ms: e.at_ms,
-                    model: e.model.clone(),
-                    rule: e.rule.clone(),
-                    state: match e.state {
-                        super::alerts::AlertState::Firing => crate::store::AlertState::Firing,
-                        super::alerts::AlertState::Resolved => crate::store::AlertState::Resolved,
-                    },
-                    value: e.value,
-                    threshold: e.threshold,
-                    message: e.message.clone(),
-                });
+                log.record_alert(AlertRecord::from(e));
             }
         }
         let Some(prometheus) = self.prometheus() else { return };
@@ -442,9 +436,8 @@ impl Monitor {
 }
 
 /// What the alert rules see of one model now.
-fn alert_inputs(model: &ModelState, now_ms: i64) -> AlertInputs {
+fn alert_inputs(model: &ModelState, ops: &OpsSummary) -> AlertInputs {
     let mut inputs = AlertInputs::default();
-    let ops = model.metrics.summary(now_ms);
     if let Some(p) = ops.latency(Window::LastMinute) {
         inputs.latency_p95_ms = Some(Measured { value: p.p95, n: p.n });
     }
@@ -466,10 +459,10 @@ fn alert_inputs(model: &ModelState, now_ms: i64) -> AlertInputs {
     inputs
 }
 
-fn model_snapshot(m: &ModelState, now_ms: i64) -> ModelSnapshot {
+fn model_snapshot(m: &ModelState, ops: OpsSummary) -> ModelSnapshot {
     ModelSnapshot {
         name: m.name.clone(),
-        ops: m.metrics.summary(now_ms),
+        ops,
         series: m.metrics.series(),
         classes: m.classes.clone(),
         drift: m.drift_result.clone(),

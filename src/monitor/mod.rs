@@ -120,7 +120,8 @@ pub fn observations_from_output(
             latency_ms: Some(per_input_ms),
             error: false,
             predicted: result.predictions.as_ref().and_then(|p| p.first()).map(|l| l.label.as_str().into()),
-            features: Features::default(),
+            // What the prediction path computed: input features, then output features.
+            features: result.features.clone(),
         })
         .collect()
 }

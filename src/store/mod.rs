@@ -20,6 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
+use crate::monitor::alerts::AlertEvent;
+pub use crate::monitor::alerts::AlertState;
+
 /// `PRAGMA application_id` of a ModelDeck log ("MDLG").
 const APPLICATION_ID: i32 = 0x4D44_4C47;
 /// 1: predictions; 2: and alerts. Older logs are migrated when opened for writing.
@@ -536,7 +539,7 @@ impl Writer {
                             a.at_ms,
                             a.model,
                             a.rule,
-                            a.state.name(),
+                            alert_state_name(a.state),
                             a.value,
                             a.threshold,
                             a.message
@@ -767,25 +770,8 @@ pub fn export(rows: &[StoredPrediction], format: ExportFormat, out: &mut dyn std
     Ok(())
 }
 
-/// Whether an alert started or stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertState {
-    Firing,
-    Resolved,
-}
-
-impl AlertState {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Firing => "firing",
-            Self::Resolved => "resolved",
-        }
-    }
-}
-
 /// An alert's change of state, as the log keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertRecord {
     /// Unix time in milliseconds.
     pub at_ms: i64,
@@ -799,6 +785,28 @@ pub struct AlertRecord {
     pub threshold: f64,
     /// What a user reads in the banner.
     pub message: String,
+}
+
+impl From<&AlertEvent> for AlertRecord {
+    fn from(event: &AlertEvent) -> Self {
+        Self {
+            at_ms: event.at_ms,
+            model: event.model.clone(),
+            rule: event.rule.clone(),
+            state: event.state,
+            value: event.value,
+            threshold: event.threshold,
+            message: event.message.clone(),
+        }
+    }
+}
+
+/// How the log spells an alert state (as [`AlertState`] serializes).
+pub fn alert_state_name(state: AlertState) -> &'static str {
+    match state {
+        AlertState::Firing => "firing",
+        AlertState::Resolved => "resolved",
+    }
 }
 
 /// Every alert in a log, oldest first (none for a log written before alerts were kept).
@@ -966,7 +974,7 @@ mod tests {
         let path = tmp.path().join("log.sqlite");
         let log = PredictionLog::open(&path, Retention::default()).unwrap();
         // Values whose shortest decimal forms are long, and one that is not finite.
-        let awkward = [0.1 + 0.2, 1.0 / 3.0, 2f64.sqrt() * 1e-7, 123456789.123456789, 5e-324];
+        let awkward = [0.1 + 0.2, 1.0 / 3.0, 2f64.sqrt() * 1e-7, 123_456_789.123_456_79, 5e-324];
         let mut image = row(0);
         image.features = Some(serde_json::json!({
             "mean_b": awkward[0], "brightness": awkward[1], "sharpness": awkward[2], "width": 451.0,
@@ -1121,6 +1129,18 @@ mod tests {
         assert!(alerts[1].value.is_nan());
         assert_eq!(read(&path, &Query::default()).unwrap().len(), 1, "alerts are not predictions");
         assert_eq!(serde_json::to_value(&alerts[0]).unwrap()["state"], "firing");
+        // The evaluator's events convert field for field.
+        let event = AlertEvent {
+            model: "demo:digits-v1".into(),
+            rule: "p95 latency".into(),
+            metric: crate::monitor::alerts::AlertMetric::LatencyP95Ms,
+            state: AlertState::Firing,
+            value: 41.5,
+            threshold: 25.0,
+            at_ms: 10,
+            message: "p95 latency 41.5 ms is above 25 ms".into(),
+        };
+        assert_eq!(AlertRecord::from(&event), alerts[0]);
         // Retention by age prunes old alerts with old rows.
         let conn = open_connection(&path, false).unwrap();
         prune(&conn, Retention { max_age: Some(Duration::from_millis(5)), max_rows: None }, 20).unwrap();
