@@ -442,15 +442,7 @@ fn alert_inputs(model: &ModelState, ops: &OpsSummary) -> AlertInputs {
         inputs.latency_p95_ms = Some(Measured { value: p.p95, n: p.n });
     }
     if let Some(rate) = ops.error_rate {
-        let n = model
-            .metrics
-            .seconds()
-            .iter()
-            .rev()
-            .take_while(|s| s.t_ms > now_ms - 60_000)
-            .map(|s| s.requests as u64)
-            .sum::<u64>();
-        inputs.error_rate = Some(Measured { value: rate, n });
+        inputs.error_rate = Some(Measured { value: rate, n: ops.last_minute_requests });
     }
     if let Some(result) = &model.drift_result {
         inputs.set_drift(result);

@@ -265,6 +265,11 @@ impl ModelDeckApp {
         }
     }
 
+    /// The live monitor every prediction flows into.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+
     pub fn state(&self) -> &PersistedState {
         &self.state
     }

@@ -389,29 +389,34 @@ impl MonitorView {
             for slot in Slot::ALL {
                 ui.selectable_value(&mut self.form.slot, slot, slot.name());
             }
-            ui.label("data");
+            let label = ui.label("data");
             ui.add(
                 egui::TextEdit::singleline(&mut self.form.data)
                     .hint_text("demo digits (540 images)")
                     .desired_width(220.0),
             )
-            .on_hover_text("an image folder (one sub-folder per label) or a CSV/JSONL of texts or image paths");
-            ui.label("rate");
+            .on_hover_text("an image folder (one sub-folder per label) or a CSV/JSONL of texts or image paths")
+            .labelled_by(label.id);
+            let label = ui.label("rate");
             let rate = ui
                 .add(egui::TextEdit::singleline(&mut self.rate_text).hint_text("max").desired_width(48.0))
-                .on_hover_text("requests per second; empty: as fast as the model goes");
+                .on_hover_text("requests per second; empty: as fast as the model goes")
+                .labelled_by(label.id);
             if rate.changed() {
                 self.form.rate = self.rate_text.trim().parse::<f64>().ok().filter(|r| *r > 0.0);
             }
-            ui.label("req/s  drift");
+            ui.label("req/s");
+            let label = ui.label("drift");
             ui.add(egui::TextEdit::singleline(&mut self.form.drift).hint_text("none").desired_width(200.0))
+                .labelled_by(label.id)
                 .on_hover_text(
                     "a drift schedule: from request 600, brightness ramps to -0.5 over 300 requests: \
                      brightness=-0.5@600+300 (also contrast, noise, blur, rotate; for text: casing, typos, \
                      truncate, vocabulary)",
                 );
-            ui.label("labels after");
-            ui.add(egui::DragValue::new(&mut self.form.label_delay_s).range(0.0..=3600.0).suffix(" s").speed(0.1));
+            let label = ui.label("labels after");
+            ui.add(egui::DragValue::new(&mut self.form.label_delay_s).range(0.0..=3600.0).suffix(" s").speed(0.1))
+                .labelled_by(label.id);
             ui.checkbox(&mut self.form.looping, "loop");
             if !replay.running {
                 if ui.button("Start replay").clicked() {
