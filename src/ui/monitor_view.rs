@@ -501,7 +501,8 @@ impl MonitorView {
             ui.spacing_mut().item_spacing.x = 4.0;
             for (i, band) in bands.iter().enumerate() {
                 let color = CLASS_COLORS[i % CLASS_COLORS.len()];
-                ui.label(RichText::new("■").color(color));
+                let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+                ui.painter().rect_filled(rect, 2.0, color);
                 ui.label(RichText::new(&band.name).small());
             }
         });
