@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the app under Xvfb, drives it with xdotool and saves PNG screenshots to docs/screenshots/:
 # the Playground (the first-start sample, a gallery click, a drawn digit and a pasted 20000x200
-# panorama, A and B side by side), the Models view, both themes, at 1280x800 and 1920x1080.
+# panorama, A and B side by side), the Models view, both themes, and the Monitor view 30 s into a
+# drifting replay (charts, alerts, drift table), at 1280x800 and 1920x1080.
 # Needs: apt-get install -y xvfb xauth imagemagick xdotool xclip
 # Coordinates match the default layout (top bar, left-anchored gallery); adjust if the UI moves.
 set -euo pipefail
@@ -64,6 +65,14 @@ run_at() { # width height
   click 161 12 # Playground tab
   shot "playground-light-$size"
   click $((w - 52)) 12 # back to dark
+  click 308 12 # Monitor tab
+  click 186 145 # time charts: last minute
+  click 1022 44 # Start replay (demo digits, 50 req/s, brightness drift from request 600)
+  sleep 30
+  shot "monitor-drift-$size"
+  xdotool mousemove 640 600
+  for _ in $(seq 1 9); do xdotool click 5; done # down to the drift table
+  shot "monitor-drift-table-$size"
   kill "$app" 2>/dev/null || true
   wait "$app" 2>/dev/null || true
   kill "$xvfb" 2>/dev/null || true
