@@ -7,8 +7,8 @@
 #   COMMAND runs under `bash -c` with METRICS_ADDR set to the address it must serve metrics on,
 #   for example:  scripts/prometheus_smoke.sh \
 #     'target/release/modeldeck monitor --model M --data D --metrics-addr "$METRICS_ADDR"'
-#   Default: the metrics_demo example (built here if missing), which records a synthetic
-#   workload through the real recording API.
+#   Default: `modeldeck monitor` replaying the demo digits to demo:digits-v1 at 200 requests/s,
+#   with brightness drift from request 600 (the binary is built here if missing).
 # Ports: METRICS_PORT (default 19464) and PROM_PORT (default 19090), both on 127.0.0.1 only.
 set -euo pipefail
 
@@ -35,11 +35,12 @@ done
 if [[ $# -gt 0 ]]; then
     COMMAND="$*"
 else
-    DEMO=target/release/examples/metrics_demo
-    if [[ ! -x "$DEMO" ]]; then
-        cargo build --release --example metrics_demo
+    BIN=target/release/modeldeck
+    if [[ ! -x "$BIN" ]]; then
+        cargo build --release --bin modeldeck
     fi
-    COMMAND="$DEMO --metrics-addr \"\$METRICS_ADDR\" --rate 200 --seconds $((WAIT_S + 30))"
+    COMMAND="$BIN monitor --model demo:digits-v1 --data assets/digits/test --loop --rate 200 \
+        --drift brightness=-0.5@600+300 --label-delay 1s --every 5s --metrics-addr \"\$METRICS_ADDR\""
 fi
 
 TMP="$(mktemp -d -t modeldeck-prometheus-XXXXXX)"

@@ -247,6 +247,8 @@ struct MonitorArgs {
     /// prediction_drift, accuracy_drop>5, with an optional @MIN_SAMPLES.
     #[arg(long = "alert", value_parser = modeldeck::monitor::alerts::AlertRule::parse)]
     alerts: Vec<modeldeck::monitor::alerts::AlertRule>,
+    #[command(flatten)]
+    retention: RetentionArgs,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -289,6 +291,8 @@ struct GuiArgs {
     /// Keep no prediction log.
     #[arg(long)]
     no_log: bool,
+    #[command(flatten)]
+    retention: RetentionArgs,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464; loopback only unless
     /// --metrics-allow-remote).
     #[arg(long)]
@@ -296,6 +300,23 @@ struct GuiArgs {
     /// Allow --metrics-addr to listen on a non-loopback address.
     #[arg(long)]
     metrics_allow_remote: bool,
+}
+
+/// How much of the prediction log to keep; older rows are pruned in the background.
+#[derive(Args, Clone, Copy, Default)]
+struct RetentionArgs {
+    /// Keep at most this many predictions in the log (the oldest go first).
+    #[arg(long)]
+    log_max_rows: Option<u64>,
+    /// Keep predictions (and alerts) this long: 90s, 15m, 12h, 30d.
+    #[arg(long, value_parser = parse_duration)]
+    log_max_age: Option<std::time::Duration>,
+}
+
+impl From<RetentionArgs> for store::Retention {
+    fn from(args: RetentionArgs) -> Self {
+        Self { max_rows: args.log_max_rows, max_age: args.log_max_age }
+    }
 }
 
 #[derive(Args)]
@@ -806,7 +827,7 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
     }
     let log = match &args.log {
         Some(path) => {
-            let (log, note) = store::PredictionLog::open_or_fresh(path, store::Retention::default());
+            let (log, note) = store::PredictionLog::open_or_fresh(path, args.retention.into());
             if let Some(note) = note {
                 eprintln!("warning: {note}");
             }
@@ -1060,6 +1081,7 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
         b: parse(args.b)?,
         log,
         metrics_addr: args.metrics_addr.map(|a| (a, args.metrics_allow_remote)),
+        retention: args.retention.into(),
         ..Default::default()
     };
     modeldeck::ui::run(config).map_err(anyhow::Error::msg)

@@ -58,6 +58,8 @@ pub struct AppConfig {
     /// Serve Prometheus metrics here (`--metrics-addr`), and whether a non-loopback address is
     /// allowed.
     pub metrics_addr: Option<(std::net::SocketAddr, bool)>,
+    /// How much of the log to keep (`--log-max-rows`, `--log-max-age`).
+    pub retention: crate::store::Retention,
 }
 
 impl Default for AppConfig {
@@ -70,6 +72,7 @@ impl Default for AppConfig {
             fresh: false,
             log: None,
             metrics_addr: None,
+            retention: crate::store::Retention::default(),
         }
     }
 }
@@ -184,7 +187,7 @@ impl ModelDeckApp {
         let mut monitor_view = monitor_view::MonitorView::new();
         if let Some(path) = &config.log {
             // A log that cannot be used is reported; the app starts anyway, with a fresh log.
-            let (opened, note) = crate::store::PredictionLog::open_or_fresh(path, crate::store::Retention::default());
+            let (opened, note) = crate::store::PredictionLog::open_or_fresh(path, config.retention);
             if let Some(note) = note {
                 log.error(note);
             }
