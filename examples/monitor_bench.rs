@@ -114,8 +114,56 @@ fn bench_record() -> Value {
     })
 }
 
+/// The whole recording path of one image prediction: `Monitor::observe` (metrics, class series,
+/// drift windows with the 12 image/output features; features computed beforehand) and, with an
+/// endpoint, the Prometheus update. The observation is built outside the timed loop.
+fn bench_observe() -> Value {
+    use modeldeck::monitor::{Features, Monitor, Observation};
+    const N: usize = 200_000;
+    let model: Arc<str> = "demo:digits-v1".into();
+    let observations: Vec<Observation> = (0..N)
+        .map(|i| {
+            let mut f = Features::default();
+            for (j, name) in features::IMAGE_FEATURES.iter().chain(&["confidence", "entropy"]).enumerate() {
+                f.push(name, (i * 7 + j) as f64 / 13.0);
+            }
+            Observation {
+                at_ms: T0 + i as i64,
+                model: model.clone(),
+                request_id: format!("r{i}").into(),
+                latency_ms: Some(1.0 + (i % 50) as f64 / 10.0),
+                error: false,
+                predicted: Some(if i % 3 == 0 { "3" } else { "8" }.into()),
+                features: f,
+            }
+        })
+        .collect();
+    // Best of 5 rounds, each on a fresh monitor (setup outside the timing).
+    let per_call = |prometheus: bool| {
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let monitor = Monitor::with_defaults(T0);
+            if prometheus {
+                monitor.set_prometheus(Some(Arc::new(PromMetrics::new())));
+            }
+            let batch = observations.clone();
+            let started = Instant::now();
+            for o in batch {
+                monitor.observe(o, Origin::Replay);
+            }
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+        best / N as f64 * 1e9
+    };
+    json!({
+        "calls_per_round": N,
+        "monitor_observe_ns_per_call": per_call(false),
+        "monitor_observe_with_prometheus_ns_per_call": per_call(true),
+    })
+}
+
 fn main() {
-    let report = json!({ "record": bench_record(), "features": bench_features() });
+    let report = json!({ "record": bench_record(), "observe": bench_observe(), "features": bench_features() });
     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
 }
 
