@@ -392,6 +392,19 @@ fn the_monitor_shows_a_drifting_replay_firing_alerts_and_stays_fluid() {
     assert!(drift.column("brightness").unwrap().verdict.is_drift());
     assert!(!drift.column("width").unwrap().verdict.is_drift());
     assert!(has_text(&harness, "DRIFT") && has_text(&harness, "brightness"), "the drift table");
+    // The drifted traffic becomes the new normal: its window is the reference from now on.
+    harness.get_by_label("Use the current window as reference").scroll_to_me();
+    harness.run_steps(3);
+    harness.get_by_label("Use the current window as reference").click();
+    harness.step();
+    assert!(harness.state().log_messages().iter().any(|m| m.contains("is now the drift reference")));
+    wait_until(&mut harness, "drift against the saved window", |h| {
+        h.state().monitor().snapshot().models.iter().any(|m| {
+            m.drift.as_ref().is_some_and(|d| {
+                d.source == modeldeck::monitor::drift::ReferenceSource::SavedWindow && d.current.is_some()
+            })
+        })
+    });
 
     // 100,000 more predictions over the last three hours, then frame times with the replay on.
     let monitor = harness.state().monitor().clone();

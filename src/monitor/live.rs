@@ -259,6 +259,20 @@ impl Monitor {
         self.state().model(model).drift.set_reference(samples);
     }
 
+    /// Freezes `model`'s current drift window as its reference (the current window starts
+    /// empty), or with `first: Some(n)` goes back to "the first n predictions from now".
+    pub fn reset_reference(&self, model: &Arc<str>, first: Option<usize>) {
+        let mut state = self.state();
+        let m = state.model(model);
+        match first {
+            None => m.drift.save_current_as_reference(),
+            Some(n) => m.drift.reset_to_first(n),
+        }
+        m.drift_history.clear();
+        m.drift_result = None;
+        m.histograms = Arc::default();
+    }
+
     /// Records one prediction (the recording path: no allocation beyond bounded buffers).
     pub fn observe(&self, observation: Observation, origin: Origin) {
         if let Some(prometheus) = self.prometheus() {

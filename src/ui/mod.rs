@@ -97,6 +97,11 @@ pub enum Command {
     ResumeReplay,
     StopReplay,
     ShowMonitor,
+    /// A new drift reference for a model: its current window, or its next `first` predictions.
+    ResetReference {
+        model: Arc<str>,
+        first: Option<usize>,
+    },
     /// The user's label for slot's answer to engine request `request` ("this should be …").
     Correct {
         slot: Slot,
@@ -548,6 +553,13 @@ impl ModelDeckApp {
                 Command::ResumeReplay => self.replay.resume(),
                 Command::StopReplay => self.replay.stop(),
                 Command::ShowMonitor => self.state.tab = Tab::Monitor,
+                Command::ResetReference { model, first } => {
+                    self.monitor.reset_reference(&model, first);
+                    self.log.info(match first {
+                        None => format!("{model}: the current window is now the drift reference"),
+                        Some(n) => format!("{model}: the next {n} predictions will be the drift reference"),
+                    });
+                }
                 Command::Correct { slot, request, predicted, label } => self.correct(slot, request, &predicted, &label),
             }
         }

@@ -228,7 +228,7 @@ impl MonitorView {
                 self.time_chart(&mut columns[1], "Resident memory (MB)", "memory", height, ChartKind::Memory);
             });
             ui.separator();
-            self.drift_ui(ui, snapshot);
+            self.drift_ui(ui, snapshot, commands);
             ui.separator();
             alert_log_ui(ui, snapshot);
         });
@@ -244,7 +244,7 @@ impl MonitorView {
             .or_else(|| snapshot.models.iter().max_by_key(|m| m.ops.requests))
     }
 
-    fn drift_ui(&mut self, ui: &mut egui::Ui, snapshot: &MonitorSnapshot) {
+    fn drift_ui(&mut self, ui: &mut egui::Ui, snapshot: &MonitorSnapshot, commands: &mut Vec<Command>) {
         let Some(model) = self.drift_model(snapshot) else { return };
         ui.horizontal(|ui| {
             ui.heading("Drift");
@@ -281,11 +281,26 @@ impl MonitorView {
             crate::monitor::drift::ReferenceSource::Given => "a data set".into(),
             crate::monitor::drift::ReferenceSource::SavedWindow => "a saved window".into(),
         };
-        ui.label(format!(
-            "reference: {source} ({}) · current: the last {}",
-            window(&result.reference),
-            window(&result.current)
-        ));
+        ui.horizontal_wrapped(|ui| {
+            ui.label(format!(
+                "reference: {source} ({}) · current: the last {}",
+                window(&result.reference),
+                window(&result.current)
+            ));
+            if ui
+                .button("Use the current window as reference")
+                .on_hover_text("e.g. after a deliberate change: later predictions are compared with this window")
+                .clicked()
+            {
+                commands.push(Command::ResetReference { model: model.name.clone(), first: None });
+            }
+            if ui.button("Reference: the next 500").clicked() {
+                commands.push(Command::ResetReference {
+                    model: model.name.clone(),
+                    first: Some(crate::monitor::drift::DEFAULT_REFERENCE_SIZE),
+                });
+            }
+        });
         let (decided, drifted) = result.feature_verdicts();
         if decided > 0 {
             let text = format!("{drifted} of {decided} input features drift");
@@ -595,9 +610,10 @@ fn alerts_banner(ui: &mut egui::Ui, snapshot: &MonitorSnapshot) {
 }
 
 fn alert_log_ui(ui: &mut egui::Ui, snapshot: &MonitorSnapshot) {
-    egui::CollapsingHeader::new(format!("Alert history ({})", snapshot.alert_log.len())).default_open(true).show(
-        ui,
-        |ui| {
+    egui::CollapsingHeader::new(format!("Alert history ({})", snapshot.alert_log.len()))
+        .id_salt("alert-history")
+        .default_open(true)
+        .show(ui, |ui| {
             if snapshot.alert_log.is_empty() {
                 ui.weak("No alert has fired.");
             }
@@ -614,8 +630,7 @@ fn alert_log_ui(ui: &mut egui::Ui, snapshot: &MonitorSnapshot) {
                     ui.label(format!("{}: {}", event.rule, event.message));
                 });
             }
-        },
-    );
+        });
 }
 
 /// A drift score's history in a small box: the line, and the threshold dashed.
