@@ -899,7 +899,7 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
             ReplayEvent::Predicted(prediction) => {
                 let features = prediction.features();
                 if let Some(log) = &log {
-                    prediction.records(Some(&features)).into_iter().for_each(|r| log.record(r));
+                    prediction.records(None).into_iter().for_each(|r| log.record(r));
                 }
                 monitor.observe(prediction.observation(features), store::Origin::Replay);
             }

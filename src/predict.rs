@@ -124,6 +124,18 @@ impl PredictOutput {
         json
     }
 
+    /// Each input's result with the id and latency it is logged and monitored under: the
+    /// request's id for a single input, `ID-0`, `ID-1`, ... for several, and an even share of the
+    /// request's latency.
+    pub fn per_input<'a>(&'a self, request_id: &'a str) -> impl Iterator<Item = (String, f64, &'a InputResult)> + 'a {
+        let many = self.results.len() > 1;
+        let per_input_ms = self.latency_ms / self.results.len().max(1) as f64;
+        self.results.iter().enumerate().map(move |(i, result)| {
+            let id = if many { format!("{request_id}-{i}") } else { request_id.to_string() };
+            (id, per_input_ms, result)
+        })
+    }
+
     /// The first input's labels, most probable first (classifiers).
     pub fn labels(&self) -> Option<&[LabelScore]> {
         self.results.first()?.predictions.as_deref()

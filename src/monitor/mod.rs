@@ -107,17 +107,13 @@ pub fn observations_from_output(
     request_id: &str,
     at_ms: i64,
 ) -> Vec<Observation> {
-    let many = output.results.len() > 1;
-    let per_input_ms = output.latency_ms / output.results.len().max(1) as f64;
     output
-        .results
-        .iter()
-        .enumerate()
-        .map(|(i, result)| Observation {
+        .per_input(request_id)
+        .map(|(id, latency_ms, result)| Observation {
             at_ms,
             model: model.clone(),
-            request_id: if many { format!("{request_id}-{i}").into() } else { request_id.into() },
-            latency_ms: Some(per_input_ms),
+            request_id: id.into(),
+            latency_ms: Some(latency_ms),
             error: false,
             predicted: result.predictions.as_ref().and_then(|p| p.first()).map(|l| l.label.as_str().into()),
             // What the prediction path computed: input features, then output features.

@@ -120,14 +120,9 @@ pub fn records_from_output(
     arm: Option<&str>,
     request_id: &str,
 ) -> Vec<PredictionRecord> {
-    let many = output.results.len() > 1;
-    let per_input_ms = output.latency_ms / output.results.len().max(1) as f64;
     output
-        .results
-        .iter()
-        .enumerate()
-        .map(|(i, result)| {
-            let id = if many { format!("{request_id}-{i}") } else { request_id.to_string() };
+        .per_input(request_id)
+        .map(|(id, per_input_ms, result)| {
             let mut r = PredictionRecord::new(output.model.source.clone(), origin, id);
             r.revision = output.model.revision.clone();
             r.arm = arm.map(str::to_string);

@@ -39,7 +39,8 @@ pub fn sink(monitor: Monitor, log: Option<PredictionLog>) -> impl FnMut(ReplayEv
         ReplayEvent::Predicted(p) => {
             let features = p.features();
             if let Some(log) = &log {
-                for r in p.records(Some(&features)) {
+                // The rows carry the features already (store::records_from_output).
+                for r in p.records(None) {
                     log.record(r);
                 }
             }
