@@ -8,6 +8,7 @@
 //! headless, and the `modeldeck` binary is a thin shell over both.
 
 pub mod bench;
+pub mod deploy;
 pub mod engine;
 pub mod eval;
 pub mod model;

@@ -45,26 +45,107 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// The window the current rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(2);
 
-/// One model answering a request, under an arm name in a rollout ("A", "B", "shadow").
+/// How many shadow copies may wait for the shadow model; more are dropped (and counted), so a
+/// slow shadow never holds back the live traffic or grows memory without bound.
+pub const SHADOW_QUEUE: usize = 256;
+
+/// One model answering a request, under an arm name in a rollout ("A", "B").
 #[derive(Clone)]
 pub struct Route {
     pub arm: Option<Arc<str>>,
     pub model: Arc<LoadedModel>,
+    /// A shadow copy: answered on the shadow thread, never on the replay thread, so its time
+    /// does not delay the live answer or the schedule.
+    pub shadow: bool,
+    /// Latency or failures injected into this route's answers, to rehearse a slower or failing
+    /// release.
+    pub fault: Option<Fault>,
 }
 
 impl Route {
     pub fn new(model: Arc<LoadedModel>) -> Self {
-        Self { arm: None, model }
+        Self { arm: None, model, shadow: false, fault: None }
     }
 
     pub fn with_arm(model: Arc<LoadedModel>, arm: &str) -> Self {
-        Self { arm: Some(arm.into()), model }
+        Self { arm: Some(arm.into()), model, shadow: false, fault: None }
+    }
+
+    /// This route as a shadow copy (see [`Route::shadow`]).
+    pub fn as_shadow(mut self) -> Self {
+        self.shadow = true;
+        self
+    }
+
+    pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
+        self.fault = fault.filter(|f| !f.is_none());
+        self
     }
 }
 
 impl fmt::Debug for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Route").field("arm", &self.arm).field("model", &self.model.card().source).finish()
+        f.debug_struct("Route")
+            .field("arm", &self.arm)
+            .field("model", &self.model.card().source)
+            .field("shadow", &self.shadow)
+            .field("fault", &self.fault)
+            .finish()
+    }
+}
+
+/// Fault injection, as a service mesh does it (Istio's `fault.delay.fixedDelay` and
+/// `fault.abort` with a percentage): every answer of the route takes `delay` longer (the
+/// answering thread sleeps, and the latency the answer reports includes the sleep), and a
+/// share `error_rate` of requests fail. Which requests fail is a hash of the request id, so a
+/// replay with the same seed fails the same requests.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Fault {
+    #[serde(serialize_with = "serialize_ms")]
+    pub delay: Duration,
+    /// Between 0 and 1.
+    pub error_rate: f64,
+}
+
+fn serialize_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e3)
+}
+
+impl Fault {
+    pub fn is_none(&self) -> bool {
+        self.delay.is_zero() && self.error_rate <= 0.0
+    }
+
+    /// Whether the request `request_id` is one of the failing share.
+    pub fn fails(&self, request_id: &str) -> bool {
+        if self.error_rate <= 0.0 {
+            return false;
+        }
+        // The top 53 bits of the hash as a uniform number in [0, 1).
+        let u = (store::fnv1a_extend(store::fnv1a(b"fault"), request_id.as_bytes()) >> 11) as f64 / (1u64 << 53) as f64;
+        u < self.error_rate
+    }
+
+    /// Runs `answer` under the fault: the failing share is refused before the model runs; the
+    /// others answer, then wait out the delay, which is added to the answer's latency.
+    pub fn apply(
+        fault: Option<&Fault>,
+        request_id: &str,
+        answer: impl FnOnce() -> Result<PredictOutput, String>,
+    ) -> Result<PredictOutput, String> {
+        let Some(fault) = fault else { return answer() };
+        if fault.fails(request_id) {
+            return Err(format!(
+                "injected fault: {:.0}% of this arm's requests fail (a rehearsal, not a model error)",
+                fault.error_rate * 100.0
+            ));
+        }
+        let mut output = answer()?;
+        if !fault.delay.is_zero() {
+            std::thread::sleep(fault.delay);
+            output.latency_ms += fault.delay.as_secs_f64() * 1e3;
+        }
+        Ok(output)
     }
 }
 
@@ -334,6 +415,10 @@ pub struct ReplayProgress {
     pub labels_delivered: u64,
     /// Labels waiting for their delay; dropped if the replay is stopped.
     pub labels_pending: u64,
+    /// Shadow copies handed to the shadow thread, and those dropped because its queue
+    /// ([`SHADOW_QUEUE`]) was full.
+    pub shadow_sent: u64,
+    pub shadow_dropped: u64,
     /// Requests the replay will send in all, when bounded.
     pub total: Option<u64>,
     /// The asked rate, `None` for as fast as the model goes.
@@ -415,6 +500,12 @@ impl ReplayHandle {
         self.shared.control().paused
     }
 
+    /// Something that can stop this replay from elsewhere (a sink that decides the run is
+    /// over), without owning the handle.
+    pub fn stopper(&self) -> ReplayStopper {
+        ReplayStopper(self.shared.clone())
+    }
+
     pub fn progress(&self) -> ReplayProgress {
         self.shared.progress.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -438,6 +529,17 @@ impl ReplayHandle {
             let _ = thread.join();
         }
         true
+    }
+}
+
+/// Stops a replay, like [`ReplayHandle::stop`]; cheap to clone.
+#[derive(Clone)]
+pub struct ReplayStopper(Arc<Shared>);
+
+impl ReplayStopper {
+    pub fn stop(&self) {
+        self.0.control().stop = true;
+        self.0.changed.notify_all();
     }
 }
 
@@ -478,6 +580,8 @@ impl Replay {
             errors: 0,
             labels_delivered: 0,
             labels_pending: 0,
+            shadow_sent: 0,
+            shadow_dropped: 0,
             total,
             target_rate_per_s: options.rate_per_s,
             rate_per_s: 0.0,
@@ -501,6 +605,7 @@ impl Replay {
             last_progress: Instant::now(),
             progress,
             draining: false,
+            shadow: None,
             dataset,
             options,
         };
@@ -569,6 +674,67 @@ struct Runner {
     progress: ReplayProgress,
     /// Every request is sent; only labels are left.
     draining: bool,
+    /// Started at the first shadow route.
+    shadow: Option<ShadowWorker>,
+}
+
+/// A shadow copy of a request, waiting for the shadow thread.
+struct ShadowJob {
+    route: Route,
+    request: Result<PredictRequest, String>,
+    /// The prediction to fill in (its outcome is replaced by the shadow's answer).
+    template: ReplayPrediction,
+}
+
+/// The shadow thread: takes copies from a bounded queue, answers them, and hands the answers
+/// back to the replay thread, which sends them to the sink between requests (the sink is only
+/// ever called on the replay thread).
+struct ShadowWorker {
+    jobs: Option<std::sync::mpsc::SyncSender<ShadowJob>>,
+    answers: std::sync::mpsc::Receiver<ReplayPrediction>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ShadowWorker {
+    fn start() -> Result<Self, String> {
+        let (jobs, job_rx) = std::sync::mpsc::sync_channel::<ShadowJob>(SHADOW_QUEUE);
+        let (answer_tx, answers) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("modeldeck-shadow".into())
+            .spawn(move || {
+                while let Ok(job) = job_rx.recv() {
+                    let ShadowJob { route, request, mut template } = job;
+                    template.outcome = answer(&route, &request, &template.request_id);
+                    template.at_ms = store::now_ms();
+                    if answer_tx.send(template).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Self { jobs: Some(jobs), answers, thread: Some(thread) })
+    }
+}
+
+impl Drop for ShadowWorker {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread after its current answer; it is not joined, so a
+        // stop never waits for a slow shadow.
+        self.jobs = None;
+        self.thread = None;
+    }
+}
+
+/// One route's answer to a request: the model through the single prediction path, under the
+/// route's fault.
+fn answer(route: &Route, request: &Result<PredictRequest, String>, request_id: &str) -> Result<Arc<PredictOutput>, String> {
+    match request {
+        Ok(request) => Fault::apply(route.fault.as_ref(), request_id, || {
+            predict::predict(&route.model, request).map_err(|e| e.to_string())
+        })
+        .map(Arc::new),
+        Err(error) => Err(error.clone()),
+    }
 }
 
 enum Wait {
@@ -618,8 +784,12 @@ impl Runner {
             self.deliver_labels();
             self.update_progress(started, paused_total, false);
         }
-        // Every request sent: wait for the last labels, still honouring stop.
+        // Every request sent: wait for the shadow's last answers and the last labels, still
+        // honouring stop.
         self.draining = true;
+        if self.drain_shadow() {
+            return self.finish(ReplayState::Stopped, started, paused_total);
+        }
         while let Some(due) = self.pending_labels.front().map(|p| p.due) {
             if let Wait::Stop = self.wait_until(Some(due), &mut anchor, &mut paused_total, started) {
                 return self.finish(ReplayState::Stopped, started, paused_total);
@@ -735,57 +905,114 @@ impl Runner {
             Err(error) => (None, Err(error)),
         };
         for route in routes {
-            let outcome = match &request {
-                Ok(request) => predict::predict(&route.model, request).map(Arc::new).map_err(|e| e.to_string()),
-                Err(error) => Err(error.clone()),
-            };
-            let answered = Instant::now();
-            let prediction = ReplayPrediction {
+            let template = ReplayPrediction {
                 index,
                 request_id: request_id.clone(),
                 example_id: example_id.clone(),
                 example: example_index,
-                at_ms: store::now_ms(),
+                at_ms: 0,
                 arm: route.arm.clone(),
                 model: route.model.clone(),
-                outcome,
+                outcome: Err(String::new()),
                 label: label.clone(),
                 drift,
                 input: replay_input.clone(),
             };
-            self.progress.answered += 1;
-            self.recent.push_back(answered);
-            let label = match (&prediction.outcome, &label) {
-                (Err(_), _) => {
-                    self.progress.errors += 1;
-                    None
-                }
-                (Ok(_), None) => None,
-                (Ok(_), Some(label)) => {
-                    let predicted: Option<Arc<str>> = prediction.predicted().map(Arc::from);
-                    Some(ReplayLabel {
-                        request_id: request_id.clone(),
-                        arm: route.arm.clone(),
-                        series: prediction.series(),
-                        label: label.clone(),
-                        correct: predicted.as_deref() == Some(label.as_ref()),
-                        predicted,
-                        predicted_at_ms: prediction.at_ms,
-                        at_ms: 0,
-                    })
-                }
-            };
-            (self.sink)(ReplayEvent::Predicted(prediction));
-            // Timed from after the sink saw the prediction, so no listener sees a label early.
-            if let Some(label) = label {
-                self.pending_labels.push_back(PendingLabel { due: Instant::now() + self.options.label_delay, label });
+            if route.shadow {
+                self.send_shadow(ShadowJob { route, request: request.clone(), template });
+                continue;
             }
+            let mut prediction = template;
+            prediction.outcome = answer(&route, &request, &request_id);
+            prediction.at_ms = store::now_ms();
+            self.answered(prediction);
+        }
+    }
+
+    fn send_shadow(&mut self, job: ShadowJob) {
+        if self.shadow.is_none() {
+            match ShadowWorker::start() {
+                Ok(worker) => self.shadow = Some(worker),
+                Err(error) => {
+                    // Without a shadow thread the copy fails; the live answer is unaffected.
+                    let mut prediction = job.template;
+                    prediction.outcome = Err(format!("cannot start the shadow thread: {error}"));
+                    prediction.at_ms = store::now_ms();
+                    return self.answered(prediction);
+                }
+            }
+        }
+        let Some(jobs) = self.shadow.as_ref().and_then(|w| w.jobs.as_ref()) else { return };
+        match jobs.try_send(job) {
+            Ok(()) => self.progress.shadow_sent += 1,
+            Err(_) => self.progress.shadow_dropped += 1,
+        }
+    }
+
+    /// Sends the shadow answers that have come back.
+    fn collect_shadow(&mut self) {
+        let Some(worker) = &self.shadow else { return };
+        let answers: Vec<ReplayPrediction> = worker.answers.try_iter().collect();
+        for prediction in answers {
+            self.answered(prediction);
+        }
+    }
+
+    /// Waits for the shadow thread to answer every copy it was given (the replay has sent its
+    /// last request); a stop ends the wait. True if it was stopped.
+    fn drain_shadow(&mut self) -> bool {
+        let Some(worker) = &mut self.shadow else { return false };
+        worker.jobs = None;
+        loop {
+            if self.shared.control().stop {
+                return true;
+            }
+            let Some(worker) = &self.shadow else { return false };
+            match worker.answers.recv_timeout(PROGRESS_EVERY / 4) {
+                Ok(prediction) => self.answered(prediction),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return false,
+            }
+            self.deliver_labels();
+        }
+    }
+
+    /// Counts an answer, sends it to the sink and schedules its label.
+    fn answered(&mut self, prediction: ReplayPrediction) {
+        let answered = Instant::now();
+        self.progress.answered += 1;
+        self.recent.push_back(answered);
+        let label = match (&prediction.outcome, &prediction.label) {
+            (Err(_), _) => {
+                self.progress.errors += 1;
+                None
+            }
+            (Ok(_), None) => None,
+            (Ok(_), Some(label)) => {
+                let predicted: Option<Arc<str>> = prediction.predicted().map(Arc::from);
+                Some(ReplayLabel {
+                    request_id: prediction.request_id.clone(),
+                    arm: prediction.arm.clone(),
+                    series: prediction.series(),
+                    label: label.clone(),
+                    correct: predicted.as_deref() == Some(label.as_ref()),
+                    predicted,
+                    predicted_at_ms: prediction.at_ms,
+                    at_ms: 0,
+                })
+            }
+        };
+        (self.sink)(ReplayEvent::Predicted(prediction));
+        // Timed from after the sink saw the prediction, so no listener sees a label early.
+        if let Some(label) = label {
+            self.pending_labels.push_back(PendingLabel { due: Instant::now() + self.options.label_delay, label });
         }
     }
 
     /// Sends every label whose delay has passed (the queue is in due order: one thread answers
     /// in order and the delay is constant).
     fn deliver_labels(&mut self) {
+        self.collect_shadow();
         let now = Instant::now();
         while self.pending_labels.front().is_some_and(|p| p.due <= now) {
             let Some(pending) = self.pending_labels.pop_front() else { break };

@@ -62,6 +62,19 @@ pub fn two_proportion_ztest(correct_a: u64, n_a: u64, correct_b: u64, n_b: u64) 
     Ok(TestResult { statistic: z, pvalue: 2.0 * normal_cdf(-z.abs()) })
 }
 
+/// Newcombe's hybrid score interval at 95% for the difference p₁ − p₂ of two independent
+/// proportions (Newcombe 1998, method 10; statsmodels `confint_proportions_2indep(...,
+/// method="newcomb", compare="diff")`), built from each side's Wilson interval [lᵢ, uᵢ]:
+/// [d − √((p₁−l₁)² + (u₂−p₂)²), d + √((u₁−p₁)² + (p₂−l₂)²)]. Unlike the Wald interval it
+/// stays sensible at 0 and 100 % (an arm with no errors still has an uncertain error rate).
+pub fn newcombe_diff_ci95(successes1: u64, n1: u64, successes2: u64, n2: u64) -> Result<[f64; 2], StatsError> {
+    let [l1, u1] = wilson_ci95(successes1, n1)?;
+    let [l2, u2] = wilson_ci95(successes2, n2)?;
+    let (p1, p2) = (successes1 as f64 / n1 as f64, successes2 as f64 / n2 as f64);
+    let d = p1 - p2;
+    Ok([d - ((p1 - l1).powi(2) + (u2 - p2).powi(2)).sqrt(), d + ((u1 - p1).powi(2) + (p2 - l2).powi(2)).sqrt()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

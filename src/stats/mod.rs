@@ -28,7 +28,7 @@ pub mod paired;
 
 use serde::Serialize;
 
-pub use ab::{two_proportion_ztest, wilson_ci95, ArmAccuracy};
+pub use ab::{newcombe_diff_ci95, two_proportion_ztest, wilson_ci95, ArmAccuracy};
 pub use drift::{
     categorical_drift, dataset_drift, numerical_drift, ColumnDrift, ColumnKind, DatasetDrift, DefaultTest, DriftMethod,
 };
