@@ -47,6 +47,9 @@ enum Command {
     /// Replay a data set as live traffic (with optional drift and delayed labels) and monitor the
     /// model headless.
     Monitor(MonitorArgs),
+    /// Rehearse a release of model B against model A on replayed traffic: an A/B test, a shadow
+    /// deployment or a canary with automatic promotion and rollback.
+    Simulate(SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -255,6 +258,105 @@ struct MonitorArgs {
     common: CommonSource,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StrategyArg {
+    Ab,
+    Shadow,
+    Canary,
+    SideBySide,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// The current model (control): hub repo id, folder or file, or demo:<name>.
+    #[arg(long)]
+    a: String,
+    /// The new model (candidate).
+    #[arg(long)]
+    b: String,
+    #[arg(long, value_enum)]
+    strategy: StrategyArg,
+    /// The traffic: an image folder (DIR/<label>/*.png) or a CSV/JSONL (an optional `label`
+    /// column gives the labels, which arrive after --label-delay).
+    #[arg(long)]
+    data: PathBuf,
+    /// A/B: B's share of the requests, in percent.
+    #[arg(long, default_value_t = 50.0)]
+    weight: f64,
+    /// Canary: B's weight at each step, in percent; the last step's pass promotes B to 100 %.
+    #[arg(long, default_value = "1,5,25,50,100", conflicts_with_all = ["step_weight", "max_weight"])]
+    steps: String,
+    /// Canary, Flagger's form: steps of this many percent ...
+    #[arg(long, requires = "max_weight")]
+    step_weight: Option<f64>,
+    /// ... up to this weight, then promotion.
+    #[arg(long, requires = "step_weight")]
+    max_weight: Option<f64>,
+    /// Canary: answers per arm between checks.
+    #[arg(long, default_value_t = 100)]
+    min_requests: u64,
+    /// Canary: labels per arm in a step before accuracy is judged (default: --min-requests).
+    #[arg(long)]
+    min_labels: Option<u64>,
+    /// Canary: failed checks that roll back (Flagger's threshold).
+    #[arg(long, default_value_t = modeldeck::deploy::canary::DEFAULT_THRESHOLD)]
+    threshold: u32,
+    /// Canary: how many points B's error rate may exceed A's.
+    #[arg(long, default_value_t = 1.0)]
+    max_error_increase: f64,
+    /// Canary: how many points B's accuracy may fall below A's.
+    #[arg(long, default_value_t = 5.0)]
+    max_accuracy_drop: f64,
+    /// Canary: the latency judgement's confidence (Kayenta's default 0.98).
+    #[arg(long, default_value_t = modeldeck::stats::mannwhitney::KAYENTA_CONFIDENCE)]
+    latency_confidence: f64,
+    /// Canary: the latency judgement's tolerance (Kayenta's default 0.25).
+    #[arg(long, default_value_t = modeldeck::stats::mannwhitney::KAYENTA_TOLERANCE)]
+    latency_tolerance: f64,
+    /// Canary: a significant latency increase smaller than this ratio of means (B/A) passes
+    /// (Kayenta's effectSize.allowedIncrease).
+    #[arg(long, default_value_t = modeldeck::deploy::canary::DEFAULT_ALLOWED_INCREASE)]
+    latency_allowed_increase: f64,
+    /// Canary: keep replaying after the promotion or rollback (until --max-requests or the data ends).
+    #[arg(long)]
+    keep_going: bool,
+    /// Inject this much extra latency into every answer of B (rehearse a slower release): 5ms, 0.5s.
+    #[arg(long, value_parser = parse_duration)]
+    b_delay: Option<std::time::Duration>,
+    /// Make this share of B's requests fail (0..1; rehearse a failing release).
+    #[arg(long, default_value_t = 0.0)]
+    b_error_rate: f64,
+    /// Requests per second (default: as fast as the models answer).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Drift schedule, as in `modeldeck monitor --drift`.
+    #[arg(long, value_parser = DriftSchedule::parse)]
+    drift: Option<DriftSchedule>,
+    /// How long after its prediction a label arrives: 0, 500ms, 2s.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    label_delay: std::time::Duration,
+    /// Start over at the end of the data set (a canary always loops until it is decided).
+    #[arg(long = "loop")]
+    looping: bool,
+    /// Stop after this many requests (a canary: 200000 unless given).
+    #[arg(long)]
+    max_requests: Option<u64>,
+    #[arg(long)]
+    shuffle: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Append every prediction (origin `replay`, arm A or B) to this prediction log.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    #[command(flatten)]
+    retention: RetentionArgs,
+    /// Print the outcome and the decision trail as one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonSource,
+}
+
 #[derive(Args)]
 struct AbtestArgs {
     /// CSV of arm A (control): `correct` for accuracy, `latency_ms` for latency.
@@ -406,6 +508,7 @@ fn main() -> ExitCode {
         Some(Command::Log(LogCommand::Alerts(args))) => run_log_alerts(args),
         Some(Command::Log(LogCommand::Bench(args))) => run_log_bench(args),
         Some(Command::Monitor(args)) => run_monitor(args),
+        Some(Command::Simulate(args)) => run_simulate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -798,43 +901,182 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// Replays the data set through the model on the replay thread while this thread logs
 /// predictions and labels and draws the progress bar.
-fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
-    use modeldeck::eval::{Dataset, ExampleInput};
-    use modeldeck::monitor::replay::{Replay, ReplayEvent, ReplayOptions, Targets};
-
-    let source = ModelSource::parse(&args.model)?;
-    let show_download = !args.json && matches!(source, ModelSource::Hub { .. });
-    let model = Arc::new(model::load_source(&source, &resolve_options(&args.common, show_download))?);
-    let data = Arc::new(Dataset::load(&args.data)?);
-    let data_has_images = matches!(data.examples[0].input, ExampleInput::Image(_));
+/// Loads a model for a replay of `data`, checking that it takes the data's kind of input.
+fn replay_model(
+    text: &str,
+    data: &modeldeck::eval::Dataset,
+    common: &CommonSource,
+    json: bool,
+) -> anyhow::Result<Arc<model::LoadedModel>> {
+    let source = ModelSource::parse(text)?;
+    let show_download = !json && matches!(source, ModelSource::Hub { .. });
+    let model = Arc::new(model::load_source(&source, &resolve_options(common, show_download))?);
+    let data_has_images = data.has_images();
     if data_has_images != model.task().takes_images() {
         anyhow::bail!(
             "{} is for {} but {} holds {}",
             model.card().name,
             model.task(),
-            args.data.display(),
+            data.source.display(),
             if data_has_images { "images" } else { "texts" }
         );
     }
-    if let Some(drift) = &args.drift {
-        if (data_has_images && !drift.affects_images()) || (!data_has_images && !drift.affects_texts()) {
-            eprintln!(
-                "warning: --drift has no {} steps, so the {} are replayed unchanged",
-                if data_has_images { "image" } else { "text" },
-                if data_has_images { "images" } else { "texts" }
-            );
+    Ok(model)
+}
+
+fn warn_unused_drift(data: &modeldeck::eval::Dataset, drift: Option<&DriftSchedule>) {
+    let images = data.has_images();
+    if drift.is_some_and(|d| if images { !d.affects_images() } else { !d.affects_texts() }) {
+        eprintln!(
+            "warning: --drift has no {} steps, so the {} are replayed unchanged",
+            if images { "image" } else { "text" },
+            if images { "images" } else { "texts" }
+        );
+    }
+}
+
+fn open_log(path: Option<&std::path::Path>, retention: RetentionArgs) -> anyhow::Result<Option<store::PredictionLog>> {
+    let Some(path) = path else { return Ok(None) };
+    let (log, note) = store::PredictionLog::open_or_fresh(path, retention.into());
+    if let Some(note) = note {
+        eprintln!("warning: {note}");
+    }
+    Ok(Some(log?))
+}
+
+fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    use modeldeck::deploy::{self, CanaryPlan, Gates, Rollout, RolloutConfig, Strategy};
+    use modeldeck::eval::Dataset;
+    use modeldeck::monitor::replay::{Fault, ReplayEvent, ReplayOptions};
+
+    let data = Arc::new(Dataset::load(&args.data)?);
+    let a = replay_model(&args.a, &data, &args.common, args.json)?;
+    let b = replay_model(&args.b, &data, &args.common, args.json)?;
+    warn_unused_drift(&data, args.drift.as_ref());
+    let strategy = match args.strategy {
+        StrategyArg::Ab => Strategy::Ab { weight_b: args.weight },
+        StrategyArg::Shadow => Strategy::Shadow,
+        StrategyArg::SideBySide => Strategy::SideBySide,
+        StrategyArg::Canary => {
+            let steps = match (args.step_weight, args.max_weight) {
+                (Some(step), Some(max)) => CanaryPlan::flagger_steps(step, max)?,
+                _ => CanaryPlan::parse_steps(&args.steps)?,
+            };
+            let gates = Gates {
+                min_requests: args.min_requests,
+                min_labels: args.min_labels.unwrap_or(args.min_requests),
+                latency: modeldeck::stats::KayentaOptions {
+                    confidence: args.latency_confidence,
+                    tolerance: args.latency_tolerance,
+                },
+                latency_allowed_increase: args.latency_allowed_increase,
+                max_error_increase: args.max_error_increase,
+                max_accuracy_drop: args.max_accuracy_drop,
+            };
+            Strategy::Canary(CanaryPlan::new(steps, gates, args.threshold, false)?)
+        }
+    };
+    let canary = matches!(strategy, Strategy::Canary(_));
+    let fault = Fault { delay: args.b_delay.unwrap_or_default(), error_rate: args.b_error_rate };
+    let config = RolloutConfig {
+        strategy,
+        fault_b: (!fault.is_none()).then_some(fault),
+        stop_when_decided: canary && !args.keep_going,
+    };
+    let candidate_labels =
+        if a.task() == Task::ZeroShotImageClassification || b.task() == Task::ZeroShotImageClassification {
+            data.labels()
+        } else {
+            Vec::new()
+        };
+    let options = ReplayOptions {
+        candidate_labels,
+        rate_per_s: args.rate,
+        looping: args.looping || canary,
+        max_requests: args.max_requests.or(canary.then_some(200_000)),
+        shuffle: args.shuffle,
+        drift: args.drift,
+        label_delay: args.label_delay,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let log = open_log(args.log.as_deref(), args.retention)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink_log = log.clone();
+    let mut rollout = Rollout::start(data, a, b, config, options, move |event| {
+        if let Some(log) = &sink_log {
+            match &event {
+                ReplayEvent::Predicted(p) => p.records(None).into_iter().for_each(|r| log.record(r)),
+                ReplayEvent::Label(l) => log.set_label(&l.request_id, &l.label),
+                _ => {}
+            }
+        }
+        if let ReplayEvent::Progress(p) = event {
+            // The receiver lives until the replay ends.
+            let _ = tx.send(p);
+        }
+    })?;
+    let bar = if args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        replay_progress_bar(rollout.snapshot().progress.and_then(|p| p.total))
+    };
+    let print = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
+    let mut shown = 0;
+    let mut show_decisions = |snapshot: &deploy::RolloutSnapshot| {
+        let Some(c) = &snapshot.canary else { return };
+        for d in &c.decisions[shown..] {
+            if !args.json {
+                print(deploy::report::decision_line(d));
+                deploy::report::gate_lines(d).into_iter().for_each(&print);
+            }
+        }
+        shown = c.decisions.len();
+    };
+    // The replay thread drops the sender when it ends, after its final event.
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(250)) {
+            Ok(progress) => {
+                bar.set_position(progress.sent);
+                bar.set_message(format!(
+                    "{:.0} req/s, {} errors, {} labels",
+                    progress.rate_per_s, progress.errors, progress.labels_delivered
+                ));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        show_decisions(&rollout.snapshot());
+    }
+    rollout.wait(std::time::Duration::from_secs(5));
+    bar.finish_and_clear();
+    let snapshot = rollout.snapshot();
+    show_decisions(&snapshot);
+    if let Some(log) = &log {
+        log.flush()?;
+    }
+    if let Some(error) = &snapshot.failed {
+        anyhow::bail!("the replay failed: {error}");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&snapshot)?);
+    } else {
+        deploy::report::report_lines(&snapshot).into_iter().for_each(|l| println!("{l}"));
+        if let Some(log) = &log {
+            println!("predictions logged to {}", log.path().display());
         }
     }
-    let log = match &args.log {
-        Some(path) => {
-            let (log, note) = store::PredictionLog::open_or_fresh(path, args.retention.into());
-            if let Some(note) = note {
-                eprintln!("warning: {note}");
-            }
-            Some(log?)
-        }
-        None => None,
-    };
+    Ok(())
+}
+
+fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
+    use modeldeck::eval::Dataset;
+    use modeldeck::monitor::replay::{Replay, ReplayEvent, ReplayOptions, Targets};
+
+    let data = Arc::new(Dataset::load(&args.data)?);
+    let model = replay_model(&args.model, &data, &args.common, args.json)?;
+    warn_unused_drift(&data, args.drift.as_ref());
+    let log = open_log(args.log.as_deref(), args.retention)?;
 
     let config = MonitorConfig {
         drift: DriftConfig { reference_size: args.reference_size, current_size: args.window },

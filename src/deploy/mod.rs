@@ -18,6 +18,7 @@
 //! through the same monitor and prediction log as any other traffic, with their arm recorded.
 
 pub mod canary;
+pub mod report;
 pub mod rollout;
 
 use serde::Serialize;

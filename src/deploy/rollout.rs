@@ -287,8 +287,9 @@ impl State {
                 self.arms[arm.index()].record(latency, output.is_none());
                 if let Some(canary) = &mut self.canary {
                     let epoch = canary.epoch();
-                    canary.record_answer(arm, epoch, latency, output.is_none(), p.at_ms);
-                    if output.is_some() && p.label.is_some() {
+                    let expects_label = output.is_some() && p.label.is_some();
+                    canary.record_answer(arm, epoch, latency, output.is_none(), expects_label, p.at_ms);
+                    if expects_label {
                         self.epochs.insert(p.request_id.clone(), epoch);
                     }
                     if canary.check(p.at_ms).is_some() {
@@ -310,6 +311,9 @@ impl State {
                     // Side by side and shadow share ids across arms; a canary never does.
                     if let Some(epoch) = self.epochs.remove(&l.request_id) {
                         canary.record_label(arm, epoch, l.correct);
+                        if canary.check(l.at_ms).is_some() {
+                            self.stop_if_decided();
+                        }
                     }
                 }
                 if let Some(paired) = &mut self.paired {
@@ -389,8 +393,13 @@ impl State {
         let latency = if a.recent_ms.is_empty() || b.recent_ms.is_empty() {
             None
         } else {
-            let (ra, rb): (Vec<f64>, Vec<f64>) = (a.recent_ms.iter().copied().collect(), b.recent_ms.iter().copied().collect());
-            stats::kayenta(&ra, &rb).ok().map(|k| LatencyComparison { n_a: ra.len() as u64, n_b: rb.len() as u64, kayenta: k })
+            let (ra, rb): (Vec<f64>, Vec<f64>) =
+                (a.recent_ms.iter().copied().collect(), b.recent_ms.iter().copied().collect());
+            stats::kayenta(&ra, &rb).ok().map(|k| LatencyComparison {
+                n_a: ra.len() as u64,
+                n_b: rb.len() as u64,
+                kayenta: k,
+            })
         };
         RolloutSnapshot {
             strategy: self.config.strategy.clone(),

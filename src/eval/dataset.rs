@@ -56,6 +56,11 @@ impl Dataset {
     }
 
     /// Distinct labels, numerically sorted when they are all integers.
+    /// The examples are images (a data set holds one kind; an empty one counts as texts).
+    pub fn has_images(&self) -> bool {
+        matches!(self.examples.first().map(|e| &e.input), Some(ExampleInput::Image(_)))
+    }
+
     pub fn labels(&self) -> Vec<String> {
         let mut labels: Vec<String> = self.examples.iter().filter_map(|e| e.label.clone()).collect();
         labels.sort();

@@ -727,7 +727,11 @@ impl Drop for ShadowWorker {
 
 /// One route's answer to a request: the model through the single prediction path, under the
 /// route's fault.
-fn answer(route: &Route, request: &Result<PredictRequest, String>, request_id: &str) -> Result<Arc<PredictOutput>, String> {
+fn answer(
+    route: &Route,
+    request: &Result<PredictRequest, String>,
+    request_id: &str,
+) -> Result<Arc<PredictOutput>, String> {
     match request {
         Ok(request) => Fault::apply(route.fault.as_ref(), request_id, || {
             predict::predict(&route.model, request).map_err(|e| e.to_string())
