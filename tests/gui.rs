@@ -448,3 +448,105 @@ fn the_monitor_shows_a_drifting_replay_firing_alerts_and_stays_fluid() {
     harness.get_by_label("Stop").click();
     harness.step();
 }
+
+/// Steps until `done`, for up to `limit`.
+fn wait_long(
+    harness: &mut Harness<'_, ModelDeckApp>,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&Harness<'_, ModelDeckApp>) -> bool,
+) {
+    let started = Instant::now();
+    while !done(harness) {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}; log: {:?}", harness.state().log_messages());
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.step();
+}
+
+fn canary_phase(harness: &Harness<'_, ModelDeckApp>) -> Option<modeldeck::deploy::Phase> {
+    harness.state().rollout().and_then(|s| s.canary.as_ref()).map(|c| c.phase)
+}
+
+/// The Deploy view end to end: a canary of digits-v2 on drifted digits is promoted step by
+/// step and each decision's evidence opens; a slower B (2 ms injected) with "wait for my
+/// approval" proposes a rollback that the user approves; an A/B run shows both arms, with
+/// their traffic in the Monitor under arms A and B.
+#[test]
+fn the_deploy_view_promotes_a_canary_rolls_back_a_slow_one_on_approval_and_runs_an_ab_test() {
+    use modeldeck::deploy::Phase;
+    let mut harness = app(demo_config());
+    wait_until(&mut harness, "the first answers", |h| {
+        answered(h, Slot::A, "digit 3") && answered(h, Slot::B, "digit 3")
+    });
+    harness.get_by_label("Deploy").click();
+    harness.step();
+    assert!(has_text(&harness, "A (current): digits-v1"));
+    // As fast as the models go, so that the test does not wait on the pacing.
+    replace_text(&mut harness, "rate", "");
+    harness.get_by_label("Start").click();
+    wait_long(&mut harness, "the canary's promotion", Duration::from_secs(120), |h| {
+        canary_phase(h) == Some(Phase::Promoted)
+    });
+    harness.run_steps(3);
+    assert!(has_text(&harness, "CANARY PROMOTED"), "the banner");
+    let snapshot = harness.state().rollout().unwrap().clone();
+    let canary = snapshot.canary.as_ref().unwrap();
+    assert_eq!(canary.weights.iter().map(|w| w.1).collect::<Vec<_>>(), vec![1.0, 5.0, 25.0, 50.0, 100.0]);
+    assert!(harness.state().log_messages().iter().any(|m| m.starts_with("canary:") && m.contains("promote B")));
+    // The first check's evidence, one click away.
+    harness.query_all_by_label_contains("#1 at 1 %").next().unwrap().click();
+    harness.run_steps(2);
+    assert!(has_text(&harness, "answers from A"), "the window of the check");
+    assert!(has_text(&harness, "Kayenta"), "the latency gate's evidence");
+    assert!(has_text(&harness, "Is B more accurate?"));
+    harness.get_by_label("Stop").click();
+    wait_long(&mut harness, "the stop", Duration::from_secs(10), |h| has_text(h, "Start"));
+
+    // A slower B, and every decision waits for the user.
+    harness.get_by_label("wait for my approval").click();
+    harness.get_by_label("delay").focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.get_by_label("delay").type_text("2");
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    harness.get_by_label("Start").click();
+    wait_long(&mut harness, "a proposed rollback", Duration::from_secs(60), |h| {
+        canary_phase(h) == Some(Phase::AwaitingApproval)
+    });
+    harness.run_steps(2);
+    let snapshot = harness.state().rollout().unwrap().clone();
+    let c = snapshot.canary.as_ref().unwrap();
+    assert_eq!(c.pending, Some(modeldeck::deploy::Action::Rollback), "{:#?}", c.decisions);
+    assert_eq!(snapshot.fault_b.unwrap().delay, Duration::from_millis(2));
+    assert!(c.weight > 0.0, "nothing moves before the click");
+    harness.get_by_label("Approve: roll back to A").click();
+    wait_long(&mut harness, "the rollback", Duration::from_secs(10), |h| canary_phase(h) == Some(Phase::RolledBack));
+    harness.run_steps(2);
+    assert!(has_text(&harness, "CANARY ROLLED BACK"));
+    harness.get_by_label("Stop").click();
+    wait_long(&mut harness, "the stop", Duration::from_secs(10), |h| has_text(h, "Start"));
+
+    // An A/B test at 50 %, without the injected delay.
+    harness.get_by_label("A/B test").click();
+    harness.get_by_label("delay").focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.get_by_label("delay").type_text("0");
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    harness.get_by_label("Start").click();
+    wait_long(&mut harness, "labels on both arms", Duration::from_secs(60), |h| {
+        h.state()
+            .rollout()
+            .is_some_and(|s| s.canary.is_none() && s.accuracy.as_ref().is_some_and(|a| a.a.n >= 200 && a.b.n >= 200))
+    });
+    harness.run_steps(2);
+    assert!(has_text(&harness, "points more accurate"), "the plain-language verdict");
+    let models: Vec<String> = harness.state().monitor().snapshot().models.iter().map(|m| m.name.to_string()).collect();
+    assert!(models.contains(&"A".to_string()) && models.contains(&"B".to_string()), "{models:?}");
+    harness.get_by_label("Stop").click();
+    harness.run_steps(2);
+}

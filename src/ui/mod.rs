@@ -6,6 +6,7 @@
 //! The tab bar has room for the Monitor, Deploy and Evaluate views that later work adds.
 
 pub mod decode;
+pub mod deploy_view;
 pub mod dialogs;
 mod models_view;
 mod monitor_view;
@@ -42,6 +43,7 @@ pub enum Tab {
     #[default]
     Playground,
     Monitor,
+    Deploy,
 }
 
 /// How the app starts.
@@ -146,6 +148,7 @@ pub struct ModelDeckApp {
     /// Alerts firing and resolving, from the refresher, for the Log panel.
     alerts: Receiver<crate::monitor::alerts::AlertEvent>,
     replay: replay_control::ReplayControl,
+    deploy_view: deploy_view::DeployView,
     log: status::Log,
     memory: status::MemoryProbe,
     frame_times: egui::util::History<f32>,
@@ -259,6 +262,7 @@ impl ModelDeckApp {
             _metrics_server: metrics_server,
             alerts: alert_rx,
             replay: Default::default(),
+            deploy_view: Default::default(),
             log,
             memory: status::MemoryProbe::default(),
             frame_times: egui::util::History::new(0..300, 2.0),
@@ -276,6 +280,11 @@ impl ModelDeckApp {
     /// The live monitor every prediction flows into.
     pub fn monitor(&self) -> &Monitor {
         &self.monitor
+    }
+
+    /// The Deploy view's latest rollout snapshot (tests).
+    pub fn rollout(&self) -> Option<&crate::deploy::RolloutSnapshot> {
+        self.deploy_view.snapshot()
     }
 
     pub fn state(&self) -> &PersistedState {
@@ -652,6 +661,7 @@ impl ModelDeckApp {
             ui.selectable_value(&mut self.state.tab, Tab::Playground, "Playground");
             ui.selectable_value(&mut self.state.tab, Tab::Models, "Models");
             ui.selectable_value(&mut self.state.tab, Tab::Monitor, "Monitor");
+            ui.selectable_value(&mut self.state.tab, Tab::Deploy, "Deploy");
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 let dark = ui.visuals().dark_mode;
                 if ui.button(if dark { "Light theme" } else { "Dark theme" }).clicked() {
@@ -740,6 +750,26 @@ impl eframe::App for ModelDeckApp {
                 let snapshot = self.monitor.snapshot();
                 let status = self.replay.status();
                 self.monitor_view.ui(ui, &snapshot, &status, &mut self.commands);
+            }
+            Tab::Deploy => {
+                let log = self.engine.log();
+                let export_dir = log
+                    .as_ref()
+                    .and_then(|l| l.path().parent().map(Path::to_path_buf))
+                    .unwrap_or_else(crate::source::embedded::cache_dir);
+                let cx = deploy_view::DeployContext {
+                    a: self.engine.model(Slot::A),
+                    b: self.engine.model(Slot::B),
+                    monitor: &self.monitor,
+                    log,
+                    export_dir,
+                };
+                for note in self.deploy_view.ui(ui, cx) {
+                    match note {
+                        Ok(text) => self.log.info(text),
+                        Err(text) => self.log.error(text),
+                    }
+                }
             }
         });
         while let Ok(alert) = self.alerts.try_recv() {
