@@ -1003,19 +1003,27 @@ fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let log = open_log(args.log.as_deref(), args.retention)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let sink_log = log.clone();
-    let mut rollout = Rollout::start(data, a, b, config, options, move |event| {
-        if let Some(log) = &sink_log {
-            match &event {
-                ReplayEvent::Predicted(p) => p.records(None).into_iter().for_each(|r| log.record(r)),
-                ReplayEvent::Label(l) => log.set_label(&l.request_id, &l.label),
-                _ => {}
+    let mut rollout = Rollout::start(
+        data,
+        a,
+        b,
+        config,
+        options,
+        move |event| {
+            if let Some(log) = &sink_log {
+                match &event {
+                    ReplayEvent::Predicted(p) => p.records(None).into_iter().for_each(|r| log.record(r)),
+                    ReplayEvent::Label(l) => log.set_label(&l.request_id, &l.label),
+                    _ => {}
+                }
             }
-        }
-        if let ReplayEvent::Progress(p) = event {
-            // The receiver lives until the replay ends.
-            let _ = tx.send(p);
-        }
-    })?;
+            if let ReplayEvent::Progress(p) = event {
+                // The receiver lives until the replay ends.
+                let _ = tx.send(p);
+            }
+        },
+        || {},
+    )?;
     let bar = if args.json {
         indicatif::ProgressBar::hidden()
     } else {

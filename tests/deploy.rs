@@ -42,9 +42,15 @@ fn run(
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let config = RolloutConfig { strategy, fault_b, stop_when_decided: true };
-    let mut rollout = Rollout::start(digits(), load("demo:digits-v1"), load(b), config, options, move |e| {
-        sink.lock().unwrap().push(e)
-    })
+    let mut rollout = Rollout::start(
+        digits(),
+        load("demo:digits-v1"),
+        load(b),
+        config,
+        options,
+        move |e| sink.lock().unwrap().push(e),
+        || {},
+    )
     .unwrap();
     assert!(rollout.wait(Duration::from_secs(300)), "the rollout did not end");
     let events = std::mem::take(&mut *events.lock().unwrap());

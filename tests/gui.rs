@@ -513,7 +513,7 @@ fn the_deploy_view_promotes_a_canary_rolls_back_a_slow_one_on_approval_and_runs_
     harness.key_press(egui::Key::Enter);
     harness.run_steps(2);
     harness.get_by_label("Start").click();
-    wait_long(&mut harness, "a proposed rollback", Duration::from_secs(60), |h| {
+    wait_long(&mut harness, "a proposed rollback", Duration::from_secs(120), |h| {
         canary_phase(h) == Some(Phase::AwaitingApproval)
     });
     harness.run_steps(2);
@@ -538,7 +538,7 @@ fn the_deploy_view_promotes_a_canary_rolls_back_a_slow_one_on_approval_and_runs_
     harness.key_press(egui::Key::Enter);
     harness.run_steps(2);
     harness.get_by_label("Start").click();
-    wait_long(&mut harness, "labels on both arms", Duration::from_secs(60), |h| {
+    wait_long(&mut harness, "labels on both arms", Duration::from_secs(120), |h| {
         h.state()
             .rollout()
             .is_some_and(|s| s.canary.is_none() && s.accuracy.as_ref().is_some_and(|a| a.a.n >= 200 && a.b.n >= 200))

@@ -19,14 +19,16 @@ use super::{arm_for, Arm, Strategy};
 use crate::eval::Dataset;
 use crate::model::LoadedModel;
 use crate::monitor::replay::{
-    Fault, Replay, ReplayError, ReplayEvent, ReplayHandle, ReplayOptions, ReplayProgress, ReplayState, ReplayStopper,
-    Route, RouteRequest, Targets,
+    Fault, ProgressReader, Replay, ReplayError, ReplayEvent, ReplayHandle, ReplayOptions, ReplayProgress, ReplayState,
+    ReplayStopper, Route, RouteRequest, Targets,
 };
 use crate::stats::{self, ArmAccuracy, Kayenta, McNemar, TestResult};
 use crate::store;
 
 /// Latencies per arm kept for the live latency judgement (the most recent ones).
-const RECENT_LATENCIES: usize = 5000;
+const RECENT_LATENCIES: usize = 2000;
+/// How often [`Rollout::latest`] is refreshed.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// Shadow and side-by-side requests waiting for their other half (or label) before they are
 /// given up as unpaired.
 const MAX_OPEN_PAIRS: usize = 20_000;
@@ -58,6 +60,7 @@ pub enum RolloutError {
 pub struct Rollout {
     state: Arc<Mutex<State>>,
     replay: ReplayHandle,
+    published: Arc<Mutex<Option<Arc<RolloutSnapshot>>>>,
 }
 
 struct ArmStats {
@@ -141,7 +144,7 @@ struct State {
 
 impl Rollout {
     /// Replays `dataset` to A and B under `config`; `sink` gets every event after the
-    /// rollout has counted it.
+    /// rollout has counted it, and `on_publish` runs after each published snapshot.
     pub fn start(
         dataset: Arc<Dataset>,
         a: Arc<LoadedModel>,
@@ -149,7 +152,9 @@ impl Rollout {
         config: RolloutConfig,
         options: ReplayOptions,
         mut sink: impl FnMut(ReplayEvent) + Send + 'static,
+        on_publish: impl Fn() + Send + 'static,
     ) -> Result<Self, RolloutError> {
+        let on_publish = Box::new(on_publish);
         if let Strategy::Ab { weight_b } = config.strategy {
             if !(0.0..=100.0).contains(&weight_b) {
                 return Err(RolloutError::Weight(weight_b));
@@ -214,13 +219,21 @@ impl Rollout {
             sink(event);
         })?;
         let _ = stopper.set(replay.stopper());
-        Ok(Self { state, replay })
+        let published = Arc::new(Mutex::new(None));
+        publish(state.clone(), replay.progress_reader(), published.clone(), on_publish);
+        Ok(Self { state, replay, published })
     }
 
+    /// Computes a snapshot now (milliseconds: Kayenta over the recent latencies). A UI takes
+    /// [`Self::latest`] instead.
     pub fn snapshot(&self) -> RolloutSnapshot {
-        let mut snapshot = lock(&self.state).snapshot();
-        snapshot.progress = Some(self.replay.progress());
-        snapshot
+        compute_snapshot(&self.state, &self.replay.progress())
+    }
+
+    /// The snapshot the publisher thread made last (about every 250 ms while the replay
+    /// runs, and once after it ends); `None` before the first.
+    pub fn latest(&self) -> Option<Arc<RolloutSnapshot>> {
+        self.published.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn pause(&self) {
@@ -271,6 +284,46 @@ impl Rollout {
         state.stop_if_decided();
         Some(decision)
     }
+}
+
+/// Publishes a snapshot every [`PUBLISH_EVERY`] while the replay runs, then a last one, on
+/// its own thread; `on_publish` runs after each (a GUI's repaint request). If the thread
+/// cannot start, [`Rollout::latest`] stays `None` and [`Rollout::snapshot`] still works.
+fn publish(
+    state: Arc<Mutex<State>>,
+    progress: ProgressReader,
+    published: Arc<Mutex<Option<Arc<RolloutSnapshot>>>>,
+    on_publish: Box<dyn Fn() + Send>,
+) {
+    let spawned = std::thread::Builder::new().name("rollout-snapshot".into()).spawn(move || loop {
+        let finished = progress.is_finished();
+        let snapshot = Arc::new(compute_snapshot(&state, &progress.progress()));
+        *published.lock().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
+        on_publish();
+        // Nobody reads it any more: the rollout was dropped.
+        if finished || Arc::strong_count(&published) == 1 {
+            return;
+        }
+        std::thread::sleep(PUBLISH_EVERY);
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the rollout's snapshot thread: {e}");
+    }
+}
+
+fn compute_snapshot(state: &Mutex<State>, progress: &ReplayProgress) -> RolloutSnapshot {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let (mut snapshot, a, b) = lock(state).snapshot();
+    snapshot.seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    snapshot.progress = Some(progress.clone());
+    if !a.is_empty() && !b.is_empty() {
+        snapshot.latency = stats::kayenta(&a, &b).ok().map(|k| LatencyComparison {
+            n_a: a.len() as u64,
+            n_b: b.len() as u64,
+            kayenta: k,
+        });
+    }
+    snapshot
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -366,7 +419,10 @@ impl State {
         });
     }
 
-    fn snapshot(&self) -> RolloutSnapshot {
+    /// Everything but the latency judgement, which the caller computes on these latencies
+    /// after releasing the lock (it takes milliseconds; the replay thread must not wait).
+    fn snapshot(&self) -> (RolloutSnapshot, Vec<f64>, Vec<f64>) {
+        let recent = |arm: Arm| self.arms[arm.index()].recent_ms.iter().copied().collect::<Vec<f64>>();
         let arms = Arm::BOTH
             .iter()
             .map(|&arm| {
@@ -389,19 +445,8 @@ impl State {
                 }
             })
             .collect();
-        let [a, b] = &self.arms;
-        let latency = if a.recent_ms.is_empty() || b.recent_ms.is_empty() {
-            None
-        } else {
-            let (ra, rb): (Vec<f64>, Vec<f64>) =
-                (a.recent_ms.iter().copied().collect(), b.recent_ms.iter().copied().collect());
-            stats::kayenta(&ra, &rb).ok().map(|k| LatencyComparison {
-                n_a: ra.len() as u64,
-                n_b: rb.len() as u64,
-                kayenta: k,
-            })
-        };
-        RolloutSnapshot {
+        let snapshot = RolloutSnapshot {
+            seq: 0,
             strategy: self.config.strategy.clone(),
             fault_b: self.config.fault_b,
             labels_expected: self.labels_expected,
@@ -409,7 +454,8 @@ impl State {
             failed: self.failed.clone(),
             arms,
             accuracy: self.accuracy(),
-            latency,
+            // Filled in outside the lock (see Rollout::snapshot).
+            latency: None,
             paired: self.paired.as_ref().map(Paired::summary),
             canary: self.canary.as_ref().map(|c| CanarySnapshot {
                 phase: c.phase(),
@@ -428,7 +474,8 @@ impl State {
                 decisions: c.decisions().to_vec(),
             }),
             history: self.history.clone(),
-        }
+        };
+        (snapshot, recent(Arm::A), recent(Arm::B))
     }
 }
 
@@ -504,6 +551,9 @@ impl Paired {
 /// Everything the Deploy view and `simulate` show, computed.
 #[derive(Debug, Clone, Serialize)]
 pub struct RolloutSnapshot {
+    /// Increases with every snapshot taken in this process: the newer of two is the larger.
+    #[serde(skip)]
+    pub seq: u64,
     #[serde(flatten)]
     pub strategy: Strategy,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -515,7 +565,7 @@ pub struct RolloutSnapshot {
     pub arms: Vec<ArmSummary>,
     /// B's accuracy against A's, once both have labels.
     pub accuracy: Option<AccuracyComparison>,
-    /// Kayenta's judgement of the most recent latencies (up to 5000 per arm).
+    /// Kayenta's judgement of the most recent latencies (up to 2000 per arm).
     pub latency: Option<LatencyComparison>,
     /// Shadow and side by side: the same requests answered by both.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -614,9 +664,11 @@ impl AccuracyComparison {
     }
 }
 
-/// "0.004", "3.2e-7".
+/// "0.004", "3.2e-7", "< 1e-300" (below what a double holds).
 pub fn format_p(p: f64) -> String {
-    if p >= 0.001 {
+    if p < 1e-300 {
+        "< 1e-300".into()
+    } else if p >= 0.001 {
         format!("{p:.3}")
     } else {
         format!("{p:.1e}")

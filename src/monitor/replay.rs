@@ -500,6 +500,11 @@ impl ReplayHandle {
         self.shared.control().paused
     }
 
+    /// Reads this replay's progress from elsewhere, without owning the handle.
+    pub fn progress_reader(&self) -> ProgressReader {
+        ProgressReader(self.shared.clone())
+    }
+
     /// Something that can stop this replay from elsewhere (a sink that decides the run is
     /// over), without owning the handle.
     pub fn stopper(&self) -> ReplayStopper {
@@ -529,6 +534,21 @@ impl ReplayHandle {
             let _ = thread.join();
         }
         true
+    }
+}
+
+/// Reads a replay's progress, like [`ReplayHandle::progress`]; cheap to clone.
+#[derive(Clone)]
+pub struct ProgressReader(Arc<Shared>);
+
+impl ProgressReader {
+    pub fn progress(&self) -> ReplayProgress {
+        self.0.progress.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The replay has ended: every prediction and label has gone to the sink.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.progress().state, ReplayState::Finished | ReplayState::Stopped | ReplayState::Failed)
     }
 }
 

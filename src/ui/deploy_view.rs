@@ -8,7 +8,7 @@
 
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use egui::{Color32, RichText};
 use egui_plot::{Corner, HLine, Legend, Line, Plot, PlotPoint, PlotPoints};
@@ -21,9 +21,6 @@ use crate::model::LoadedModel;
 use crate::monitor::replay::{DriftSchedule, Fault, ReplayOptions, ReplayState};
 use crate::monitor::Monitor;
 use crate::store::PredictionLog;
-
-/// How often the snapshot is recomputed while a rollout runs.
-const REFRESH: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StrategyKind {
@@ -175,8 +172,7 @@ pub struct DeployView {
     pub form: DeployForm,
     rollout: Option<Rollout>,
     starting: bool,
-    snapshot: Option<RolloutSnapshot>,
-    refreshed: Option<Instant>,
+    snapshot: Option<Arc<RolloutSnapshot>>,
     started_ms: i64,
     decisions_logged: usize,
     /// The decision whose evidence is open.
@@ -193,7 +189,6 @@ impl Default for DeployView {
             rollout: None,
             starting: false,
             snapshot: None,
-            refreshed: None,
             started_ms: 0,
             decisions_logged: 0,
             open_decision: None,
@@ -206,7 +201,7 @@ impl Default for DeployView {
 impl DeployView {
     /// The latest snapshot (tests).
     pub fn snapshot(&self) -> Option<&RolloutSnapshot> {
-        self.snapshot.as_ref()
+        self.snapshot.as_deref()
     }
 
     pub fn is_running(&self) -> bool {
@@ -230,9 +225,6 @@ impl DeployView {
         egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
             self.live_ui(ui, &snapshot, &cx, &mut notes);
         });
-        if self.is_running() {
-            ui.ctx().request_repaint_after(REFRESH);
-        }
         notes
     }
 
@@ -256,16 +248,17 @@ impl DeployView {
         notes
     }
 
+    /// Takes the rollout's latest published snapshot (cheap: an `Arc`); `force` computes one
+    /// now instead, after the user changed something.
     fn refresh(&mut self, force: bool) {
         let Some(rollout) = &self.rollout else { return };
-        let due = self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH);
-        let live = !rollout.is_finished()
-            || self.snapshot.as_ref().is_none_or(|s| {
-                !matches!(s.state(), Some(ReplayState::Finished | ReplayState::Stopped | ReplayState::Failed))
-            });
-        if force || (due && live) {
-            self.snapshot = Some(rollout.snapshot());
-            self.refreshed = Some(Instant::now());
+        if force {
+            self.snapshot = Some(Arc::new(rollout.snapshot()));
+        } else if let Some(latest) = rollout.latest() {
+            // A snapshot forced after a click is newer than one published before it.
+            if self.snapshot.as_ref().is_none_or(|s| latest.seq > s.seq) {
+                self.snapshot = Some(latest);
+            }
         }
     }
 
@@ -287,7 +280,7 @@ impl DeployView {
         notes
     }
 
-    fn start(&mut self, cx: &DeployContext<'_>) -> Result<String, String> {
+    fn start(&mut self, cx: &DeployContext<'_>, ctx: egui::Context) -> Result<String, String> {
         if self.is_running() {
             return Err("a rollout is already running: stop it first".into());
         }
@@ -328,7 +321,8 @@ impl DeployView {
                 }
                 Ok(dataset) => {
                     let n = dataset.examples.len();
-                    match Rollout::start(Arc::new(dataset), a, b, config, options, sink) {
+                    let repaint = move || ctx.request_repaint();
+                    match Rollout::start(Arc::new(dataset), a, b, config, options, sink, repaint) {
                         Ok(rollout) => {
                             Message::Started(Box::new(rollout), format!("deploy: {what} ({n} examples, looping)"))
                         }
@@ -453,7 +447,7 @@ impl DeployView {
         ui.horizontal_wrapped(|ui| {
             if !running {
                 if ui.button("Start").clicked() {
-                    notes.push(self.start(cx));
+                    notes.push(self.start(cx, ui.ctx().clone()));
                 }
             } else if let Some(rollout) = &self.rollout {
                 if rollout.is_paused() {
