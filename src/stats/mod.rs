@@ -15,6 +15,9 @@
 //! `ln_factorial` / `binomial` helpers. The Kolmogorov-Smirnov distributions, which statrs
 //! lacks, are implemented in [`ks`].
 //!
+//! [`sequential`] adds the always-valid statistics for a live A/B dashboard (the mixture SPRT of
+//! Johari et al., checked against `scripts/msprt_reference.py` in `tests/sequential.rs`).
+//!
 //! Callers drop missing values before calling in; an empty side is a [`StatsError`], never a
 //! panic.
 
@@ -25,6 +28,7 @@ pub mod drift;
 pub mod ks;
 pub mod mannwhitney;
 pub mod paired;
+pub mod sequential;
 
 use serde::Serialize;
 
@@ -38,6 +42,10 @@ pub use mannwhitney::{
     MannWhitney,
 };
 pub use paired::{correctness_agreement, correctness_table, mcnemar, CorrectnessTable, McNemar};
+pub use sequential::{
+    msprt_lambda, simulate_peeking, ArmSplit, FixedHorizon, PeekingOptions, PeekingReport, SequentialAb,
+    SequentialState,
+};
 
 /// A test statistic with its p-value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
