@@ -120,6 +120,27 @@ fn a_deliberately_slower_canary_is_rolled_back_on_latency() {
 }
 
 #[test]
+fn a_canary_of_a_head_trained_on_shuffled_labels_is_rolled_back_on_accuracy() {
+    let (s, _) = run("demo:digits-shuffled", canary(60), None, looping(None));
+    let c = s.canary.as_ref().unwrap();
+    assert_eq!(c.phase, Phase::RolledBack, "{:#?}", c.decisions);
+    let failed: Vec<_> = c.decisions.iter().filter(|d| d.outcome == Some(CheckOutcome::Fail)).collect();
+    assert_eq!(failed.len(), 2);
+    for d in failed {
+        let acc = d.gates.iter().find(|g| g.gate == "accuracy").unwrap();
+        assert_eq!(acc.verdict, GateVerdict::Fail, "{}", acc.summary);
+        assert!(acc.value_a.unwrap() > 0.9 && acc.value_b.unwrap() < 0.25, "{acc:?}");
+        let [lo, _] = acc.interval.unwrap();
+        assert!(lo > 5.0, "the drop's interval clears the 5-point bound: {acc:?}");
+        // Same architecture: latency is no reason to fail it.
+        let lat = d.gates.iter().find(|g| g.gate == "latency").unwrap();
+        assert_ne!(lat.verdict, GateVerdict::Fail, "{}", lat.summary);
+    }
+    // It never got past 1 %.
+    assert_eq!(c.weights.iter().map(|w| w.1).collect::<Vec<_>>(), vec![1.0, 0.0]);
+}
+
+#[test]
 fn a_failing_canary_is_rolled_back_on_errors() {
     let fault = Fault { delay: Duration::ZERO, error_rate: 0.2 };
     let (s, _) = run("demo:digits-v2", canary(100), Some(fault), looping(None));
@@ -170,6 +191,13 @@ fn an_ab_test_splits_by_weight_and_reports_significance() {
     assert_eq!(acc.fixed, z);
     assert!(acc.difference_points > 20.0 && acc.fixed.pvalue < 1e-6, "{}", acc.verdict());
     assert!(acc.verdict().starts_with("B is"), "{}", acc.verdict());
+    // The always-valid test on the same counts, as a fresh SequentialAb fed label by label gives.
+    let seq = s.sequential.as_ref().unwrap();
+    assert_eq!((seq.correct_a, seq.n_a, seq.correct_b, seq.n_b), (ra.correct, ra.n, rb.correct, rb.n));
+    assert!(seq.significant && seq.p_value < 0.05, "{seq:?}");
+    let [lo, hi] = seq.confidence_sequence;
+    assert!(lo > 0.0 && lo <= seq.delta.unwrap() && seq.delta.unwrap() <= hi);
+    assert!(seq.verdict_text().contains("even though you watched it live"), "{}", seq.verdict_text());
 }
 
 #[test]

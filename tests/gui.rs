@@ -502,7 +502,7 @@ fn the_deploy_view_promotes_a_canary_rolls_back_a_slow_one_on_approval_and_runs_
     assert!(has_text(&harness, "Kayenta"), "the latency gate's evidence");
     assert!(has_text(&harness, "Is B more accurate?"));
     harness.get_by_label("Stop").click();
-    wait_long(&mut harness, "the stop", Duration::from_secs(10), |h| has_text(h, "Start"));
+    wait_long(&mut harness, "the stop", Duration::from_secs(10), |h| h.query_by_label("Start").is_some());
 
     // A slower B, and every decision waits for the user.
     harness.get_by_label("wait for my approval").click();
@@ -527,7 +527,7 @@ fn the_deploy_view_promotes_a_canary_rolls_back_a_slow_one_on_approval_and_runs_
     harness.run_steps(2);
     assert!(has_text(&harness, "CANARY ROLLED BACK"));
     harness.get_by_label("Stop").click();
-    wait_long(&mut harness, "the stop", Duration::from_secs(10), |h| has_text(h, "Start"));
+    wait_long(&mut harness, "the stop", Duration::from_secs(10), |h| h.query_by_label("Start").is_some());
 
     // An A/B test at 50 %, without the injected delay.
     harness.get_by_label("A/B test").click();
@@ -545,6 +545,7 @@ fn the_deploy_view_promotes_a_canary_rolls_back_a_slow_one_on_approval_and_runs_
     });
     harness.run_steps(2);
     assert!(has_text(&harness, "points more accurate"), "the plain-language verdict");
+    assert!(has_text(&harness, "sequential p ="), "the always-valid verdict");
     let models: Vec<String> = harness.state().monitor().snapshot().models.iter().map(|m| m.name.to_string()).collect();
     assert!(models.contains(&"A".to_string()) && models.contains(&"B".to_string()), "{models:?}");
     harness.get_by_label("Stop").click();

@@ -1,8 +1,9 @@
 //! A rollout in words: the lines `modeldeck simulate` prints and the Deploy view's trail shows.
 
 use super::canary::{percent, DecidedBy, Decision, GateVerdict, Phase};
-use super::rollout::{format_p, RolloutSnapshot};
+use super::rollout::RolloutSnapshot;
 use super::{Arm, Strategy};
+use crate::stats::sequential::format_p;
 use crate::store;
 
 /// One decision of the trail: "12:03:04 check 3 at 5 %: pass → advance to 25 % (A 100 / B 100 requests)".
@@ -95,6 +96,9 @@ pub fn report_lines(s: &RolloutSnapshot) -> Vec<String> {
     }
     if let Some(acc) = &s.accuracy {
         lines.push(format!("accuracy: {}", acc.verdict()));
+    }
+    if let Some(seq) = &s.sequential {
+        lines.push(format!("sequential: {}", seq.verdict_text()));
     }
     if let Some(l) = &s.latency {
         let k = &l.kayenta;

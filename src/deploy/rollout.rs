@@ -22,6 +22,7 @@ use crate::monitor::replay::{
     Fault, ProgressReader, Replay, ReplayError, ReplayEvent, ReplayHandle, ReplayOptions, ReplayProgress, ReplayState,
     ReplayStopper, Route, RouteRequest, Targets,
 };
+use crate::stats::sequential::{format_p, SequentialAb, SequentialState};
 use crate::stats::{self, ArmAccuracy, Kayenta, McNemar, TestResult};
 use crate::store;
 
@@ -103,11 +104,14 @@ impl ArmStats {
     }
 }
 
+/// An arm's answer in a pair: its top label and latency, or `None` for an error.
+type PairAnswer = Option<(Option<Arc<str>>, f64)>;
+
 /// One request's answers in a paired strategy (shadow, side by side).
 #[derive(Default)]
 struct OpenPair {
-    /// Per arm: answered (top-1, latency) or failed (None inside).
-    answers: [Option<Option<(Option<Arc<str>>, f64)>>; 2],
+    /// Per arm, once it answered.
+    answers: [Option<PairAnswer>; 2],
     /// Whether a label will come for the arm's answer, and whether it was right.
     expects_label: [bool; 2],
     correct: [Option<bool>; 2],
@@ -138,6 +142,9 @@ struct State {
     paired: Option<Paired>,
     progress: Option<ReplayProgress>,
     history: Vec<SignificancePoint>,
+    /// The always-valid test of the accuracy difference, updated at every label.
+    sequential: SequentialAb,
+    sequential_state: Option<SequentialState>,
     failed: Option<String>,
     stopper: Arc<OnceLock<ReplayStopper>>,
 }
@@ -182,6 +189,8 @@ impl Rollout {
             paired,
             progress: None,
             history: Vec::new(),
+            sequential: SequentialAb::default(),
+            sequential_state: None,
             failed: None,
             stopper: stopper.clone(),
             config: config.clone(),
@@ -372,6 +381,11 @@ impl State {
                 if let Some(paired) = &mut self.paired {
                     paired.label(&l.request_id, arm, l.correct);
                 }
+                let [a, b] = &self.arms;
+                // Cumulative counts only grow, so the update cannot be refused.
+                if let Ok(state) = self.sequential.update(a.correct, a.labelled, b.correct, b.labelled) {
+                    self.sequential_state = Some(state);
+                }
                 self.push_history(l.at_ms);
             }
             ReplayEvent::Progress(p) | ReplayEvent::Finished(p) | ReplayEvent::Stopped(p) => {
@@ -416,6 +430,7 @@ impl State {
             labelled: acc.a.n + acc.b.n,
             difference_points: acc.difference_points,
             fixed_p: acc.fixed.pvalue,
+            sequential_p: self.sequential_state.as_ref().map_or(1.0, |s| s.p_value),
         });
     }
 
@@ -454,6 +469,7 @@ impl State {
             failed: self.failed.clone(),
             arms,
             accuracy: self.accuracy(),
+            sequential: self.sequential_state.clone(),
             // Filled in outside the lock (see Rollout::snapshot).
             latency: None,
             paired: self.paired.as_ref().map(Paired::summary),
@@ -480,7 +496,7 @@ impl State {
 }
 
 impl Paired {
-    fn answer(&mut self, id: &Arc<str>, arm: Arm, answer: Option<(Option<Arc<str>>, f64)>, expects_label: bool) {
+    fn answer(&mut self, id: &Arc<str>, arm: Arm, answer: PairAnswer, expects_label: bool) {
         if !self.open.contains_key(id) {
             if self.open.len() >= MAX_OPEN_PAIRS {
                 self.evict_oldest();
@@ -565,6 +581,9 @@ pub struct RolloutSnapshot {
     pub arms: Vec<ArmSummary>,
     /// B's accuracy against A's, once both have labels.
     pub accuracy: Option<AccuracyComparison>,
+    /// The same difference with the always-valid mixture SPRT (Johari et al. 2017): its
+    /// p-value and confidence sequence stay valid however often the dashboard is watched.
+    pub sequential: Option<SequentialState>,
     /// Kayenta's judgement of the most recent latencies (up to 2000 per arm).
     pub latency: Option<LatencyComparison>,
     /// Shadow and side by side: the same requests answered by both.
@@ -664,23 +683,14 @@ impl AccuracyComparison {
     }
 }
 
-/// "0.004", "3.2e-7", "< 1e-300" (below what a double holds).
-pub fn format_p(p: f64) -> String {
-    if p < 1e-300 {
-        "< 1e-300".into()
-    } else if p >= 0.001 {
-        format!("{p:.3}")
-    } else {
-        format!("{p:.1e}")
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct SignificancePoint {
     pub at_ms: i64,
     pub labelled: u64,
     pub difference_points: f64,
     pub fixed_p: f64,
+    /// The always-valid p-value at that point (a running minimum: it never rises).
+    pub sequential_p: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]

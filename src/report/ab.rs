@@ -329,15 +329,7 @@ fn paired_section(a: &Arm, b: &Arm) -> Result<PairedSection, ReportError> {
     })
 }
 
-fn format_p(p: f64) -> String {
-    if p.is_nan() {
-        "n/a".to_string()
-    } else if p < 0.001 {
-        format!("{p:.1e}")
-    } else {
-        format!("{p:.3}")
-    }
-}
+use crate::stats::sequential::format_p;
 
 /// Kayenta's judgement in a sentence, with the settings it used.
 fn kayenta_text(outcome: &KayentaOutcome) -> String {

@@ -354,6 +354,8 @@ pub struct SequentialState {
 pub fn format_p(p: f64) -> String {
     if p.is_nan() {
         "n/a".to_string()
+    } else if p < 1e-300 {
+        "< 1e-300".to_string()
     } else if p < 0.001 {
         format!("{p:.1e}")
     } else {

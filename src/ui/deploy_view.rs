@@ -14,12 +14,12 @@ use egui::{Color32, RichText};
 use egui_plot::{Corner, HLine, Legend, Line, Plot, PlotPoint, PlotPoints};
 
 use crate::deploy::canary::{percent, Action, DecidedBy, Decision, GateVerdict, Phase};
-use crate::deploy::rollout::format_p;
 use crate::deploy::{Arm, CanaryPlan, Gates, Rollout, RolloutConfig, RolloutSnapshot, Strategy};
 use crate::eval::Dataset;
 use crate::model::LoadedModel;
 use crate::monitor::replay::{DriftSchedule, Fault, ReplayOptions, ReplayState};
 use crate::monitor::Monitor;
+use crate::stats::sequential::format_p;
 use crate::store::PredictionLog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -779,6 +779,9 @@ fn significance_ui(ui: &mut egui::Ui, s: &RolloutSnapshot) {
         });
         return;
     };
+    if let Some(seq) = &s.sequential {
+        ui.label(RichText::new(seq.verdict_text()).strong());
+    }
     ui.label(acc.verdict());
     ui.label(format!(
         "difference B - A {:+.2} points, 95 % interval [{:+.2}, {:+.2}] (Newcombe)",
@@ -789,6 +792,8 @@ fn significance_ui(ui: &mut egui::Ui, s: &RolloutSnapshot) {
     }
     let fixed: Vec<PlotPoint> =
         s.history.iter().map(|h| PlotPoint::new(h.labelled as f64, h.fixed_p.max(1e-300).log10())).collect();
+    let sequential: Vec<PlotPoint> =
+        s.history.iter().map(|h| PlotPoint::new(h.labelled as f64, h.sequential_p.max(1e-300).log10())).collect();
     Plot::new("deploy-significance")
         .height(140.0)
         .legend(Legend::default().position(Corner::RightTop))
@@ -796,6 +801,7 @@ fn significance_ui(ui: &mut egui::Ui, s: &RolloutSnapshot) {
         .y_axis_label("log10 p")
         .allow_scroll(false)
         .show(ui, |plot| {
+            plot.line(Line::new("sequential p (valid when watched)", PlotPoints::Owned(sequential)).width(2.0));
             plot.line(Line::new("fixed-horizon p (invalid when watched)", PlotPoints::Owned(fixed)));
             plot.hline(HLine::new("p = 0.05", 0.05f64.log10()));
         });
