@@ -177,6 +177,13 @@ struct TrainArgs {
     /// Also train on a drifted copy of every image (newer, drifted data), e.g. "contrast=0.6,noise=0.15".
     #[arg(long)]
     add_drifted: Option<String>,
+    /// Train on randomly permuted labels (seeded by --seed): a deliberately useless model.
+    ///
+    /// The labels are shuffled across all examples before the validation split, so the
+    /// validation labels are shuffled too and early stopping cannot rescue the model; each label
+    /// keeps its count. Works for the CNN and with --base (a head trained on shuffled labels).
+    #[arg(long)]
+    shuffle_labels: bool,
     /// Input side of the CNN, in pixels.
     #[arg(long, default_value_t = 8)]
     image_size: usize,
@@ -739,6 +746,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         learning_rate: args.lr.unwrap_or(if args.base.is_some() { 5e-2 } else { 3e-3 }),
         patience: args.patience,
         seed: args.seed,
+        shuffle_labels: args.shuffle_labels,
         ..Default::default()
     };
     let quiet = args.json;

@@ -187,6 +187,10 @@ fn a_copy_of_the_binary_in_an_empty_folder_runs_the_demo() {
         let v = run(&["predict", "--model", demo, "--image", "three.png", "--json"]);
         assert_eq!(v["predictions"][0]["label"], "3", "{demo}: {v}");
     }
+    // The deliberately bad demo loads the same way; its answer is chance, so only its shape counts.
+    let v = run(&["predict", "--model", "demo:digits-shuffled", "--image", "three.png", "--json"]);
+    assert_eq!(v["model"]["name"], "digits-shuffled", "{v}");
+    assert_eq!(v["predictions"].as_array().map(Vec::len), Some(5), "{v}");
     let bench = run(&["bench", "--model", "demo:digits-v1", "--iters", "2", "--warmup", "0", "--json"]);
     assert_eq!(bench["image"], "chelsea.png", "bench times the embedded photo, not a synthetic one: {bench}");
 }

@@ -1,6 +1,7 @@
 //! The embedded demo models and the training that produced them: committed accuracies hold,
 //! v1 retrains from scratch quickly to the same quality, heads retrain on frozen features for an
-//! image model and for all-MiniLM-L6-v2, and training can be cancelled.
+//! image model and for all-MiniLM-L6-v2, a head on shuffled labels is no better than chance, and
+//! training can be cancelled.
 
 mod common;
 
@@ -38,7 +39,7 @@ fn committed_demo_models_reach_the_accuracies_in_models_md() {
     let drift = ImageDrift::parse(m["drift"].as_str().unwrap()).unwrap();
     let seed = m["eval_seed"].as_u64().unwrap();
     let models_md = std::fs::read_to_string(common::root().join("models/MODELS.md")).unwrap();
-    for name in ["digits-v1", "digits-v2"] {
+    for name in ["digits-v1", "digits-v2", "digits-shuffled"] {
         let model = load(&format!("demo:{name}"));
         let clean = accuracy(&model, &test_split(), None, seed);
         let drifted = accuracy(&model, &test_split(), Some(drift), seed);
@@ -51,6 +52,12 @@ fn committed_demo_models_reach_the_accuracies_in_models_md() {
     let (v1, v2) = (&m["models"]["digits-v1"], &m["models"]["digits-v2"]);
     assert!(v1["clean"].as_f64().unwrap() > 0.95 && v2["clean"].as_f64().unwrap() > 0.95);
     assert!(v2["drifted"].as_f64().unwrap() > v1["drifted"].as_f64().unwrap() + 0.2);
+    // The bad canary: near chance (10 classes) on clean and drifted data alike.
+    let shuffled = &m["models"]["digits-shuffled"];
+    for split in ["clean", "drifted"] {
+        let acc = shuffled[split].as_f64().unwrap();
+        assert!(acc < 0.2, "digits-shuffled {split} accuracy {acc} is not near chance");
+    }
 }
 
 #[test]
@@ -127,6 +134,30 @@ fn a_head_on_all_minilm_makes_a_text_classifier() {
     assert_eq!(model.card().task, model::Task::TextClassification);
     let acc = accuracy(&model, &common::root().join("assets/text/reviews_test.csv"), None, 0);
     assert!(acc >= 0.75, "sentiment accuracy {acc}");
+}
+
+/// The script's digits-shuffled command through the library: the same head on digits-v2's frozen
+/// features learns the digits from the true labels and nothing from shuffled ones.
+#[test]
+fn a_head_on_shuffled_labels_is_no_better_than_chance() {
+    let files = source::resolve(&ModelSource::parse("demo:digits-v2").unwrap(), &Default::default()).unwrap();
+    let data = Dataset::load(&common::root().join("assets/digits/train")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut test_accuracy = |shuffle_labels: bool| {
+        let out = tmp.path().join(if shuffle_labels { "shuffled" } else { "true" });
+        let options = TrainOptions { learning_rate: 5e-2, seed: 0, shuffle_labels, ..Default::default() };
+        let report = train::train_head(&files, &data, &out, &options, None, |_, _| {}).unwrap();
+        (report, accuracy(&load(out.to_str().unwrap()), &test_split(), None, 7))
+    };
+    let (truth, truth_acc) = test_accuracy(false);
+    let (shuffled, shuffled_acc) = test_accuracy(true);
+    assert!(truth_acc > 0.9, "a head on the true labels: {truth_acc}");
+    assert!(shuffled_acc < 0.2, "a head on shuffled labels: {shuffled_acc}");
+    // Early stopping judged the shuffled validation labels, not the true ones.
+    assert!(shuffled.best_validation_accuracy < 0.3, "{}", shuffled.best_validation_accuracy);
+    assert_eq!((shuffled.n_train, shuffled.n_validation), (truth.n_train, truth.n_validation));
+    let committed = metrics()["models"]["digits-shuffled"]["clean"].as_f64().unwrap();
+    assert!((shuffled_acc - committed).abs() < 0.03, "retrained {shuffled_acc} vs committed {committed}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! What the app needs at first start, compiled into the binary so that an installed `modeldeck`
-//! run from any folder has its demo: the two demo models (`models/` in the repository is their
+//! run from any folder has its demo: the demo models (`models/` in the repository is their
 //! source, ~60 kB each), the Playground's gallery and the benchmark's sample photo.
 //!
 //! Demo models are written once to a cache folder named after their content hash (a changed
@@ -51,7 +51,8 @@ macro_rules! embed_abs {
 pub const DIGITS_TEST: EmbeddedDemo =
     EmbeddedDemo { name: "digits-test", files: include!(concat!(env!("OUT_DIR"), "/digits_test.rs")) };
 
-pub const DEMOS: &[EmbeddedDemo] = &[demo!("digits-v1"), demo!("digits-v2")];
+/// digits-shuffled is the deliberately bad one (near chance), for a canary to roll back.
+pub const DEMOS: &[EmbeddedDemo] = &[demo!("digits-v1"), demo!("digits-v2"), demo!("digits-shuffled")];
 
 /// The Playground's gallery: two CC0 photos (assets/samples/LICENSES.md) and one test image of
 /// each digit (the first file of each class folder of assets/digits/test).

@@ -3,6 +3,8 @@
 //! a new label set allowed). Both use one loop: AdamW, shuffled mini-batches, a held-out
 //! validation split, early stopping on validation accuracy, a fixed seed, a progress callback per
 //! epoch and a cancel token. Results are written in the Hugging Face layout the loader reads.
+//! `shuffle_labels` trains on randomly permuted labels: a deliberately useless model (the
+//! demo's bad canary) made by the same recipe as a good one.
 
 mod head;
 
@@ -55,6 +57,10 @@ pub struct TrainOptions {
     pub patience: usize,
     pub validation_fraction: f64,
     pub seed: u64,
+    /// Permute the labels across all examples (seeded) before the validation split, so the model
+    /// learns no relation between inputs and labels and early stopping, judging on the permuted
+    /// validation labels, cannot pick a better epoch by looking at the true ones.
+    pub shuffle_labels: bool,
     pub cancel: CancelToken,
 }
 
@@ -68,6 +74,7 @@ impl Default for TrainOptions {
             patience: 8,
             validation_fraction: 0.15,
             seed: 0,
+            shuffle_labels: false,
             cancel: CancelToken::new(),
         }
     }
@@ -121,6 +128,14 @@ impl Examples {
         let y: Vec<u32> = index.iter().map(|&i| self.y[i]).collect();
         Ok((self.x.index_select(&ids, 0)?, Tensor::new(y.as_slice(), self.x.device())?))
     }
+}
+
+/// The labels permuted across examples: each label keeps its count (so the stratified split and
+/// the class balance are unchanged) but is no longer tied to its input.
+fn shuffled_labels(labels: &[u32], rng: &mut impl Rng) -> Vec<u32> {
+    let mut shuffled = labels.to_vec();
+    shuffled.shuffle(rng);
+    shuffled
 }
 
 /// Seeded split into train and validation indices, stratified by label.
@@ -191,6 +206,13 @@ fn fit(
     rng: &mut impl Rng,
     progress: &mut dyn FnMut(&EpochReport),
 ) -> Result<Fitted, TrainError> {
+    let shuffled;
+    let data = if options.shuffle_labels {
+        shuffled = Examples { x: data.x.clone(), y: shuffled_labels(&data.y, rng) };
+        &shuffled
+    } else {
+        data
+    };
     let (train, validation) = split(&data.y, options.validation_fraction, rng);
     if train.is_empty() || validation.is_empty() {
         return Err(TrainError::Data("too few examples to hold out a validation split".into()));
@@ -379,4 +401,25 @@ fn write_folder(out: &Path, labels: &[String], config: &CnnConfig, varmap: &VarM
     let weights = out.join("model.safetensors");
     varmap.save(&weights).map_err(|e| TrainError::Data(format!("{}: {e}", weights.display())))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffled_labels_keep_their_counts_and_lose_their_examples() {
+        let labels: Vec<u32> = (0..1000).map(|i| i % 10).collect();
+        let shuffle = |seed| shuffled_labels(&labels, &mut rand::rngs::StdRng::seed_from_u64(seed));
+        let shuffled = shuffle(0);
+        let (mut sorted, mut original) = (shuffled.clone(), labels.clone());
+        sorted.sort();
+        original.sort();
+        assert_eq!(sorted, original, "a permutation keeps every label's count");
+        // A random permutation leaves about 1 in 10 labels in place for 10 balanced classes.
+        let kept = labels.iter().zip(&shuffled).filter(|(a, b)| a == b).count();
+        assert!((50..=150).contains(&kept), "{kept} of 1000 labels stayed on their example");
+        assert_eq!(shuffle(0), shuffled, "the same seed gives the same permutation");
+        assert_ne!(shuffle(1), shuffled);
+    }
 }
