@@ -143,7 +143,7 @@ fn a_head_on_shuffled_labels_is_no_better_than_chance() {
     let files = source::resolve(&ModelSource::parse("demo:digits-v2").unwrap(), &Default::default()).unwrap();
     let data = Dataset::load(&common::root().join("assets/digits/train")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut test_accuracy = |shuffle_labels: bool| {
+    let test_accuracy = |shuffle_labels: bool| {
         let out = tmp.path().join(if shuffle_labels { "shuffled" } else { "true" });
         let options = TrainOptions { learning_rate: 5e-2, seed: 0, shuffle_labels, ..Default::default() };
         let report = train::train_head(&files, &data, &out, &options, None, |_, _| {}).unwrap();
