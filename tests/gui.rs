@@ -505,7 +505,10 @@ fn the_deploy_view_promotes_a_canary_rolls_back_a_slow_one_on_approval_and_runs_
     wait_long(&mut harness, "the stop", Duration::from_secs(10), |h| h.query_by_label("Start").is_some());
 
     // A slower B, and every decision waits for the user.
-    harness.get_by_label("wait for my approval").click();
+    // Through accesskit: an alert toast of the Monitor may cover the box's spot on screen.
+    harness.get_by_label("wait for my approval").click_accesskit();
+    harness.run_steps(2);
+    assert!(harness.state().deploy_form().manual, "the approval box is ticked");
     harness.get_by_label("delay").focus();
     harness.step();
     harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);

@@ -282,6 +282,11 @@ impl ModelDeckApp {
         &self.monitor
     }
 
+    /// The Deploy view's form as the user set it (tests).
+    pub fn deploy_form(&self) -> &deploy_view::DeployForm {
+        &self.deploy_view.form
+    }
+
     /// The Deploy view's latest rollout snapshot (tests).
     pub fn rollout(&self) -> Option<&crate::deploy::RolloutSnapshot> {
         self.deploy_view.snapshot()
