@@ -348,8 +348,12 @@ struct SimulateArgs {
     /// Stop after this many requests (a canary: 200000 unless given).
     #[arg(long)]
     max_requests: Option<u64>,
+    /// Replay the examples in file order instead of a seeded random order per pass. Data sets
+    /// sorted by label (an image folder per class) then reach the arms class by class, which
+    /// breaks the statistics' assumption of exchangeable requests.
     #[arg(long)]
-    shuffle: bool,
+    in_order: bool,
+    /// Seeds the order, the drift noise and which requests fail under --b-error-rate.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Append every prediction (origin `replay`, arm A or B) to this prediction log.
@@ -1002,7 +1006,7 @@ fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
         rate_per_s: args.rate,
         looping: args.looping || canary,
         max_requests: args.max_requests.or(canary.then_some(200_000)),
-        shuffle: args.shuffle,
+        shuffle: !args.in_order,
         drift: args.drift,
         label_delay: args.label_delay,
         seed: args.seed,
