@@ -2,7 +2,8 @@
 # Runs the app under Xvfb, drives it with xdotool and saves PNG screenshots to docs/screenshots/:
 # the Playground (the first-start sample, a gallery click, a drawn digit and a pasted 20000x200
 # panorama, A and B side by side), the Models view, both themes, and the Monitor view 30 s into a
-# drifting replay (charts, alerts, drift table), at 1280x800 and 1920x1080.
+# drifting replay (charts, alerts, drift table) and the Deploy view during and after a canary, at
+# 1280x800 and 1920x1080.
 # Needs: apt-get install -y xvfb xauth imagemagick xdotool xclip
 # Coordinates match the default layout (top bar, left-anchored gallery); adjust if the UI moves.
 set -euo pipefail
@@ -73,6 +74,16 @@ run_at() { # width height
   xdotool mousemove 640 600
   for _ in $(seq 1 9); do xdotool click 5; done # down to the drift table
   shot "monitor-drift-table-$size"
+  click 376 12 # Deploy tab
+  click 30 113 # Start: a canary of B (digits-v2) on drifted digits at 400 req/s
+  sleep 15
+  for _ in 1 2 3 4; do click 891 115; click 891 100; done # dismiss the Monitor's alert toasts
+  xdotool mousemove 640 $((h - 25))
+  shot "deploy-canary-$size"
+  sleep 8
+  click 760 634 # the third decision: its evidence
+  xdotool mousemove 640 $((h - 25))
+  shot "deploy-canary-evidence-$size"
   kill "$app" 2>/dev/null || true
   wait "$app" 2>/dev/null || true
   kill "$xvfb" 2>/dev/null || true
