@@ -509,12 +509,8 @@ fn the_deploy_view_promotes_a_canary_rolls_back_a_slow_one_on_approval_and_runs_
     harness.get_by_label("wait for my approval").click_accesskit();
     harness.run_steps(2);
     assert!(harness.state().deploy_form().manual, "the approval box is ticked");
-    harness.get_by_label("delay").focus();
-    harness.step();
-    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    harness.get_by_label("delay").type_text("2");
-    harness.key_press(egui::Key::Enter);
-    harness.run_steps(2);
+    replace_text(&mut harness, "delay", "2");
+    assert_eq!(harness.state().deploy_form().delay_ms, 2.0);
     harness.get_by_label("Start").click();
     wait_long(&mut harness, "a proposed rollback", Duration::from_secs(120), |h| {
         canary_phase(h) == Some(Phase::AwaitingApproval)
@@ -534,12 +530,8 @@ fn the_deploy_view_promotes_a_canary_rolls_back_a_slow_one_on_approval_and_runs_
 
     // An A/B test at 50 %, without the injected delay.
     harness.get_by_label("A/B test").click();
-    harness.get_by_label("delay").focus();
-    harness.step();
-    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    harness.get_by_label("delay").type_text("0");
-    harness.key_press(egui::Key::Enter);
-    harness.run_steps(2);
+    replace_text(&mut harness, "delay", "0");
+    assert_eq!(harness.state().deploy_form().delay_ms, 0.0);
     harness.get_by_label("Start").click();
     wait_long(&mut harness, "labels on both arms", Duration::from_secs(120), |h| {
         h.state()

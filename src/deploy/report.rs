@@ -1,7 +1,7 @@
 //! A rollout in words: the lines `modeldeck simulate` prints and the Deploy view's trail shows.
 
 use super::canary::{percent, DecidedBy, Decision, GateVerdict, Phase};
-use super::rollout::RolloutSnapshot;
+use super::rollout::{PairedSummary, RolloutSnapshot};
 use super::{Arm, Strategy};
 use crate::stats::sequential::format_p;
 use crate::store;
@@ -114,27 +114,7 @@ pub fn report_lines(s: &RolloutSnapshot) -> Vec<String> {
         ));
     }
     if let Some(p) = &s.paired {
-        let agreement = p.agreement.map_or("-".into(), |a| format!("{:.2} %", a * 100.0));
-        lines.push(format!(
-            "paired: {} requests answered by both, same prediction on {agreement}, median B − A latency {} ms, {} \
-             unpaired",
-            p.pairs,
-            p.median_latency_diff_ms.map_or("-".into(), |v| format!("{v:+.3}")),
-            p.unpaired
-        ));
-        if let Some(m) = &p.mcnemar {
-            let t = p.table;
-            lines.push(format!(
-                "  on {} labelled pairs: both right {}, only A right {}, only B right {}, both wrong {}; McNemar exact \
-                 p = {}",
-                p.labelled_pairs,
-                t[0][0],
-                t[0][1],
-                t[1][0],
-                t[1][1],
-                format_p(m.exact.pvalue)
-            ));
-        }
+        lines.extend(paired_lines(p).into_iter().map(|l| format!("paired: {l}")));
     }
     if let Some(c) = &s.canary {
         lines.push(format!(
@@ -151,6 +131,32 @@ pub fn report_lines(s: &RolloutSnapshot) -> Vec<String> {
                 c.window_answered[0], c.window_answered[1], c.min_requests, c.step_labels[0], c.step_labels[1]
             ));
         }
+    }
+    lines
+}
+
+/// Shadow and side by side: agreement, McNemar on the labelled pairs, the latency difference.
+pub fn paired_lines(p: &PairedSummary) -> Vec<String> {
+    let agreement = p.agreement.map_or("-".into(), |a| format!("{:.2} %", a * 100.0));
+    let mut lines = vec![format!(
+        "{} requests answered by both, same prediction on {agreement}, median B − A latency {} ms, {} waiting, {} \
+         unpaired",
+        p.pairs,
+        p.median_latency_diff_ms.map_or("-".into(), |v| format!("{v:+.3}")),
+        p.waiting,
+        p.unpaired
+    )];
+    if let Some(m) = &p.mcnemar {
+        let t = p.table;
+        lines.push(format!(
+            "on {} labelled pairs: both right {}, only A right {}, only B right {}, both wrong {}; McNemar exact p = {}",
+            p.labelled_pairs,
+            t[0][0],
+            t[0][1],
+            t[1][0],
+            t[1][1],
+            format_p(m.exact.pvalue)
+        ));
     }
     lines
 }

@@ -125,8 +125,8 @@ struct Paired {
     both_answered: u64,
     /// ... with the same top label.
     same_prediction: u64,
-    /// B − A per request, ms.
-    latency_diffs_ms: Vec<f64>,
+    /// B − A per request, ms: the most recent [`RECENT_LATENCIES`] pairs.
+    latency_diffs_ms: VecDeque<f64>,
     table: [[u64; 2]; 2],
     unpaired: u64,
 }
@@ -537,7 +537,10 @@ impl Paired {
             if pa.is_some() && pa == pb {
                 self.same_prediction += 1;
             }
-            self.latency_diffs_ms.push(lb - la);
+            if self.latency_diffs_ms.len() == RECENT_LATENCIES {
+                self.latency_diffs_ms.pop_front();
+            }
+            self.latency_diffs_ms.push_back(lb - la);
             if let [Some(ca), Some(cb)] = pair.correct {
                 self.table[usize::from(!ca)][usize::from(!cb)] += 1;
             }
@@ -549,7 +552,7 @@ impl Paired {
 
     fn summary(&self) -> PairedSummary {
         let labelled: u64 = self.table.iter().flatten().sum();
-        let mut diffs = self.latency_diffs_ms.clone();
+        let mut diffs: Vec<f64> = self.latency_diffs_ms.iter().copied().collect();
         diffs.sort_by(f64::total_cmp);
         PairedSummary {
             pairs: self.both_answered,
@@ -703,7 +706,7 @@ pub struct PairedSummary {
     /// `[[both right, A right B wrong], [A wrong B right, both wrong]]`.
     pub table: [[u64; 2]; 2],
     pub mcnemar: Option<McNemar>,
-    /// Median of B's latency minus A's on the same request.
+    /// Median of B's latency minus A's on the same request (the last 2000 pairs).
     pub median_latency_diff_ms: Option<f64>,
     /// Requests waiting for their other answer or a label.
     pub waiting: u64,

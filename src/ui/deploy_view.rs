@@ -15,11 +15,9 @@ use egui_plot::{Corner, HLine, Legend, Line, Plot, PlotPoint, PlotPoints};
 
 use crate::deploy::canary::{percent, Action, DecidedBy, Decision, GateVerdict, Phase};
 use crate::deploy::{Arm, CanaryPlan, Gates, Rollout, RolloutConfig, RolloutSnapshot, Strategy};
-use crate::eval::Dataset;
 use crate::model::LoadedModel;
 use crate::monitor::replay::{DriftSchedule, Fault, ReplayOptions, ReplayState};
 use crate::monitor::Monitor;
-use crate::stats::sequential::format_p;
 use crate::store::PredictionLog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,13 +297,7 @@ impl DeployView {
         let what = format!("{} of {} against {}", config.strategy.name(), b.card().name, a.card().name);
         self.starting = true;
         let spawned = std::thread::Builder::new().name("rollout-start".into()).spawn(move || {
-            let loaded = if data.is_empty() {
-                crate::source::embedded::materialize(&crate::source::embedded::DIGITS_TEST)
-                    .map_err(|e| e.to_string())
-                    .and_then(|dir| Dataset::load(&dir).map_err(|e| e.to_string()))
-            } else {
-                Dataset::load(std::path::Path::new(&data)).map_err(|e| e.to_string())
-            };
+            let loaded = super::replay_control::load_dataset(&data);
             let message = match loaded {
                 Err(e) => Message::Note(Err(format!("deploy: {e}"))),
                 Ok(dataset)
@@ -533,26 +525,8 @@ impl DeployView {
         if let Some(p) = &s.paired {
             ui.add_space(6.0);
             ui.strong("Paired: the same requests answered by both");
-            let agreement = p.agreement.map_or("–".into(), |a| format!("{:.2} %", a * 100.0));
-            ui.label(format!(
-                "{} requests answered by both; same prediction on {agreement}; median latency B - A {}; {} waiting, {} \
-                 unpaired",
-                p.pairs,
-                p.median_latency_diff_ms.map_or("–".into(), |v| format!("{v:+.3} ms")),
-                p.waiting,
-                p.unpaired
-            ));
-            if let Some(m) = &p.mcnemar {
-                let t = p.table;
-                ui.label(format!(
-                    "on {} labelled pairs: both right {}, only A right {}, only B right {}, both wrong {}; McNemar exact p = {}",
-                    p.labelled_pairs,
-                    t[0][0],
-                    t[0][1],
-                    t[1][0],
-                    t[1][1],
-                    format_p(m.exact.pvalue)
-                ));
+            for line in crate::deploy::report::paired_lines(p) {
+                ui.label(line);
             }
         }
         if let Some(c) = &s.canary {

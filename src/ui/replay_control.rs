@@ -33,6 +33,18 @@ impl Default for ReplayControl {
     }
 }
 
+/// The data set a replay form names: a path, or the embedded demo digits when empty. Reads
+/// files: call it off the UI thread.
+pub fn load_dataset(data: &str) -> Result<Dataset, String> {
+    if data.is_empty() {
+        crate::source::embedded::materialize(&crate::source::embedded::DIGITS_TEST)
+            .map_err(|e| e.to_string())
+            .and_then(|dir| Dataset::load(&dir).map_err(|e| e.to_string()))
+    } else {
+        Dataset::load(std::path::Path::new(data)).map_err(|e| e.to_string())
+    }
+}
+
 /// Where the replay's answers go: the monitor (always) and the prediction log (when kept).
 pub fn sink(monitor: Monitor, log: Option<PredictionLog>) -> impl FnMut(ReplayEvent) + Send + 'static {
     move |event| match event {
@@ -93,13 +105,7 @@ impl ReplayControl {
         let name = model.card().name.clone();
         self.starting = true;
         let spawned = std::thread::Builder::new().name("replay-start".into()).spawn(move || {
-            let loaded = if data.is_empty() {
-                crate::source::embedded::materialize(&crate::source::embedded::DIGITS_TEST)
-                    .map_err(|e| e.to_string())
-                    .and_then(|dir| Dataset::load(&dir).map_err(|e| e.to_string()))
-            } else {
-                Dataset::load(std::path::Path::new(&data)).map_err(|e| e.to_string())
-            };
+            let loaded = load_dataset(&data);
             let message = match loaded {
                 Err(e) => Message::Note(Err(format!("replay: {e}"))),
                 Ok(dataset) => {
