@@ -95,7 +95,7 @@ pub fn arm_for(request_id: &str, weight_b: f64) -> Arm {
 }
 
 /// The request's stable point in [0, 100).
-pub fn request_point(request_id: &str) -> f64 {
+fn request_point(request_id: &str) -> f64 {
     let mut z = crate::store::fnv1a(request_id.as_bytes());
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -1,7 +1,7 @@
 //! A rollout in words: the lines `modeldeck simulate` prints and the Deploy view's trail shows.
 
 use super::canary::{percent, DecidedBy, Decision, GateVerdict, Phase};
-use super::rollout::{PairedSummary, RolloutSnapshot};
+use super::rollout::{LatencyComparison, PairedSummary, RolloutSnapshot};
 use super::{Arm, Strategy};
 use crate::stats::sequential::format_p;
 use crate::store;
@@ -101,17 +101,7 @@ pub fn report_lines(s: &RolloutSnapshot) -> Vec<String> {
         lines.push(format!("sequential: {}", seq.verdict_text()));
     }
     if let Some(l) = &s.latency {
-        let k = &l.kayenta;
-        lines.push(format!(
-            "latency (last {} / {} answers): B − A {:+.3} ms, {:.0} % interval [{:+.3}, {:+.3}], Kayenta: {:?}",
-            l.n_a,
-            l.n_b,
-            k.estimate,
-            k.confidence * 100.0,
-            k.lower,
-            k.upper,
-            k.verdict
-        ));
+        lines.push(latency_line(l));
     }
     if let Some(p) = &s.paired {
         lines.extend(paired_lines(p).into_iter().map(|l| format!("paired: {l}")));
@@ -159,4 +149,19 @@ pub fn paired_lines(p: &PairedSummary) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// Kayenta's judgement of the arms' recent latencies.
+pub fn latency_line(l: &LatencyComparison) -> String {
+    let k = &l.kayenta;
+    format!(
+        "latency, last {} / {} answers: B − A {:+.3} ms ({:.0} % interval [{:+.3}, {:+.3}]), Kayenta: {:?}",
+        l.n_a,
+        l.n_b,
+        k.estimate,
+        k.confidence * 100.0,
+        k.lower,
+        k.upper,
+        k.verdict
+    )
 }

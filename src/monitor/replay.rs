@@ -403,6 +403,19 @@ pub enum ReplayState {
     Failed,
 }
 
+impl ReplayState {
+    /// "running", "paused", ...: as serialised, for status lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Finished => "finished",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// Counters a progress bar or panel shows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ReplayProgress {

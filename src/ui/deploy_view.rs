@@ -16,7 +16,7 @@ use egui_plot::{Corner, HLine, Legend, Line, Plot, PlotPoint, PlotPoints};
 use crate::deploy::canary::{percent, Action, DecidedBy, Decision, GateVerdict, Phase};
 use crate::deploy::{Arm, CanaryPlan, Gates, Rollout, RolloutConfig, RolloutSnapshot, Strategy};
 use crate::model::LoadedModel;
-use crate::monitor::replay::{DriftSchedule, Fault, ReplayOptions, ReplayState};
+use crate::monitor::replay::{DriftSchedule, Fault, ReplayOptions};
 use crate::monitor::Monitor;
 use crate::store::PredictionLog;
 
@@ -221,7 +221,7 @@ impl DeployView {
             return notes;
         };
         egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
-            self.live_ui(ui, &snapshot, &cx, &mut notes);
+            self.live_ui(ui, &snapshot, &mut notes);
         });
         notes
     }
@@ -458,13 +458,7 @@ impl DeployView {
             }
             if let Some(s) = &self.snapshot {
                 if let Some(p) = &s.progress {
-                    let state = match p.state {
-                        ReplayState::Running => "running",
-                        ReplayState::Paused => "paused",
-                        ReplayState::Finished => "finished",
-                        ReplayState::Stopped => "stopped",
-                        ReplayState::Failed => "failed",
-                    };
+                    let state = p.state.name();
                     ui.label(format!(
                         "{state}: {} requests, {:.0} req/s, {} errors, {} labels",
                         p.sent, p.rate_per_s, p.errors, p.labels_delivered
@@ -511,8 +505,7 @@ impl DeployView {
         Ok(format!("deploy: saving the decision trail to {}", path.display()))
     }
 
-    fn live_ui(&mut self, ui: &mut egui::Ui, s: &RolloutSnapshot, cx: &DeployContext<'_>, notes: &mut Vec<Note>) {
-        let _ = cx;
+    fn live_ui(&mut self, ui: &mut egui::Ui, s: &RolloutSnapshot, notes: &mut Vec<Note>) {
         if let Some(error) = &s.failed {
             ui.colored_label(ui.visuals().error_fg_color, format!("the replay failed: {error}"));
         }
@@ -728,17 +721,7 @@ fn arms_ui(ui: &mut egui::Ui, s: &RolloutSnapshot) {
         }
     });
     if let Some(l) = &s.latency {
-        let k = &l.kayenta;
-        ui.label(format!(
-            "latency, last {} / {} answers: B - A {:+.3} ms ({:.0} % interval [{:+.3}, {:+.3}]), Kayenta: {:?}",
-            l.n_a,
-            l.n_b,
-            k.estimate,
-            k.confidence * 100.0,
-            k.lower,
-            k.upper,
-            k.verdict
-        ));
+        ui.label(crate::deploy::report::latency_line(l));
     }
 }
 

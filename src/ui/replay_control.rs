@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::monitor_view::{ReplayForm, ReplayStatus};
 use crate::eval::Dataset;
 use crate::model::LoadedModel;
-use crate::monitor::replay::{DriftSchedule, Replay, ReplayEvent, ReplayHandle, ReplayOptions, ReplayState, Targets};
+use crate::monitor::replay::{DriftSchedule, Replay, ReplayEvent, ReplayHandle, ReplayOptions, Targets};
 use crate::monitor::Monitor;
 use crate::store::PredictionLog;
 
@@ -167,13 +167,7 @@ impl ReplayControl {
         let Some(handle) = &self.handle else { return ReplayStatus::default() };
         let p = handle.progress();
         let running = !handle.is_finished();
-        let state = match p.state {
-            ReplayState::Running => "running",
-            ReplayState::Paused => "paused",
-            ReplayState::Finished => "finished",
-            ReplayState::Stopped => "stopped",
-            ReplayState::Failed => "failed",
-        };
+        let state = p.state.name();
         let total = p.total.map_or(String::new(), |t| format!(" of {t}"));
         let text = format!(
             "{state}: {}{total} sent, {:.1} req/s, {} errors, {} labels ({} waiting)",
