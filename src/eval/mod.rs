@@ -3,6 +3,8 @@
 //! used for the "newer data" a model update is trained on).
 
 mod dataset;
+pub mod evaluation;
+pub mod metrics;
 pub mod perturb;
 
 pub use dataset::{Dataset, DatasetError, Example, ExampleInput};
