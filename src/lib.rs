@@ -28,6 +28,8 @@ pub enum Error {
     Source(#[from] source::SourceError),
     #[error(transparent)]
     Model(#[from] model::ModelError),
+    #[error(transparent)]
+    Output(#[from] eval::output::OutputError),
     #[error("{0}")]
     Usage(String),
 }

@@ -16,6 +16,8 @@ use modeldeck::predict::{self, PredictInput};
 use modeldeck::source::{self, DownloadUpdate, ModelSource, ResolveOptions};
 use modeldeck::store;
 
+mod eval_cli;
+
 #[derive(Parser)]
 #[command(name = "modeldeck", version, about = "Run, compare and monitor machine-learning models on your own machine")]
 struct Cli {
@@ -35,8 +37,16 @@ enum Command {
     Bench(BenchArgs),
     /// Drift tests (Evidently's definitions) between a reference and a current CSV.
     Drift(DriftArgs),
-    /// Accuracy of a model on a labelled data set, optionally with injected drift.
-    Eval(EvalArgs),
+    /// Run a model over a folder, CSV or JSONL: answers to a CSV/JSONL file (resumable), the
+    /// prediction log and a summary.
+    Batch(eval_cli::BatchArgs),
+    /// Evaluate a model on a labelled data set (optionally drifted): accuracy, top-k, per-class
+    /// precision/recall/F1, confusion matrix, log loss, calibration, latency; an HTML or
+    /// Markdown report.
+    Eval(eval_cli::EvalArgs),
+    /// Compare two models on the same labelled records: each one's metrics, agreement,
+    /// McNemar's test and the records where they disagree.
+    Compare(eval_cli::CompareArgs),
     /// Train the compact CNN on an image data set, or a new head on a model's frozen features.
     Train(TrainArgs),
     /// A/B (and paired shadow) statistics over two prediction logs.
@@ -130,26 +140,6 @@ struct DriftArgs {
     categorical: Vec<String>,
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Args)]
-struct EvalArgs {
-    #[arg(long)]
-    model: String,
-    /// Image folder (DIR/<label>/*.png), CSV or JSONL.
-    #[arg(long)]
-    data: PathBuf,
-    /// Drift to inject into every image, e.g. "contrast=0.5,noise=0.1,rotate=20".
-    #[arg(long)]
-    drift: Option<String>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    common: CommonSource,
 }
 
 #[derive(Args)]
@@ -496,6 +486,13 @@ struct BenchArgs {
     /// Worker threads for the maths (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Time the model alone on this data set's records at --batch (all decoded and preprocessed
+    /// first): the model-only throughput `batch` is compared with.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// With --data: forward passes over the whole data set, best one reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -512,7 +509,9 @@ fn main() -> ExitCode {
         Some(Command::Download(args)) => run_download(args),
         Some(Command::Bench(args)) => run_bench(args),
         Some(Command::Drift(args)) => run_drift(args),
-        Some(Command::Eval(args)) => run_eval(args),
+        Some(Command::Batch(args)) => eval_cli::run_batch(args),
+        Some(Command::Eval(args)) => eval_cli::run_eval(args),
+        Some(Command::Compare(args)) => eval_cli::run_compare(args),
         Some(Command::Train(args)) => run_train(args),
         Some(Command::Abtest(args)) => run_abtest(args),
         Some(Command::Log(LogCommand::Export(args))) => run_log_export(args),
@@ -655,6 +654,9 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         // candle sizes its thread pools from this variable on first use.
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
+    if let Some(path) = &args.data {
+        return bench_on_data(&args, path);
+    }
     let source = ModelSource::parse(&args.model)?;
     let options = modeldeck::bench::BenchOptions {
         batch: args.batch,
@@ -676,6 +678,41 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         if let (Some(now), Some(peak)) = (report.rss_mib, report.peak_rss_mib) {
             println!("  memory      {now:>9.0} MiB resident after the runs, {peak:.0} MiB at the peak (loading)");
         }
+    }
+    Ok(())
+}
+
+/// `bench --data`: the model alone on a data set's batches, best of `--rounds`.
+fn bench_on_data(args: &BenchArgs, path: &std::path::Path) -> anyhow::Result<()> {
+    use modeldeck::eval::{pipeline, Dataset, EvalOptions};
+    let data = Dataset::load(path)?;
+    let model = replay_model(&args.model, &data, &args.common, args.json)?;
+    let eval_options = EvalOptions { batch_size: args.batch, ..Default::default() };
+    let options = modeldeck::eval::pipeline_options(&model, &data, &eval_options);
+    let mut best: Option<(usize, f64)> = None;
+    for _ in 0..args.rounds.max(1) {
+        let (records, seconds) = pipeline::model_only(&model, &data, &options)?;
+        if best.is_none_or(|(_, s)| seconds < s) {
+            best = Some((records, seconds));
+        }
+    }
+    let (records, seconds) = best.unwrap_or_default();
+    let per_s = if seconds > 0.0 { records as f64 / seconds } else { 0.0 };
+    if args.json {
+        let out = serde_json::json!({
+            "model": model.card().source, "data": path, "batch": args.batch, "records": records,
+            "forward_s": seconds, "throughput_per_s": per_s, "rounds": args.rounds,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{} on {} at batch {}: {records} records, the model alone {:.3} s, {per_s:.1} records/s (best of {})",
+            model.card().source,
+            path.display(),
+            args.batch,
+            seconds,
+            args.rounds.max(1)
+        );
     }
     Ok(())
 }
@@ -703,39 +740,6 @@ fn print_report(
     } else {
         print!("{}", to_text());
     }
-    Ok(())
-}
-
-fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
-    use modeldeck::eval::perturb::ImageDrift;
-    let source = ModelSource::parse(&args.model)?;
-    let model = model::load_source(&source, &resolve_options(&args.common, !args.json))?;
-    let data = modeldeck::eval::Dataset::load(&args.data)?;
-    let drift = args.drift.as_deref().map(ImageDrift::parse).transpose()?;
-    let options =
-        modeldeck::eval::EvalOptions { batch_size: args.batch_size, drift, seed: args.seed, ..Default::default() };
-    let report = modeldeck::eval::evaluate(&model, &data, &options, |_, _| {})?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    println!(
-        "{} on {} ({} inputs{})",
-        report.model,
-        report.data,
-        report.n,
-        match &args.drift {
-            Some(d) => format!(", drift {d}"),
-            None => String::new(),
-        }
-    );
-    if let Some(acc) = report.accuracy {
-        println!("accuracy {:.2}% ({}/{})", acc * 100.0, report.correct, report.n_labelled);
-    }
-    for c in &report.per_class {
-        println!("  {:<12} {:>6.2}%  ({}/{})", c.label, c.accuracy * 100.0, c.correct, c.n);
-    }
-    println!("{:.3} ms per input", report.latency_ms_per_input);
     Ok(())
 }
 
@@ -1118,7 +1122,9 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
         None => None,
     };
     if let Some(reference) = &args.reference {
-        let samples = reference_samples(&model, reference)?;
+        let data = modeldeck::eval::Dataset::load(reference)?;
+        let options = modeldeck::eval::EvalOptions { batch_size: 32, ..Default::default() };
+        let samples = modeldeck::eval::reference_samples(&model, &data, &options)?;
         monitor.set_reference(&series, &samples);
     }
 
@@ -1216,35 +1222,6 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A reference data set's predictions and features, for `monitor --reference`.
-fn reference_samples(
-    model: &model::LoadedModel,
-    path: &std::path::Path,
-) -> anyhow::Result<Vec<modeldeck::monitor::drift::DriftSample>> {
-    use modeldeck::eval::{Dataset, ExampleInput};
-    use modeldeck::predict::{NamedImage, PredictRequest};
-    let data = Dataset::load(path)?;
-    let mut samples = Vec::with_capacity(data.examples.len());
-    for (i, example) in data.examples.iter().enumerate() {
-        let request = match &example.input {
-            ExampleInput::Image(_) => {
-                let image = modeldeck::eval::load_image(example, None, 0, i)?;
-                PredictRequest::images(vec![NamedImage { name: example.id.clone(), image: Arc::new(image) }])
-            }
-            ExampleInput::Text(text) => PredictRequest::texts(vec![text.clone()]),
-        };
-        let output = modeldeck::predict::predict(model, &request)?;
-        let Some(result) = output.results.first() else { continue };
-        samples.push(modeldeck::monitor::drift::DriftSample {
-            at_ms: store::now_ms(),
-            request_id: format!("reference-{}", example.id).into(),
-            predicted: output.top_label().map(Arc::from),
-            features: result.features.clone(),
-        });
-    }
-    Ok(samples)
 }
 
 /// One window of `monitor`: per model its metrics, accuracy and drift, then this window's alert

@@ -26,7 +26,7 @@ fn load(source: &str) -> model::LoadedModel {
 fn accuracy(model: &model::LoadedModel, data: &Path, drift: Option<ImageDrift>, seed: u64) -> f64 {
     let data = Dataset::load(data).unwrap();
     let options = EvalOptions { batch_size: 128, drift, seed, ..Default::default() };
-    eval::evaluate(model, &data, &options, |_, _| {}).unwrap().accuracy.unwrap()
+    eval::evaluate(model, &data, &options, |_| {}).unwrap().evaluation.metrics.unwrap().accuracy
 }
 
 fn test_split() -> PathBuf {

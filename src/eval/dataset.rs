@@ -9,6 +9,10 @@ const IMAGE_EXTENSIONS: [&str; 9] = ["png", "jpg", "jpeg", "gif", "webp", "bmp",
 pub enum ExampleInput {
     Image(PathBuf),
     Text(String),
+    /// A record that could not be read (invalid UTF-8, a line that is not JSON, no input
+    /// field), with why. The rest of the data set stays usable: batch runs report it as a
+    /// failed record.
+    Invalid(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +62,30 @@ impl Dataset {
     /// Distinct labels, numerically sorted when they are all integers.
     /// The examples are images (a data set holds one kind; an empty one counts as texts).
     pub fn has_images(&self) -> bool {
-        matches!(self.examples.first().map(|e| &e.input), Some(ExampleInput::Image(_)))
+        let first = self.examples.iter().map(|e| &e.input).find(|i| !matches!(i, ExampleInput::Invalid(_)));
+        matches!(first, Some(ExampleInput::Image(_)))
+    }
+
+    /// Records that could not be read.
+    pub fn invalid(&self) -> usize {
+        self.examples.iter().filter(|e| matches!(e.input, ExampleInput::Invalid(_))).count()
+    }
+
+    /// Errors when every record is invalid (the file is not what it claims to be), naming the
+    /// first reason.
+    fn require_valid(self, path: &Path) -> Result<Self, DatasetError> {
+        if self.examples.is_empty() {
+            return Err(DatasetError::Format { path: path.into(), reason: "has no records".into() });
+        }
+        match self.examples.iter().find_map(|e| match &e.input {
+            ExampleInput::Invalid(reason) => Some(reason.clone()),
+            _ => None,
+        }) {
+            Some(reason) if self.invalid() == self.examples.len() => {
+                Err(DatasetError::Format { path: path.into(), reason: format!("no readable record ({reason})") })
+            }
+            _ => Ok(self),
+        }
     }
 
     pub fn labels(&self) -> Vec<String> {
@@ -128,41 +155,48 @@ impl Dataset {
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let mut examples = Vec::new();
-        for (i, record) in reader.records().enumerate() {
+        for (i, record) in reader.byte_records().enumerate() {
             let row = i + 2;
             let record = record.map_err(|e| DatasetError::Row { path: path.into(), row, reason: e.to_string() })?;
-            let get = |c: Option<usize>| c.and_then(|c| record.get(c)).map(str::to_string);
+            let get = |c: Option<usize>| c.and_then(|c| record.get(c)).map(|b| std::str::from_utf8(b).map(str::to_string));
+            let text_of = |c: Option<usize>| get(c).and_then(Result::ok);
             let input = match (get(text), get(image)) {
-                (Some(t), _) => ExampleInput::Text(t),
-                (None, Some(p)) => ExampleInput::Image(base.join(p)),
-                (None, None) => {
-                    return Err(DatasetError::Row {
-                        path: path.into(),
-                        row,
-                        reason: "has neither text nor image".into(),
-                    })
-                }
+                (Some(Ok(t)), _) => ExampleInput::Text(t),
+                (Some(Err(_)), _) => ExampleInput::Invalid(format!("row {row}: the text is not valid UTF-8")),
+                (None, Some(Ok(p))) => ExampleInput::Image(base.join(p)),
+                (None, Some(Err(_))) => ExampleInput::Invalid(format!("row {row}: the image path is not valid UTF-8")),
+                (None, None) => ExampleInput::Invalid(format!("row {row}: has neither text nor image")),
             };
             examples.push(Example {
-                id: get(id).filter(|s| !s.is_empty()).unwrap_or_else(|| (row - 1).to_string()),
+                id: text_of(id).filter(|s| !s.is_empty()).unwrap_or_else(|| (row - 1).to_string()),
                 input,
-                label: get(label).filter(|s| !s.is_empty()),
+                label: text_of(label).filter(|s| !s.is_empty()),
             });
         }
-        if examples.is_empty() {
-            return Err(DatasetError::Format { path: path.into(), reason: "has no rows".into() });
-        }
-        Ok(Self { source: path.into(), examples })
+        Self { source: path.into(), examples }.require_valid(path)
     }
 
     fn from_jsonl(path: &Path) -> Result<Self, DatasetError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut examples = Vec::new();
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
             let row = i + 1;
-            let bad = |reason: String| DatasetError::Row { path: path.into(), row, reason };
-            let value: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let invalid = |reason: String| Example {
+                id: row.to_string(),
+                input: ExampleInput::Invalid(format!("line {row}: {reason}")),
+                label: None,
+            };
+            let value: serde_json::Value = match serde_json::from_slice(line) {
+                Ok(v) => v,
+                Err(e) => {
+                    examples.push(invalid(format!("not JSON: {e}")));
+                    continue;
+                }
+            };
             let field = |k: &str| match value.get(k) {
                 Some(serde_json::Value::String(s)) => Some(s.clone()),
                 Some(serde_json::Value::Number(n)) => Some(n.to_string()),
@@ -171,14 +205,11 @@ impl Dataset {
             let input = match (field("text"), field("image")) {
                 (Some(t), _) => ExampleInput::Text(t),
                 (None, Some(p)) => ExampleInput::Image(base.join(p)),
-                (None, None) => return Err(bad("needs a `text` or an `image` field".into())),
+                (None, None) => ExampleInput::Invalid(format!("line {row}: needs a `text` or an `image` field")),
             };
             examples.push(Example { id: field("id").unwrap_or_else(|| row.to_string()), input, label: field("label") });
         }
-        if examples.is_empty() {
-            return Err(DatasetError::Format { path: path.into(), reason: "has no records".into() });
-        }
-        Ok(Self { source: path.into(), examples })
+        Self { source: path.into(), examples }.require_valid(path)
     }
 }
 
@@ -216,7 +247,19 @@ mod tests {
         assert_eq!(data.examples[0].input, ExampleInput::Image(tmp.path().join("a.png")));
         assert_eq!(data.examples[0].label.as_deref(), Some("3"));
         std::fs::write(&jsonl, "{oops\n").unwrap();
-        assert!(Dataset::load(&jsonl).unwrap_err().to_string().contains("row 1"));
+        assert!(Dataset::load(&jsonl).unwrap_err().to_string().contains("line 1"));
+        // A bad record among good ones is kept as invalid, with its reason.
+        std::fs::write(&jsonl, "{\"text\": \"fine\"}\n{oops\n{\"label\": 1}\n").unwrap();
+        let data = Dataset::load(&jsonl).unwrap();
+        assert_eq!(data.invalid(), 2);
+        assert!(matches!(&data.examples[1].input, ExampleInput::Invalid(r) if r.contains("line 2: not JSON")));
+        assert!(matches!(&data.examples[2].input, ExampleInput::Invalid(r) if r.contains("`text` or an `image`")));
+        let mut bytes = b"text,label\nok,1\n".to_vec();
+        bytes.extend_from_slice(b"caf\xe9,2\n");
+        std::fs::write(&csv, bytes).unwrap();
+        let data = Dataset::load(&csv).unwrap();
+        assert!(matches!(&data.examples[1].input, ExampleInput::Invalid(r) if r.contains("row 3") && r.contains("UTF-8")));
+        assert_eq!(data.examples[1].label.as_deref(), Some("2"));
         assert!(Dataset::load(tmp.path()).is_err());
     }
 }

@@ -87,3 +87,38 @@ pub struct Metrics {
     pub reliability: Vec<ReliabilityBin>,
     pub unknown_labels: Vec<UnknownLabel>,
 }
+
+/// PROVISIONAL (accuracy only) until the scikit-learn-checked implementation lands.
+pub fn classification_metrics(model_labels: &[String], records: &[Scored<'_>], _top_k: &[usize]) -> Option<Metrics> {
+    let labelled: Vec<_> = records.iter().filter_map(|r| Some((r.label?, r.probs))).collect();
+    if labelled.is_empty() {
+        return None;
+    }
+    let correct = labelled
+        .iter()
+        .filter(|(l, p)| {
+            let best = p.iter().enumerate().fold(None, |b: Option<(usize, f32)>, (i, &x)| match b {
+                Some((_, y)) if y >= x => b,
+                _ => Some((i, x)),
+            });
+            best.and_then(|(i, _)| model_labels.get(i)).is_some_and(|m| m == l)
+        })
+        .count() as u64;
+    let n = labelled.len() as u64;
+    let zero = Averages { precision: 0.0, recall: 0.0, f1: 0.0 };
+    Some(Metrics {
+        n,
+        correct,
+        accuracy: correct as f64 / n as f64,
+        top_k: Vec::new(),
+        classes: Vec::new(),
+        macro_avg: zero,
+        weighted_avg: zero,
+        confusion: Vec::new(),
+        log_loss: None,
+        n_log_loss: 0,
+        ece: 0.0,
+        reliability: Vec::new(),
+        unknown_labels: Vec::new(),
+    })
+}

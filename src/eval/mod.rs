@@ -1,23 +1,33 @@
-//! Data sets (ImageFolder folders, CSV, JSONL) and offline evaluation: accuracy overall and per
-//! class, optionally on a drifted copy of the data ([`perturb`] makes the drifted copies, also
-//! used for the "newer data" a model update is trained on).
+//! Data sets (ImageFolder folders, CSV, JSONL), the batch [`pipeline`] and offline evaluation:
+//! [`evaluate`] scores one model on a data set (the [`metrics`] scikit-learn defines, latency,
+//! the examples worth a look), [`compare`] pairs two models on the same records. [`perturb`]
+//! makes drifted copies of the data (also the "newer data" a model update is trained on).
 
 mod dataset;
 pub mod evaluation;
 pub mod metrics;
+pub mod output;
 pub mod perturb;
+pub mod pipeline;
 
 pub use dataset::{Dataset, DatasetError, Example, ExampleInput};
 
-use std::time::Instant;
+use std::sync::Arc;
 
 use image::RgbImage;
-use serde::Serialize;
 
+use crate::eval::evaluation::{Comparison, Evaluation, ExampleOutcome, LatencySummary};
+use crate::eval::metrics::Scored;
 use crate::eval::perturb::ImageDrift;
-use crate::model::{self, LoadedModel, Request, Response};
+use crate::eval::pipeline::{Answer, PipelineOptions, Progress, Summary};
+use crate::model::{self, LoadedModel, Task};
+use crate::monitor::drift::DriftSample;
 use crate::source::CancelToken;
+use crate::stats::paired;
 use crate::Error;
+
+/// How many of the slowest and of the most confidently wrong examples an evaluation keeps.
+pub const EXAMPLES_KEPT: usize = 24;
 
 #[derive(Debug, Clone, Default)]
 pub struct EvalOptions {
@@ -26,40 +36,29 @@ pub struct EvalOptions {
     pub drift: Option<ImageDrift>,
     pub seed: u64,
     pub cancel: CancelToken,
+    /// Decoding threads (0: automatic).
+    pub workers: usize,
+    /// The k of top-k accuracy (empty: 3 and 5, those below the number of classes).
+    pub top_k: Vec<usize>,
+    /// The command that reproduces the run, for the report.
+    pub command: String,
+    /// Zero-shot image models: the candidate labels (default: the data set's labels).
+    pub candidate_labels: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ClassAccuracy {
-    pub label: String,
-    pub n: usize,
-    pub correct: usize,
-    pub accuracy: f64,
+/// An evaluation, with what else the run produced.
+pub struct EvalRun {
+    pub evaluation: Evaluation,
+    /// Every answered record's features and prediction: a drift reference for the Monitor.
+    pub samples: Vec<DriftSample>,
+    /// Probabilities per outcome, in label order (empty for failed records).
+    pub probs: Vec<Vec<f32>>,
+    /// The labels `probs` are in the order of.
+    pub labels: Vec<String>,
+    pub summary: Summary,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PredictionRecord {
-    pub id: String,
-    pub prediction: String,
-    pub score: f32,
-    pub label: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EvalReport {
-    pub model: String,
-    pub data: String,
-    pub drift: Option<ImageDrift>,
-    pub n: usize,
-    pub n_labelled: usize,
-    pub correct: usize,
-    pub accuracy: Option<f64>,
-    pub per_class: Vec<ClassAccuracy>,
-    pub latency_ms_per_input: f64,
-    #[serde(skip)]
-    pub predictions: Vec<PredictionRecord>,
-}
-
-/// Decodes an example's image (or returns its text) and applies drift to images.
+/// Decodes an example's image and applies drift to it (seeded per example: `index`).
 pub fn load_image(example: &Example, drift: Option<&ImageDrift>, seed: u64, index: usize) -> Result<RgbImage, Error> {
     let ExampleInput::Image(path) = &example.input else {
         return Err(Error::Usage(format!("example `{}` has no image", example.id)));
@@ -71,86 +70,194 @@ pub fn load_image(example: &Example, drift: Option<&ImageDrift>, seed: u64, inde
     })
 }
 
-/// Runs every example through the model, in batches, and scores the predictions.
+/// The pipeline options an evaluation runs with.
+pub fn pipeline_options(model: &LoadedModel, data: &Dataset, options: &EvalOptions) -> PipelineOptions {
+    let candidate_labels = match (model.task(), options.candidate_labels.is_empty()) {
+        (Task::ZeroShotImageClassification, true) => data.labels(),
+        _ => options.candidate_labels.clone(),
+    };
+    PipelineOptions {
+        batch_size: options.batch_size.max(1),
+        workers: options.workers,
+        drift: options.drift,
+        seed: options.seed,
+        cancel: options.cancel.clone(),
+        top_k: 5,
+        features: true,
+        candidate_labels,
+        ..Default::default()
+    }
+}
+
+/// Runs every record of `data` through `model` and scores the answers.
 pub fn evaluate(
     model: &LoadedModel,
     data: &Dataset,
     options: &EvalOptions,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<EvalReport, Error> {
-    let batch_size = options.batch_size.max(1);
-    let labels = model.labels().to_vec();
+    mut progress: impl FnMut(&Progress),
+) -> Result<EvalRun, Error> {
+    let pipeline = pipeline_options(model, data, options);
+    let labels =
+        if pipeline.candidate_labels.is_empty() { model.labels().to_vec() } else { pipeline.candidate_labels.clone() };
     if labels.is_empty() {
-        return Err(Error::Usage(format!("{} has no fixed labels to evaluate against", model.card().name)));
+        return Err(Error::Usage(format!(
+            "{} gives embeddings, not labels: there is nothing to evaluate against (use `batch` to embed a data set)",
+            model.card().name
+        )));
     }
-    let mut predictions = Vec::with_capacity(data.examples.len());
-    let mut compute_ms = 0.0;
-    for (chunk_index, chunk) in data.examples.chunks(batch_size).enumerate() {
-        if options.cancel.is_cancelled() {
-            return Err(Error::Usage("evaluation cancelled".into()));
-        }
-        let offset = chunk_index * batch_size;
-        let response = if model.task().takes_images() {
-            let images = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, e)| load_image(e, options.drift.as_ref(), options.seed, offset + i))
-                .collect::<Result<Vec<_>, _>>()?;
-            let started = Instant::now();
-            let r = model.run(&Request::Images(&images))?;
-            compute_ms += started.elapsed().as_secs_f64() * 1e3;
-            r
-        } else {
-            let texts = chunk
-                .iter()
-                .map(|e| match &e.input {
-                    ExampleInput::Text(t) => Ok(t.clone()),
-                    ExampleInput::Image(_) => Err(Error::Usage(format!("example `{}` has no text", e.id))),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let started = Instant::now();
-            let r = model.run(&Request::Texts { texts: &texts, max_tokens: None })?;
-            compute_ms += started.elapsed().as_secs_f64() * 1e3;
-            r
-        };
-        let Response::Scores(scores) = response else {
-            return Err(Error::Usage("embedding models have no labels to evaluate".into()));
-        };
-        for (example, s) in chunk.iter().zip(scores) {
-            let top = s.top_k(&labels, 1).into_iter().next();
-            predictions.push(PredictionRecord {
-                id: example.id.clone(),
-                prediction: top.as_ref().map(|t| t.label.clone()).unwrap_or_default(),
-                score: top.map(|t| t.score).unwrap_or(0.0),
-                label: example.label.clone(),
-            });
-        }
-        progress(predictions.len(), data.examples.len());
+    let mut answers: Vec<Answer> = Vec::with_capacity(data.examples.len());
+    let summary = pipeline::run(
+        model,
+        data,
+        &pipeline,
+        |batch| {
+            answers.extend_from_slice(batch);
+            Ok(())
+        },
+        &mut progress,
+    )?;
+    if summary.cancelled {
+        return Err(Error::Usage("evaluation cancelled".into()));
     }
-    let mut classes: Vec<ClassAccuracy> =
-        data.labels().into_iter().map(|label| ClassAccuracy { label, n: 0, correct: 0, accuracy: 0.0 }).collect();
-    let (mut n_labelled, mut correct) = (0, 0);
-    for p in &predictions {
-        let Some(label) = &p.label else { continue };
-        n_labelled += 1;
-        let hit = &p.prediction == label;
-        correct += hit as usize;
-        if let Some(c) = classes.iter_mut().find(|c| &c.label == label) {
-            c.n += 1;
-            c.correct += hit as usize;
-        }
-    }
-    classes.iter_mut().for_each(|c| c.accuracy = if c.n > 0 { c.correct as f64 / c.n as f64 } else { 0.0 });
-    Ok(EvalReport {
-        model: model.card().source.clone(),
+    let samples = answers.iter().filter_map(drift_sample).collect();
+    let (outcomes, probs): (Vec<ExampleOutcome>, Vec<Vec<f32>>) =
+        answers.into_iter().map(|a| (a.outcome, a.probs)).unzip();
+    let ks: Vec<usize> = if options.top_k.is_empty() {
+        [3, 5].into_iter().filter(|&k| k < labels.len()).collect()
+    } else {
+        options.top_k.clone()
+    };
+    let scored: Vec<Scored> = outcomes
+        .iter()
+        .zip(&probs)
+        .filter(|(o, _)| o.error.is_none())
+        .map(|(o, p)| Scored { label: o.label.as_deref(), probs: p })
+        .collect();
+    let metrics = metrics::classification_metrics(&labels, &scored, &ks);
+    let evaluation = Evaluation {
+        model: model.card().clone(),
         data: data.source.display().to_string(),
-        drift: options.drift.filter(|d| !d.is_identity()),
-        n: predictions.len(),
-        n_labelled,
-        correct,
-        accuracy: (n_labelled > 0).then(|| correct as f64 / n_labelled as f64),
-        per_class: classes,
-        latency_ms_per_input: compute_ms / predictions.len().max(1) as f64,
-        predictions,
+        drift: options.drift.filter(|d| !d.is_identity()).map(|d| d.to_string()),
+        n: outcomes.len(),
+        n_failed: summary.failed,
+        metrics,
+        latency: latency_summary(&outcomes, &summary),
+        slowest: slowest(&outcomes),
+        confidently_wrong: confidently_wrong(&outcomes),
+        command: options.command.clone(),
+        outcomes,
+    };
+    Ok(EvalRun { evaluation, samples, probs, labels, summary })
+}
+
+/// An answered record as a drift-reference sample for the Monitor.
+pub fn drift_sample(answer: &Answer) -> Option<DriftSample> {
+    let o = &answer.outcome;
+    o.error.is_none().then(|| DriftSample {
+        at_ms: crate::store::now_ms(),
+        request_id: format!("reference-{}", o.id).into(),
+        predicted: o.prediction.as_deref().map(Arc::from),
+        features: answer.features.clone(),
     })
+}
+
+/// Every record's features and prediction: the Monitor's drift reference for `model` on `data`
+/// (a data set the model was validated on).
+pub fn reference_samples(model: &LoadedModel, data: &Dataset, options: &EvalOptions) -> Result<Vec<DriftSample>, Error> {
+    let mut samples = Vec::with_capacity(data.examples.len());
+    pipeline::run(
+        model,
+        data,
+        &pipeline_options(model, data, options),
+        |answers| {
+            samples.extend(answers.iter().filter_map(drift_sample));
+            Ok(())
+        },
+        |_| {},
+    )?;
+    Ok(samples)
+}
+
+/// Runs both models on the same records and pairs their answers.
+pub fn compare(
+    a: &LoadedModel,
+    b: &LoadedModel,
+    data: &Dataset,
+    options: &EvalOptions,
+    mut progress: impl FnMut(char, &Progress),
+) -> Result<(EvalRun, EvalRun, Comparison), Error> {
+    let run_a = evaluate(a, data, options, |p| progress('A', p))?;
+    let run_b = evaluate(b, data, options, |p| progress('B', p))?;
+    let comparison = pair(&run_a.evaluation, &run_b.evaluation, options.command.clone());
+    Ok((run_a, run_b, comparison))
+}
+
+/// The paired statistics of two evaluations of the same data set.
+pub fn pair(a: &Evaluation, b: &Evaluation, command: String) -> Comparison {
+    let both: Vec<(&ExampleOutcome, &ExampleOutcome)> = a
+        .outcomes
+        .iter()
+        .zip(&b.outcomes)
+        .filter(|(x, y)| x.index == y.index && x.prediction.is_some() && y.prediction.is_some())
+        .collect();
+    let agreeing = both.iter().filter(|(x, y)| x.prediction == y.prediction).count();
+    let labelled: Vec<(bool, bool)> =
+        both.iter().filter(|(x, _)| x.label.is_some()).map(|(x, y)| (x.is_right(), y.is_right())).collect();
+    let correctness = paired::correctness_table(labelled.iter().copied());
+    let n_labelled = labelled.len();
+    let accuracy = |pick: fn(&(bool, bool)) -> bool| labelled.iter().filter(|p| pick(p)).count() as f64 / n_labelled as f64;
+    Comparison {
+        n_paired: both.len(),
+        agreement: if both.is_empty() { 0.0 } else { agreeing as f64 / both.len() as f64 },
+        n_labelled_pairs: n_labelled,
+        correctness,
+        mcnemar: (n_labelled > 0).then(|| paired::mcnemar(&correctness)),
+        accuracy_diff: (n_labelled > 0).then(|| accuracy(|p| p.1) - accuracy(|p| p.0)),
+        disagreements: both.iter().filter(|(x, y)| x.prediction != y.prediction).map(|(x, _)| x.index).collect(),
+        command,
+        a: a.clone(),
+        b: b.clone(),
+    }
+}
+
+/// Linear interpolation between order statistics (numpy's default percentile).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n => {
+            let rank = q / 100.0 * (n - 1) as f64;
+            let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+            sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
+        }
+    }
+}
+
+fn latency_summary(outcomes: &[ExampleOutcome], summary: &Summary) -> LatencySummary {
+    let mut ms: Vec<f64> = outcomes.iter().filter(|o| o.error.is_none()).map(|o| o.latency_ms).collect();
+    ms.sort_by(f64::total_cmp);
+    LatencySummary {
+        mean_ms: if ms.is_empty() { 0.0 } else { ms.iter().sum::<f64>() / ms.len() as f64 },
+        p50_ms: percentile(&ms, 50.0),
+        p90_ms: percentile(&ms, 90.0),
+        p95_ms: percentile(&ms, 95.0),
+        p99_ms: percentile(&ms, 99.0),
+        max_ms: ms.last().copied().unwrap_or(0.0),
+        batch_size: summary.batch_size,
+        throughput_per_s: summary.throughput_per_s(),
+        wall_s: summary.wall_s,
+    }
+}
+
+fn slowest(outcomes: &[ExampleOutcome]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..outcomes.len()).filter(|&i| outcomes[i].error.is_none()).collect();
+    order.sort_by(|&x, &y| outcomes[y].latency_ms.total_cmp(&outcomes[x].latency_ms).then(x.cmp(&y)));
+    order.truncate(EXAMPLES_KEPT);
+    order
+}
+
+fn confidently_wrong(outcomes: &[ExampleOutcome]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..outcomes.len()).filter(|&i| outcomes[i].is_wrong()).collect();
+    order.sort_by(|&x, &y| outcomes[y].confidence.total_cmp(&outcomes[x].confidence).then(x.cmp(&y)));
+    order.truncate(EXAMPLES_KEPT);
+    order
 }

@@ -36,6 +36,21 @@ pub enum DriftError {
     Range { name: String, value: f32, range: &'static str },
 }
 
+/// The spec [`ImageDrift::parse`] reads back: the non-zero fields, `contrast=0.5,noise=0.1`.
+impl std::fmt::Display for ImageDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fields = [
+            ("brightness", self.brightness),
+            ("contrast", self.contrast),
+            ("noise", self.noise),
+            ("blur", self.blur),
+            ("rotate", self.rotate),
+        ];
+        let parts: Vec<String> = fields.iter().filter(|(_, v)| *v != 0.0).map(|(n, v)| format!("{n}={v}")).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 impl ImageDrift {
     pub fn parse(spec: &str) -> Result<Self, DriftError> {
         let mut drift = Self::default();

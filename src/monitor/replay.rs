@@ -927,6 +927,7 @@ impl Runner {
                 let text = drift.text.apply(text, seed);
                 Ok((ReplayInput::Text(text.as_str().into()), Inputs::Texts(vec![text])))
             }
+            ExampleInput::Invalid(reason) => Err(reason.clone()),
         };
         let label: Option<Arc<str>> = example.label.as_deref().map(Arc::from);
         let (replay_input, request) = match input {

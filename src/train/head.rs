@@ -76,6 +76,7 @@ pub fn train_head(
                     ExampleInput::Image(p) => {
                         Err(TrainError::Data(format!("{} is an image; this model reads text", p.display())))
                     }
+                    ExampleInput::Invalid(reason) => Err(TrainError::Data(format!("example `{}`: {reason}", e.id))),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             base.prepare(&Request::Texts { texts: &texts, max_tokens: None })?
