@@ -11,7 +11,6 @@ use modeldeck::eval::perturb::ImageDrift;
 use modeldeck::eval::pipeline::{self, PipelineOptions, Progress};
 use modeldeck::eval::{self, Dataset, EvalOptions};
 use modeldeck::model::Task;
-use modeldeck::store::{self, Origin, PredictionRecord};
 
 use crate::{CommonSource, RetentionArgs};
 
@@ -171,7 +170,7 @@ pub fn run_batch(args: BatchArgs) -> anyhow::Result<()> {
     let model = crate::replay_model(&args.model, &data, &args.common, args.json)?;
     let drift = args.drift.as_deref().map(ImageDrift::parse).transpose()?.filter(|d| !d.is_identity());
     let info = RunInfo {
-        run: chrono::Local::now().format("%Y%m%d-%H%M%S%3f").to_string(),
+        run: pipeline::new_run_id(),
         model: model.card().source.clone(),
         data: std::fs::canonicalize(&args.input).unwrap_or_else(|_| args.input.clone()).display().to_string(),
         records: data.examples.len(),
@@ -216,17 +215,7 @@ pub fn run_batch(args: BatchArgs) -> anyhow::Result<()> {
                     entry.0 += 1;
                 }
                 if let Some(log) = &log {
-                    let mut r = PredictionRecord::new(card.source.clone(), Origin::Batch, format!("batch-{run}-{}", o.index));
-                    r.revision = card.revision.clone();
-                    r.input_ref = Some(if o.is_image { o.input.clone() } else { store::text_reference(&o.input) });
-                    r.features = (!a.features.is_empty()).then(|| a.features.to_json());
-                    r.prediction = o.prediction.clone();
-                    r.score = o.prediction.as_ref().map(|_| o.confidence as f64);
-                    r.top_k = (!o.top.is_empty()).then(|| serde_json::to_value(&o.top).unwrap_or_default());
-                    r.latency_ms = o.error.is_none().then_some(o.latency_ms);
-                    r.error = o.error.clone();
-                    r.label = o.label.clone();
-                    log.record(r);
+                    log.record(a.log_record(&card, &run));
                 }
             }
             Ok(())
@@ -321,7 +310,7 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     } else {
         print_evaluation(e, 12);
     }
-    write_report(a, || pending_report::evaluation_html(e), || pending_report::evaluation_markdown(e))
+    write_report(a, || modeldeck::report::evaluation_html(e), || modeldeck::report::evaluation_markdown(e))
 }
 
 pub fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
@@ -356,7 +345,7 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
     } else {
         print_comparison(&c, args.show);
     }
-    write_report(d, || pending_report::comparison_html(&c), || pending_report::comparison_markdown(&c))
+    write_report(d, || modeldeck::report::comparison_html(&c), || modeldeck::report::comparison_markdown(&c))
 }
 
 fn pct(x: f64) -> String {
@@ -453,8 +442,9 @@ pub fn print_comparison(c: &Comparison, show: usize) {
         e.metrics.as_ref().map_or("-".to_string(), |m| format!("{:.4}", f(m)))
     };
     println!("{} records of {}", c.a.n, c.a.data);
+    println!("A: {} ({})", c.a.model.name, c.a.model.source);
+    println!("B: {} ({})", c.b.model.name, c.b.model.source);
     println!("  {:<22} {:>12} {:>12}", "", "A", "B");
-    println!("  {:<22} {:>12} {:>12}", "model", short(&c.a.model.source), short(&c.b.model.source));
     let rows: [(&str, fn(&modeldeck::eval::metrics::Metrics) -> f64); 5] = [
         ("accuracy", |m| m.accuracy),
         ("macro F1", |m| m.macro_avg.f1),
@@ -504,24 +494,4 @@ pub fn print_comparison(c: &Comparison, show: usize) {
     }
 }
 
-fn short(source: &str) -> String {
-    let s: String = source.chars().rev().take(12).collect();
-    s.chars().rev().collect()
-}
 
-/// The report renderers land with the report module.
-mod pending_report {
-    use super::*;
-    pub fn evaluation_html(_: &Evaluation) -> String {
-        String::new()
-    }
-    pub fn evaluation_markdown(_: &Evaluation) -> String {
-        String::new()
-    }
-    pub fn comparison_html(_: &Comparison) -> String {
-        String::new()
-    }
-    pub fn comparison_markdown(_: &Comparison) -> String {
-        String::new()
-    }
-}

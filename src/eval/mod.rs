@@ -29,6 +29,19 @@ use crate::Error;
 /// How many of the slowest and of the most confidently wrong examples an evaluation keeps.
 pub const EXAMPLES_KEPT: usize = 24;
 
+/// Where an evaluation's answers are logged: the prediction log, as batch run `run`.
+#[derive(Clone)]
+pub struct BatchLog {
+    pub log: crate::store::PredictionLog,
+    pub run: String,
+}
+
+impl std::fmt::Debug for BatchLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BatchLog({}, run {})", self.log.path().display(), self.run)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct EvalOptions {
     pub batch_size: usize,
@@ -44,6 +57,8 @@ pub struct EvalOptions {
     pub command: String,
     /// Zero-shot image models: the candidate labels (default: the data set's labels).
     pub candidate_labels: Vec<String>,
+    /// Log every answer (origin `batch`), so the run can be the Monitor's drift reference.
+    pub log: Option<BatchLog>,
 }
 
 /// An evaluation, with what else the run produced.
@@ -51,8 +66,10 @@ pub struct EvalRun {
     pub evaluation: Evaluation,
     /// Every answered record's features and prediction: a drift reference for the Monitor.
     pub samples: Vec<DriftSample>,
-    /// Probabilities per outcome, in label order (empty for failed records).
+    /// Probabilities per outcome, in label order (empty for failed records and embeddings).
     pub probs: Vec<Vec<f32>>,
+    /// Embeddings per outcome, for embedding models.
+    pub embeddings: Vec<Option<Vec<f32>>>,
     /// The labels `probs` are in the order of.
     pub labels: Vec<String>,
     pub summary: Summary,
@@ -97,20 +114,19 @@ pub fn evaluate(
     mut progress: impl FnMut(&Progress),
 ) -> Result<EvalRun, Error> {
     let pipeline = pipeline_options(model, data, options);
+    // Embedding models have no labels: their evaluation has latency and answers, no metrics.
     let labels =
         if pipeline.candidate_labels.is_empty() { model.labels().to_vec() } else { pipeline.candidate_labels.clone() };
-    if labels.is_empty() {
-        return Err(Error::Usage(format!(
-            "{} gives embeddings, not labels: there is nothing to evaluate against (use `batch` to embed a data set)",
-            model.card().name
-        )));
-    }
     let mut answers: Vec<Answer> = Vec::with_capacity(data.examples.len());
+    let card = model.card();
     let summary = pipeline::run(
         model,
         data,
         &pipeline,
         |batch| {
+            if let Some(BatchLog { log, run }) = &options.log {
+                batch.iter().for_each(|a| log.record(a.log_record(card, run)));
+            }
             answers.extend_from_slice(batch);
             Ok(())
         },
@@ -120,8 +136,14 @@ pub fn evaluate(
         return Err(Error::Usage("evaluation cancelled".into()));
     }
     let samples = answers.iter().filter_map(drift_sample).collect();
-    let (outcomes, probs): (Vec<ExampleOutcome>, Vec<Vec<f32>>) =
-        answers.into_iter().map(|a| (a.outcome, a.probs)).unzip();
+    let mut embeddings = Vec::with_capacity(answers.len());
+    let (outcomes, probs): (Vec<ExampleOutcome>, Vec<Vec<f32>>) = answers
+        .into_iter()
+        .map(|a| {
+            embeddings.push(a.embedding);
+            (a.outcome, a.probs)
+        })
+        .unzip();
     let ks: Vec<usize> = if options.top_k.is_empty() {
         [3, 5].into_iter().filter(|&k| k < labels.len()).collect()
     } else {
@@ -133,7 +155,7 @@ pub fn evaluate(
         .filter(|(o, _)| o.error.is_none())
         .map(|(o, p)| Scored { label: o.label.as_deref(), probs: p })
         .collect();
-    let metrics = metrics::classification_metrics(&labels, &scored, &ks);
+    let metrics = if labels.is_empty() { None } else { metrics::classification_metrics(&labels, &scored, &ks) };
     let evaluation = Evaluation {
         model: model.card().clone(),
         data: data.source.display().to_string(),
@@ -147,7 +169,7 @@ pub fn evaluate(
         command: options.command.clone(),
         outcomes,
     };
-    Ok(EvalRun { evaluation, samples, probs, labels, summary })
+    Ok(EvalRun { evaluation, samples, probs, embeddings, labels, summary })
 }
 
 /// An answered record as a drift-reference sample for the Monitor.

@@ -72,6 +72,31 @@ pub struct Answer {
     pub features: Features,
 }
 
+impl Answer {
+    /// The prediction-log row of this answer in batch run `run` (origin `batch`, request id
+    /// `batch-RUN-INDEX`), with its features and its label.
+    pub fn log_record(&self, card: &crate::model::ModelCard, run: &str) -> crate::store::PredictionRecord {
+        use crate::store::{Origin, PredictionRecord};
+        let o = &self.outcome;
+        let mut r = PredictionRecord::new(card.source.clone(), Origin::Batch, format!("batch-{run}-{}", o.index));
+        r.revision = card.revision.clone();
+        r.input_ref = Some(if o.is_image { o.input.clone() } else { crate::store::text_reference(&o.input) });
+        r.features = (!self.features.is_empty()).then(|| self.features.to_json());
+        r.prediction = o.prediction.clone();
+        r.score = o.prediction.as_ref().map(|_| o.confidence as f64);
+        r.top_k = (!o.top.is_empty()).then(|| serde_json::to_value(&o.top).unwrap_or_default());
+        r.latency_ms = o.error.is_none().then_some(o.latency_ms);
+        r.error = o.error.clone();
+        r.label = o.label.clone();
+        r
+    }
+}
+
+/// A new batch run's id: local time to the millisecond (`20261201-031947414`).
+pub fn new_run_id() -> String {
+    chrono::Local::now().format("%Y%m%d-%H%M%S%3f").to_string()
+}
+
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Progress {

@@ -3,9 +3,14 @@
 //! serialise to the JSON shape of issue 6 (`to_json`) or render as plain-language text
 //! tables (`render_text`). Malformed input becomes a [`ReportError`] naming the file, the
 //! row (file line, header = 1) and the column.
+//!
+//! [`html`] renders an evaluation or a comparison as a self-contained HTML report (charts from
+//! [`svg`]) or a Markdown summary.
 
 mod ab;
 mod drift;
+pub mod html;
+pub mod svg;
 mod table;
 
 use std::path::PathBuf;
@@ -17,6 +22,7 @@ pub use ab::{
 pub use drift::{
     categorical_column, dataset_drift, drift_report, numerical_column, ColumnOutcome, ColumnReport, DriftReport,
 };
+pub use html::{comparison_html, comparison_markdown, evaluation_html, evaluation_markdown};
 pub use table::{is_missing, parse_number, Table};
 
 use crate::stats::StatsError;

@@ -8,6 +8,7 @@
 pub mod decode;
 pub mod deploy_view;
 pub mod dialogs;
+pub mod evaluate_view;
 mod models_view;
 mod monitor_view;
 mod playground;
@@ -44,6 +45,7 @@ pub enum Tab {
     Playground,
     Monitor,
     Deploy,
+    Evaluate,
 }
 
 /// How the app starts.
@@ -149,6 +151,7 @@ pub struct ModelDeckApp {
     alerts: Receiver<crate::monitor::alerts::AlertEvent>,
     replay: replay_control::ReplayControl,
     deploy_view: deploy_view::DeployView,
+    evaluate_view: evaluate_view::EvaluateView,
     log: status::Log,
     memory: status::MemoryProbe,
     frame_times: egui::util::History<f32>,
@@ -263,6 +266,7 @@ impl ModelDeckApp {
             alerts: alert_rx,
             replay: Default::default(),
             deploy_view: Default::default(),
+            evaluate_view: Default::default(),
             log,
             memory: status::MemoryProbe::default(),
             frame_times: egui::util::History::new(0..300, 2.0),
@@ -285,6 +289,11 @@ impl ModelDeckApp {
     /// The Deploy view's form as the user set it (tests).
     pub fn deploy_form(&self) -> &deploy_view::DeployForm {
         &self.deploy_view.form
+    }
+
+    /// The Evaluate view (tests).
+    pub fn evaluate_view(&self) -> &evaluate_view::EvaluateView {
+        &self.evaluate_view
     }
 
     /// The Deploy view's latest rollout snapshot (tests).
@@ -519,7 +528,10 @@ impl ModelDeckApp {
             self.state.tab = Tab::Playground;
         }
         for path in dropped {
-            if looks_like_model(&path) {
+            if is_data_set(&path, self.state.tab == Tab::Evaluate) {
+                self.evaluate_view.set_data(&path);
+                self.state.tab = Tab::Evaluate;
+            } else if looks_like_model(&path) {
                 // Left half of the window loads into A, right half into B.
                 let slot = match pointer {
                     Some(p) if p.x > width / 2.0 => Slot::B,
@@ -667,6 +679,7 @@ impl ModelDeckApp {
             ui.selectable_value(&mut self.state.tab, Tab::Models, "Models");
             ui.selectable_value(&mut self.state.tab, Tab::Monitor, "Monitor");
             ui.selectable_value(&mut self.state.tab, Tab::Deploy, "Deploy");
+            ui.selectable_value(&mut self.state.tab, Tab::Evaluate, "Evaluate");
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 let dark = ui.visuals().dark_mode;
                 if ui.button(if dark { "Light theme" } else { "Dark theme" }).clicked() {
@@ -718,6 +731,15 @@ impl ModelDeckApp {
     }
 }
 
+/// A CSV or JSONL file, or (on the Evaluate tab, or without a model's config.json) a folder:
+/// something to evaluate rather than a model to load.
+fn is_data_set(path: &Path, evaluating: bool) -> bool {
+    if path.is_dir() {
+        return evaluating || !(path.join("config.json").is_file() || path.join("model.safetensors").is_file());
+    }
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "csv" | "jsonl" | "ndjson"))
+}
+
 fn looks_like_model(path: &Path) -> bool {
     if path.is_dir() {
         return true;
@@ -748,6 +770,12 @@ impl eframe::App for ModelDeckApp {
                 self.log.log_ui(ui);
             });
         }
+        let export_dir = self
+            .engine
+            .log()
+            .as_ref()
+            .and_then(|l| l.path().parent().map(Path::to_path_buf))
+            .unwrap_or_else(crate::source::embedded::cache_dir);
         egui::CentralPanel::default_margins().show(ui, |ui| match self.state.tab {
             Tab::Models => self.models.ui(ui, &self.slots, &self.state.recent, &mut self.commands),
             Tab::Playground => self.playground.ui(ui, &self.slots, &mut self.commands),
@@ -757,19 +785,29 @@ impl eframe::App for ModelDeckApp {
                 self.monitor_view.ui(ui, &snapshot, &status, &mut self.commands);
             }
             Tab::Deploy => {
-                let log = self.engine.log();
-                let export_dir = log
-                    .as_ref()
-                    .and_then(|l| l.path().parent().map(Path::to_path_buf))
-                    .unwrap_or_else(crate::source::embedded::cache_dir);
                 let cx = deploy_view::DeployContext {
                     a: self.engine.model(Slot::A),
                     b: self.engine.model(Slot::B),
                     monitor: &self.monitor,
-                    log,
-                    export_dir,
+                    log: self.engine.log(),
+                    export_dir: export_dir.clone(),
                 };
                 for note in self.deploy_view.ui(ui, cx) {
+                    match note {
+                        Ok(text) => self.log.info(text),
+                        Err(text) => self.log.error(text),
+                    }
+                }
+            }
+            Tab::Evaluate => {
+                let cx = evaluate_view::EvaluateContext {
+                    a: self.engine.model(Slot::A),
+                    b: self.engine.model(Slot::B),
+                    monitor: &self.monitor,
+                    log: self.engine.log(),
+                    export_dir: export_dir.clone(),
+                };
+                for note in self.evaluate_view.ui(ui, cx) {
                     match note {
                         Ok(text) => self.log.info(text),
                         Err(text) => self.log.error(text),
@@ -799,7 +837,10 @@ impl eframe::App for ModelDeckApp {
                 &ctx,
                 |ui| {
                     egui::Frame::popup(ui.style()).show(ui, |ui| {
-                        ui.heading("Drop a model folder (left half: A, right half: B) or an image");
+                        ui.heading(
+                        "Drop a model folder (left half: A, right half: B), an image, or a data set to evaluate \
+                         (a folder of images, a CSV or a JSONL)",
+                    );
                     });
                 },
             );
