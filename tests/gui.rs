@@ -546,3 +546,59 @@ fn the_deploy_view_promotes_a_canary_rolls_back_a_slow_one_on_approval_and_runs_
     harness.get_by_label("Stop").click();
     harness.run_steps(2);
 }
+
+fn evaluation_done(h: &Harness<'_, ModelDeckApp>) -> bool {
+    !h.state().evaluate_view().is_running() && h.state().evaluate_view().result().is_some()
+}
+
+/// The Evaluate view end to end on the shipped digits test split: evaluate A, open a confusion
+/// cell's records, export the report; then compare A and B on a drifted copy and browse the
+/// disagreements. The numbers are the CLI's (`modeldeck eval --model demo:digits-v1 --data
+/// assets/digits/test`: 534/540; `compare ... --drift contrast=0.5,noise=0.1`: 78 disagreements).
+#[test]
+fn the_evaluate_view_evaluates_opens_a_confusion_cell_compares_and_exports_a_report() {
+    use modeldeck::ui::evaluate_view::Outcome;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut harness = app(AppConfig { log: Some(tmp.path().join("log.sqlite")), ..demo_config() });
+    wait_until(&mut harness, "the first answers", |h| {
+        answered(h, Slot::A, "digit 3") && answered(h, Slot::B, "digit 3")
+    });
+    harness.get_by_label("Evaluate").click();
+    harness.step();
+    harness.get_by_label("Evaluate A (digits-v1)").click();
+    wait_until(&mut harness, "the evaluation of A", evaluation_done);
+    let Some(Outcome::One { slot, run }) = harness.state().evaluate_view().result() else { panic!("one evaluation") };
+    assert_eq!(*slot, Slot::A);
+    let m = run.evaluation.metrics.as_ref().unwrap();
+    assert_eq!((m.n, m.correct), (540, 534), "the CLI's numbers");
+    assert_eq!(run.evaluation.n_failed, 0);
+    assert!(has_text(&harness, "98.89%"), "the headline accuracy");
+
+    // A confusion cell opens its records: the "2" read as "1".
+    harness.get_by_label("label 2 predicted 1: 1").click();
+    harness.run_steps(3);
+    assert!(has_text(&harness, "2/0077.png"), "the record behind the cell");
+
+    // The report lands beside the log, self-contained.
+    harness.get_by_label("Export report (HTML)").click();
+    harness.run_steps(2);
+    let reports: Vec<_> = std::fs::read_dir(tmp.path().join("reports")).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let html = std::fs::read_to_string(&reports[0]).unwrap();
+    assert!(html.contains("Evaluation of digits-v1") && html.contains("98.89%") && !html.contains("<script"));
+
+    // A and B on a drifted copy.
+    replace_text(&mut harness, "drift", "contrast=0.5,noise=0.1");
+    harness.get_by_label("Compare A and B").click();
+    wait_until(&mut harness, "the comparison", |h| {
+        evaluation_done(h) && matches!(h.state().evaluate_view().result(), Some(Outcome::Two { .. }))
+    });
+    let Some(Outcome::Two { comparison, .. }) = harness.state().evaluate_view().result() else { unreachable!() };
+    assert_eq!(comparison.n_paired, 540);
+    assert_eq!(comparison.disagreements.len(), 78, "the CLI's disagreements");
+    assert_eq!(comparison.correctness, [[450, 55], [18, 17]]);
+    assert_eq!(comparison.a.drift.as_deref(), Some("contrast=0.5,noise=0.1"));
+    harness.get_by_label("Disagreements (78)").click();
+    harness.run_steps(3);
+    assert!(has_text(&harness, "0/0328.png"), "the first disagreement");
+}

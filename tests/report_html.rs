@@ -226,6 +226,7 @@ fn evaluation(name: &str, model_labels: &[String], records: Vec<Record>) -> Eval
         model: card(name, model_labels),
         data: "assets/digits/test".into(),
         drift: None,
+        seed: 0,
         n: outcomes.len(),
         n_failed: outcomes.iter().filter(|o| o.error.is_some()).count(),
         metrics: metrics(&outcomes, model_labels),

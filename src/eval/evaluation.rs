@@ -65,6 +65,9 @@ pub struct Evaluation {
     pub data: String,
     /// Drift injected into every image, as given (`contrast=0.5,noise=0.1`).
     pub drift: Option<String>,
+    /// The drift's seed: each record's drift is seeded by it and the record's index.
+    #[serde(default)]
+    pub seed: u64,
     /// Records in the data set.
     pub n: usize,
     /// Records that could not be scored.
@@ -80,6 +83,18 @@ pub struct Evaluation {
     pub command: String,
     #[serde(skip)]
     pub outcomes: Vec<ExampleOutcome>,
+}
+
+impl Evaluation {
+    /// The image the model saw for a record: its file, with this evaluation's drift applied
+    /// exactly as the run applied it. An error says why there is none (a text record, an
+    /// unreadable file).
+    pub fn input_image(&self, o: &ExampleOutcome) -> Result<image::RgbImage, String> {
+        if !o.is_image {
+            return Err("the record is a text".into());
+        }
+        crate::eval::seen_image(&o.input, self.drift.as_deref(), self.seed, o.index)
+    }
 }
 
 /// Two models on the same records, paired.

@@ -82,9 +82,27 @@ pub fn load_image(example: &Example, drift: Option<&ImageDrift>, seed: u64, inde
     };
     let image = model::decode_image_file(path).map_err(model::ModelError::from)?;
     Ok(match drift {
-        Some(d) if !d.is_identity() => d.apply(&image, seed.wrapping_mul(1_000_003).wrapping_add(index as u64)),
+        Some(d) if !d.is_identity() => d.apply(&image, drift_seed(seed, index)),
         _ => image,
     })
+}
+
+/// The image a model saw for record `index`: the file at `path` with the drift (spec form, as
+/// in [`evaluation::Evaluation::drift`]) applied as [`load_image`] applies it.
+pub fn seen_image(path: &str, drift: Option<&str>, seed: u64, index: usize) -> Result<RgbImage, String> {
+    let image = model::decode_image_file(std::path::Path::new(path)).map_err(|e| e.to_string())?;
+    match drift {
+        None => Ok(image),
+        Some(spec) => {
+            let drift = ImageDrift::parse(spec).map_err(|e| e.to_string())?;
+            Ok(if drift.is_identity() { image } else { drift.apply(&image, drift_seed(seed, index)) })
+        }
+    }
+}
+
+/// The seed of one record's drift.
+pub fn drift_seed(seed: u64, index: usize) -> u64 {
+    seed.wrapping_mul(1_000_003).wrapping_add(index as u64)
 }
 
 /// The pipeline options an evaluation runs with.
@@ -160,6 +178,7 @@ pub fn evaluate(
         model: model.card().clone(),
         data: data.source.display().to_string(),
         drift: options.drift.filter(|d| !d.is_identity()).map(|d| d.to_string()),
+        seed: options.seed,
         n: outcomes.len(),
         n_failed: summary.failed,
         metrics,

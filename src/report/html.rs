@@ -6,14 +6,13 @@
 
 use std::fmt::Write as _;
 use std::io::Cursor;
-use std::path::Path;
 
 use base64::Engine as _;
 
 use super::svg;
 use crate::eval::evaluation::{Comparison, Evaluation, ExampleOutcome};
 use crate::eval::metrics::{ClassMetrics, Metrics};
-use crate::model::{decode_image_file, ModelCard};
+use crate::model::ModelCard;
 
 /// Examples shown with thumbnails (most confidently wrong, disagreements).
 pub const MAX_EXAMPLES: usize = 8;
@@ -318,8 +317,7 @@ fn page(title: &str, body: &str) -> String {
 
 /// A PNG data URI of the image at `path`, shrunk to fit [`THUMBNAIL_PX`], and the size to show
 /// it at (small images are kept small in the file and scaled up by the browser).
-fn thumbnail(path: &Path) -> Result<(String, u32, u32), String> {
-    let image = decode_image_file(path).map_err(|e| e.to_string())?;
+fn thumbnail(image: image::RgbImage) -> Result<(String, u32, u32), String> {
     let (w, h) = image.dimensions();
     if w == 0 || h == 0 {
         return Err("the image is empty".into());
@@ -337,11 +335,12 @@ fn thumbnail(path: &Path) -> Result<(String, u32, u32), String> {
 }
 
 /// The record's input: a thumbnail, a placeholder that says why there is none, or the text.
-fn input_html(o: &ExampleOutcome) -> String {
+/// `image` is what the model saw (the file with the evaluation's drift).
+fn input_html(o: &ExampleOutcome, image: Result<image::RgbImage, String>) -> String {
     if !o.is_image {
         return format!("<p class=\"text-input\">{}</p>", escape_html(&truncate_chars(&o.input, MAX_TEXT_CHARS)));
     }
-    match thumbnail(Path::new(&o.input)) {
+    match image.and_then(thumbnail) {
         Ok((uri, w, h)) => format!(
             "<img src=\"{uri}\" width=\"{w}\" height=\"{h}\" alt=\"{}\" title=\"{}\">",
             escape_html(&o.id),
@@ -375,9 +374,9 @@ fn top_html(o: &ExampleOutcome) -> String {
     o.top.iter().take(3).map(|t| format!("{} {:.3}", escape_html(&t.label), t.score)).collect::<Vec<_>>().join(" · ")
 }
 
-fn example_card(o: &ExampleOutcome, fields: &[(&str, String)]) -> String {
+fn example_card(e: &Evaluation, o: &ExampleOutcome, fields: &[(&str, String)]) -> String {
     let mut s = format!("<div class=\"example{}\">", if o.is_image { "" } else { " text" });
-    s.push_str(&input_html(o));
+    s.push_str(&input_html(o, e.input_image(o)));
     s.push_str("<dl>");
     let _ = write!(s, "<dt>record</dt><dd><code>{}</code></dd>", escape_html(&o.id));
     let _ = write!(s, "<dt>label</dt><dd>{}</dd>", o.label.as_deref().map(escape_html).unwrap_or_else(|| "–".into()));
@@ -600,7 +599,7 @@ pub fn evaluation_html(e: &Evaluation) -> String {
         } else {
             b.push_str("<div class=\"examples\">");
             for o in wrong {
-                b.push_str(&example_card(o, &[("predicted", prediction_html(o)), ("top 3", top_html(o))]));
+                b.push_str(&example_card(e, o, &[("predicted", prediction_html(o)), ("top 3", top_html(o))]));
             }
             b.push_str("</div>");
         }
@@ -738,7 +737,7 @@ pub fn comparison_html(c: &Comparison) -> String {
     } else {
         let _ = write!(b, "; the first {}:</p><div class=\"examples\">", shown.len());
         for (oa, ob) in shown {
-            b.push_str(&example_card(oa, &[("A", prediction_html(oa)), ("B", prediction_html(ob))]));
+            b.push_str(&example_card(a, oa, &[("A", prediction_html(oa)), ("B", prediction_html(ob))]));
         }
         b.push_str("</div>");
     }
@@ -976,7 +975,8 @@ mod tests {
                 latency_ms: 1.0,
                 error: None,
             };
-            let html = input_html(&o);
+            let image = crate::model::decode_image_file(std::path::Path::new(&o.input)).map_err(|e| e.to_string());
+            let html = input_html(&o, image);
             assert!(html.contains("class=\"placeholder\""), "{html}");
             assert!(!html.contains("<img"));
         }
@@ -987,7 +987,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wide.png");
         image::RgbImage::from_pixel(400, 200, image::Rgb([10, 200, 30])).save(&path).unwrap();
-        let (uri, w, h) = thumbnail(&path).unwrap();
+        let (uri, w, h) = thumbnail(image::open(&path).unwrap().to_rgb8()).unwrap();
         assert_eq!((w, h), (96, 48));
         let png = base64::engine::general_purpose::STANDARD.decode(uri.trim_start_matches("data:image/png;base64,")).unwrap();
         let decoded = image::load_from_memory(&png).unwrap();
@@ -995,7 +995,7 @@ mod tests {
         // Small images stay small in the file and are shown at 96 px.
         let small = dir.path().join("small.png");
         image::RgbImage::from_pixel(28, 28, image::Rgb([0, 0, 0])).save(&small).unwrap();
-        let (uri, w, h) = thumbnail(&small).unwrap();
+        let (uri, w, h) = thumbnail(image::open(&small).unwrap().to_rgb8()).unwrap();
         assert_eq!((w, h), (96, 96));
         let png = base64::engine::general_purpose::STANDARD.decode(uri.trim_start_matches("data:image/png;base64,")).unwrap();
         assert_eq!(image::load_from_memory(&png).unwrap().width(), 28);

@@ -115,9 +115,21 @@ pub struct EvaluateView {
     pub browse: Browse,
     /// Records of the browser shown (grows with "Show more").
     shown: usize,
-    thumbs: HashMap<String, Thumb>,
-    thumb_tx: Option<Sender<String>>,
-    thumb_rx: Option<Receiver<(String, Result<egui::ColorImage, String>)>>,
+    /// Thumbnails of the shown result's records, by record index.
+    thumbs: HashMap<usize, Thumb>,
+    /// Bumped with every new result, so a late thumbnail of an old one is dropped.
+    generation: u64,
+    thumb_tx: Option<Sender<ThumbJob>>,
+    thumb_rx: Option<Receiver<(u64, usize, Result<egui::ColorImage, String>)>>,
+}
+
+/// A thumbnail to make: the image the model saw (with the evaluation's drift).
+struct ThumbJob {
+    generation: u64,
+    index: usize,
+    path: String,
+    drift: Option<String>,
+    seed: u64,
 }
 
 impl Default for EvaluateView {
@@ -130,6 +142,7 @@ impl Default for EvaluateView {
             browse: Browse::ConfidentlyWrong,
             shown: PAGE,
             thumbs: HashMap::new(),
+            generation: 0,
             thumb_tx: None,
             thumb_rx: None,
         }
@@ -190,6 +203,8 @@ impl EvaluateView {
                     Outcome::Two { .. } => Slot::A,
                 };
                 self.shown = PAGE;
+                self.thumbs.clear();
+                self.generation += 1;
                 self.result = Some(outcome);
                 self.job = None;
             }
@@ -386,7 +401,8 @@ impl EvaluateView {
             ui.label("No records here.");
             return;
         }
-        ui.label(format!("{} records{}", indices.len(), if indices.len() > self.shown { format!(", the first {}", self.shown) } else { String::new() }));
+        let noun = if indices.len() == 1 { "record" } else { "records" };
+        ui.label(format!("{} {noun}{}", indices.len(), if indices.len() > self.shown { format!(", the first {}", self.shown) } else { String::new() }));
         let side_b = comparison.map(|c| &c.b);
         let mut wanted = Vec::new();
         egui::Grid::new("evaluate-records").striped(true).num_columns(6).show(ui, |ui| {
@@ -407,7 +423,16 @@ impl EvaluateView {
                     Some(c) => &c.a.outcomes[i],
                     None => &evaluation.outcomes[i],
                 };
-                input_cell(ui, a, &self.thumbs, &mut wanted);
+                let seen = comparison.map_or(evaluation, |c| &c.a);
+                if input_cell(ui, a, &self.thumbs) {
+                    wanted.push(ThumbJob {
+                        generation: self.generation,
+                        index: a.index,
+                        path: a.input.clone(),
+                        drift: seen.drift.clone(),
+                        seed: seen.seed,
+                    });
+                }
                 ui.label(&a.id);
                 ui.label(a.label.as_deref().unwrap_or("–"));
                 match side_b {
@@ -429,8 +454,8 @@ impl EvaluateView {
         if indices.len() > self.shown && ui.button("Show more").clicked() {
             self.shown += PAGE;
         }
-        for path in wanted {
-            self.request_thumb(ui.ctx(), path);
+        for job in wanted {
+            self.request_thumb(ui.ctx(), job);
         }
     }
 
@@ -457,23 +482,26 @@ impl EvaluateView {
         }
     }
 
-    fn request_thumb(&mut self, ctx: &egui::Context, path: String) {
-        if self.thumbs.contains_key(&path) {
+    fn request_thumb(&mut self, ctx: &egui::Context, job: ThumbJob) {
+        if self.thumbs.contains_key(&job.index) {
             return;
         }
         if self.thumb_tx.is_none() {
-            let (tx, rx) = std::sync::mpsc::channel::<String>();
+            let (tx, rx) = std::sync::mpsc::channel::<ThumbJob>();
             let (back_tx, back_rx) = std::sync::mpsc::channel();
             let ctx = ctx.clone();
             let spawned = std::thread::Builder::new().name("modeldeck-thumbs".into()).spawn(move || {
-                for path in rx {
-                    let thumb = crate::model::decode_image_file(Path::new(&path))
-                        .map(|image| {
-                            let small = image::imageops::thumbnail(&image, THUMB, THUMB * image.height().max(1) / image.width().max(1));
-                            egui::ColorImage::from_rgb([small.width() as usize, small.height() as usize], small.as_raw())
-                        })
-                        .map_err(|e| e.to_string());
-                    if back_tx.send((path, thumb)).is_err() {
+                for job in rx {
+                    let thumb = crate::eval::seen_image(&job.path, job.drift.as_deref(), job.seed, job.index).map(|image| {
+                        // Small images stay as they are: the texture scales them up, pixel by pixel.
+                        let small = if image.width().max(image.height()) > THUMB {
+                            image::imageops::thumbnail(&image, THUMB, (THUMB * image.height() / image.width().max(1)).max(1))
+                        } else {
+                            image
+                        };
+                        egui::ColorImage::from_rgb([small.width() as usize, small.height() as usize], small.as_raw())
+                    });
+                    if back_tx.send((job.generation, job.index, thumb)).is_err() {
                         return;
                     }
                     ctx.request_repaint();
@@ -486,20 +514,28 @@ impl EvaluateView {
             self.thumb_rx = Some(back_rx);
         }
         if let Some(tx) = &self.thumb_tx {
-            if tx.send(path.clone()).is_ok() {
-                self.thumbs.insert(path, Thumb::Loading);
+            let index = job.index;
+            if tx.send(job).is_ok() {
+                self.thumbs.insert(index, Thumb::Loading);
             }
         }
     }
 
     fn receive_thumbs(&mut self, ctx: &egui::Context) {
         let Some(rx) = &self.thumb_rx else { return };
-        for (path, result) in rx.try_iter() {
+        for (generation, index, result) in rx.try_iter() {
+            if generation != self.generation {
+                continue;
+            }
             let thumb = match result {
-                Ok(image) => Thumb::Ready(ctx.load_texture(format!("thumb:{path}"), image, egui::TextureOptions::NEAREST)),
+                Ok(image) => Thumb::Ready(ctx.load_texture(
+                    format!("thumb:{generation}:{index}"),
+                    image,
+                    egui::TextureOptions::NEAREST,
+                )),
                 Err(e) => Thumb::Failed(e),
             };
-            self.thumbs.insert(path, thumb);
+            self.thumbs.insert(index, thumb);
         }
     }
 }
@@ -664,17 +700,23 @@ fn headline_ui(ui: &mut egui::Ui, evaluations: &[&Evaluation]) {
         first.data,
         first.drift.as_ref().map_or(String::new(), |d| format!(", drift {d}"))
     ));
-    type Row = (&'static str, fn(&Evaluation) -> Option<f64>, bool);
+    /// A percentage, or a number with this many decimals.
+    #[derive(Clone, Copy)]
+    enum Fmt {
+        Pct,
+        Dec(usize),
+    }
+    type Row = (&'static str, fn(&Evaluation) -> Option<f64>, Fmt);
     let rows: [Row; 9] = [
-        ("accuracy", |e| e.metrics.as_ref().map(|m| m.accuracy), true),
-        ("top-3 accuracy", |e| e.metrics.as_ref().and_then(|m| m.top_k.iter().find(|t| t.k == 3)).map(|t| t.accuracy), true),
-        ("macro F1", |e| e.metrics.as_ref().map(|m| m.macro_avg.f1), false),
-        ("weighted F1", |e| e.metrics.as_ref().map(|m| m.weighted_avg.f1), false),
-        ("log loss", |e| e.metrics.as_ref().and_then(|m| m.log_loss), false),
-        ("ECE (15 bins)", |e| e.metrics.as_ref().map(|m| m.ece), false),
-        ("latency p50 (ms)", |e| Some(e.latency.p50_ms), false),
-        ("latency p99 (ms)", |e| Some(e.latency.p99_ms), false),
-        ("records/s", |e| Some(e.latency.throughput_per_s), false),
+        ("accuracy", |e| e.metrics.as_ref().map(|m| m.accuracy), Fmt::Pct),
+        ("top-3 accuracy", |e| e.metrics.as_ref().and_then(|m| m.top_k.iter().find(|t| t.k == 3)).map(|t| t.accuracy), Fmt::Pct),
+        ("macro F1", |e| e.metrics.as_ref().map(|m| m.macro_avg.f1), Fmt::Dec(4)),
+        ("weighted F1", |e| e.metrics.as_ref().map(|m| m.weighted_avg.f1), Fmt::Dec(4)),
+        ("log loss", |e| e.metrics.as_ref().and_then(|m| m.log_loss), Fmt::Dec(4)),
+        ("ECE (15 bins)", |e| e.metrics.as_ref().map(|m| m.ece), Fmt::Dec(4)),
+        ("latency p50 (ms)", |e| Some(e.latency.p50_ms), Fmt::Dec(3)),
+        ("latency p99 (ms)", |e| Some(e.latency.p99_ms), Fmt::Dec(3)),
+        ("records/s", |e| Some(e.latency.throughput_per_s), Fmt::Dec(0)),
     ];
     egui::Grid::new("evaluate-headline").striped(true).num_columns(evaluations.len() + 2).show(ui, |ui| {
         ui.label("");
@@ -685,21 +727,24 @@ fn headline_ui(ui: &mut egui::Ui, evaluations: &[&Evaluation]) {
             ui.strong("B − A");
         }
         ui.end_row();
-        for (name, value, percent) in rows {
+        for (name, value, fmt) in rows {
             let values: Vec<Option<f64>> = evaluations.iter().map(|e| value(e)).collect();
             if values.iter().all(Option::is_none) {
                 continue;
             }
             ui.label(name);
             for v in &values {
-                ui.label(match v {
-                    Some(v) if percent => pct(*v),
-                    Some(v) => format!("{v:.4}"),
-                    None => "–".into(),
+                ui.label(match (v, fmt) {
+                    (Some(v), Fmt::Pct) => pct(*v),
+                    (Some(v), Fmt::Dec(d)) => format!("{v:.d$}"),
+                    (None, _) => "–".into(),
                 });
             }
             if let [Some(a), Some(b)] = values.as_slice() {
-                ui.label(if percent { format!("{:+.2} pts", (b - a) * 100.0) } else { format!("{:+.4}", b - a) });
+                ui.label(match fmt {
+                    Fmt::Pct => format!("{:+.2} pts", (b - a) * 100.0),
+                    Fmt::Dec(d) => format!("{:+.d$}", b - a),
+                });
             }
             ui.end_row();
         }
@@ -770,7 +815,10 @@ fn confusion_ui(ui: &mut egui::Ui, m: &Metrics, browse: &Browse) -> Option<(usiz
                     };
                     let selected = *browse == Browse::Cell { row: i, column: j };
                     let text = RichText::new(count.to_string()).small().color(if count == 0 { Color32::GRAY } else { Color32::WHITE });
-                    let button = egui::Button::new(text).fill(fill).min_size(egui::vec2(30.0, 20.0)).selected(selected);
+                    let mut button = egui::Button::new(text).fill(fill).min_size(egui::vec2(30.0, 20.0)).selected(selected);
+                    if selected {
+                        button = button.stroke(egui::Stroke::new(2.0, ui.visuals().strong_text_color()));
+                    }
                     let label = format!("label {} predicted {}: {count}", m.classes[i].label, m.classes[j].label);
                     let response = ui.add(button).on_hover_text(&label);
                     response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
@@ -843,19 +891,19 @@ fn classes_ui(ui: &mut egui::Ui, m: &Metrics) {
     });
 }
 
-fn input_cell(ui: &mut egui::Ui, o: &ExampleOutcome, thumbs: &HashMap<String, Thumb>, wanted: &mut Vec<String>) {
+/// Shows the record's input; true when its thumbnail is still to be made.
+fn input_cell(ui: &mut egui::Ui, o: &ExampleOutcome, thumbs: &HashMap<usize, Thumb>) -> bool {
     if !o.is_image {
         let text: String = o.input.chars().take(120).collect();
         let more = if o.input.chars().count() > 120 { "…" } else { "" };
         ui.label(format!("{text}{more}")).on_hover_text(&o.input);
-        return;
+        return false;
     }
-    match thumbs.get(&o.input) {
+    match thumbs.get(&o.index) {
         Some(Thumb::Ready(texture)) => {
             let size = texture.size_vec2();
-            let scale = (THUMB as f32 / size.x.max(size.y)).max(1.0).min(8.0);
-            ui.add(egui::Image::new((texture.id(), size * scale.min(THUMB as f32 / size.x.max(1.0)))))
-                .on_hover_text(&o.input);
+            let scale = (THUMB as f32 / size.x.max(size.y).max(1.0)).min(8.0);
+            ui.add(egui::Image::new((texture.id(), size * scale))).on_hover_text(&o.input);
         }
         Some(Thumb::Failed(e)) => {
             ui.label(RichText::new("unreadable").weak()).on_hover_text(e);
@@ -864,10 +912,11 @@ fn input_cell(ui: &mut egui::Ui, o: &ExampleOutcome, thumbs: &HashMap<String, Th
             ui.spinner();
         }
         None => {
-            wanted.push(o.input.clone());
             ui.spinner();
+            return true;
         }
     }
+    false
 }
 
 fn prediction_cell(ui: &mut egui::Ui, o: &ExampleOutcome) {
