@@ -69,6 +69,9 @@ enum LogCommand {
     Export(LogExportArgs),
     /// The alerts the log has kept, oldest first: when each fired and resolved.
     Alerts(LogAlertsArgs),
+    /// The batch runs in the log (`batch`, `eval`, `compare`, the Evaluate view), newest first:
+    /// an id for `monitor --reference-run`.
+    Runs(LogAlertsArgs),
     /// Write synthetic rows through the writer thread and report rows/s (and, with
     /// --progress-every, the committed count as it grows).
     Bench(LogBenchArgs),
@@ -223,6 +226,13 @@ struct MonitorArgs {
     /// Reference data set to measure drift against (default: the first requests).
     #[arg(long)]
     reference: Option<PathBuf>,
+    /// A batch run in the prediction log as the drift reference (its id, as `batch` prints it;
+    /// `modeldeck log runs` lists them).
+    #[arg(long, conflicts_with = "reference")]
+    reference_run: Option<String>,
+    /// The prediction log --reference-run reads (default: --log, else the app's).
+    #[arg(long, requires = "reference_run")]
+    reference_log: Option<PathBuf>,
     /// Append every prediction (origin `replay`) to this prediction log; labels follow as they
     /// arrive.
     #[arg(long)]
@@ -516,6 +526,7 @@ fn main() -> ExitCode {
         Some(Command::Abtest(args)) => run_abtest(args),
         Some(Command::Log(LogCommand::Export(args))) => run_log_export(args),
         Some(Command::Log(LogCommand::Alerts(args))) => run_log_alerts(args),
+        Some(Command::Log(LogCommand::Runs(args))) => run_log_runs(args),
         Some(Command::Log(LogCommand::Bench(args))) => run_log_bench(args),
         Some(Command::Monitor(args)) => run_monitor(args),
         Some(Command::Simulate(args)) => run_simulate(args),
@@ -825,6 +836,7 @@ fn run_log_export(args: LogExportArgs) -> anyhow::Result<()> {
         offset: args.offset,
         limit: args.limit,
         answered: args.answered,
+        request_prefix: None,
     };
     let rows = store::read(&path, &query)?;
     let format = if args.format == "jsonl" { store::ExportFormat::Jsonl } else { store::ExportFormat::Csv };
@@ -864,6 +876,21 @@ fn run_log_alerts(args: LogAlertsArgs) -> anyhow::Result<()> {
             a.value,
             a.threshold
         );
+    }
+    Ok(())
+}
+
+fn run_log_runs(args: LogAlertsArgs) -> anyhow::Result<()> {
+    let path = args.log.unwrap_or_else(default_log_path);
+    let runs = store::batch_runs(&path, 100)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+    } else if runs.is_empty() {
+        println!("no batch runs in {}", path.display());
+    } else {
+        for r in &runs {
+            println!("{}  {}  {} rows  {}", r.run, store::iso_time(r.first_at_ms), r.rows, r.model);
+        }
     }
     Ok(())
 }
@@ -1125,6 +1152,18 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
         let data = modeldeck::eval::Dataset::load(reference)?;
         let options = modeldeck::eval::EvalOptions { batch_size: 32, ..Default::default() };
         let samples = modeldeck::eval::reference_samples(&model, &data, &options)?;
+        monitor.set_reference(&series, &samples);
+    }
+    if let Some(run) = &args.reference_run {
+        let path = args.reference_log.clone().or_else(|| args.log.clone()).unwrap_or_else(default_log_path);
+        let (run_model, samples) = modeldeck::monitor::batch_run_reference(&path, run)?;
+        anyhow::ensure!(!samples.is_empty(), "{}: no answered rows of batch run {run}", path.display());
+        if run_model != model.card().source {
+            eprintln!("warning: batch run {run} was made with {run_model}, the monitored model is {}", model.card().source);
+        }
+        if !args.json {
+            eprintln!("drift reference: batch run {run} ({} rows of {run_model})", samples.len());
+        }
         monitor.set_reference(&series, &samples);
     }
 

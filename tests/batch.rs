@@ -187,6 +187,19 @@ fn bad_records_are_written_with_their_reason_and_the_run_goes_on() {
     let features = first.features.as_ref().unwrap();
     assert!(features.get("brightness").is_some() && features.get("confidence").is_some(), "{features}");
     assert_eq!(rows.iter().filter(|r| r.record.error.is_some()).count(), 4);
+
+    // The run is listed, and its answered rows become a Monitor drift reference.
+    let runs = modeldeck::store::batch_runs(&log, 10).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!((runs[0].run.as_str(), runs[0].rows), (run_id, 6));
+    let (model, samples) = modeldeck::monitor::batch_run_reference(&log, &format!("batch-{run_id}")).unwrap();
+    assert_eq!(model, runs[0].model);
+    assert_eq!(samples.len(), 2, "the answered rows");
+    assert!(samples.iter().all(|s| s.predicted.as_deref() == Some("3")));
+    assert!(samples[0].features.get("brightness").is_some() && samples[0].features.get("entropy").is_some());
+    assert_eq!(samples[0].features.get("confidence"), features.get("confidence").and_then(|v| v.as_f64()));
+    let (_, none) = modeldeck::monitor::batch_run_reference(&log, "20000101-000000000").unwrap();
+    assert!(none.is_empty());
 }
 
 #[test]

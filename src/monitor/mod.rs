@@ -49,6 +49,13 @@ impl Features {
         self.0.is_empty()
     }
 
+    /// The features of a logged prediction ([`Features::to_json`]'s object): every known
+    /// feature name present with a number, in the feature sets' order; others are ignored.
+    pub fn from_json(value: &serde_json::Value) -> Features {
+        let known = features::IMAGE_FEATURES.iter().chain(&features::TEXT_FEATURES).chain(&features::OUTPUT_FEATURES);
+        Features(known.filter_map(|&name| Some((name, value.get(name)?.as_f64()?))).collect())
+    }
+
     /// `{"brightness": 0.41, ...}`, as the prediction log stores it. Non-finite values are
     /// written as null.
     pub fn to_json(&self) -> serde_json::Value {
@@ -59,6 +66,31 @@ impl Features {
             .collect();
         serde_json::Value::Object(map)
     }
+}
+
+/// A batch run's answered rows in the prediction log, as a drift reference: the model they came
+/// from and one sample per row. `run` is the run id, with or without its `batch-` prefix.
+pub fn batch_run_reference(log: &std::path::Path, run: &str) -> Result<(String, Vec<drift::DriftSample>), crate::store::StoreError> {
+    let run = run.trim_start_matches("batch-");
+    let query = crate::store::Query {
+        origin: Some(crate::store::Origin::Batch),
+        answered: true,
+        request_prefix: Some(format!("batch-{run}-")),
+        ..Default::default()
+    };
+    let rows = crate::store::read(log, &query)?;
+    let model = rows.first().map(|r| r.record.model.clone()).unwrap_or_default();
+    let samples = rows
+        .into_iter()
+        .filter(|r| r.record.model == model)
+        .map(|r| drift::DriftSample {
+            at_ms: r.record.at_ms,
+            request_id: r.record.request_id.into(),
+            predicted: r.record.prediction.map(Arc::from),
+            features: r.record.features.as_ref().map(Features::from_json).unwrap_or_default(),
+        })
+        .collect();
+    Ok((model, samples))
 }
 
 /// One answered (or failed) prediction, as the monitor sees it.

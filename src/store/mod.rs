@@ -592,6 +592,51 @@ pub struct Query {
     /// Leave out failed requests (they have no prediction to compare: the Monitor's drift
     /// windows hold answered predictions only).
     pub answered: bool,
+    /// Only request ids that start with this (a batch run's rows: `batch-RUN-`).
+    pub request_prefix: Option<String>,
+}
+
+/// A batch run in the log (`modeldeck batch`, `eval`, `compare` and the Evaluate view log their
+/// answers with origin `batch` and request ids `batch-RUN-INDEX`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchRun {
+    /// The run's id (`20261201-041803123`).
+    pub run: String,
+    pub model: String,
+    /// Rows logged, failed ones included.
+    pub rows: u64,
+    pub first_at_ms: i64,
+}
+
+/// The batch runs in the log at `path`, newest first (at most `limit`).
+pub fn batch_runs(path: &Path, limit: usize) -> Result<Vec<BatchRun>, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::Unreadable { path: path.to_path_buf(), reason: "no such file".into() });
+    }
+    let conn = open_connection(path, true)?;
+    let sqlite = |e: rusqlite::Error| StoreError::Sqlite { path: path.to_path_buf(), reason: e.to_string() };
+    // The run id is everything between `batch-` and the last `-` (the record's index).
+    let mut statement = conn
+        .prepare(
+            "SELECT model, rtrim(request_id, '0123456789') AS run, COUNT(*), MIN(at_ms) FROM predictions
+             WHERE origin = 'batch' AND substr(request_id, 1, 6) = 'batch-'
+             GROUP BY model, run ORDER BY MIN(at_ms) DESC, MIN(id) DESC LIMIT ?1",
+        )
+        .map_err(sqlite)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement
+        .query_map(params![limit], |r| {
+            let run: String = r.get(1)?;
+            Ok(BatchRun {
+                run: run.trim_start_matches("batch-").trim_end_matches('-').to_string(),
+                model: r.get(0)?,
+                rows: r.get::<_, i64>(2)?.max(0) as u64,
+                first_at_ms: r.get(3)?,
+            })
+        })
+        .map_err(sqlite)?;
+    let runs = rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)?;
+    Ok(runs.into_iter().filter(|r| !r.run.is_empty()).collect())
 }
 
 /// A row read back, with its label's arrival time.
@@ -628,6 +673,7 @@ pub fn read(path: &Path, query: &Query) -> Result<Vec<StoredPrediction>, StoreEr
              score, top_k, latency_ms, error, label, label_at_ms FROM predictions
              WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR model = ?2 OR version = ?2)
                AND (?3 IS NULL OR origin = ?3) AND (?6 = 0 OR error IS NULL)
+               AND (?7 IS NULL OR substr(request_id, 1, length(?7)) = ?7)
              ORDER BY id LIMIT ?4 OFFSET ?5",
         )
         .map_err(sqlite)?;
@@ -636,7 +682,7 @@ pub fn read(path: &Path, query: &Query) -> Result<Vec<StoredPrediction>, StoreEr
     let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
     let origin = query.origin.map(Origin::name);
     let rows = statement
-        .query_map(params![query.since_ms, query.model, origin, limit, offset, query.answered], |r| {
+        .query_map(params![query.since_ms, query.model, origin, limit, offset, query.answered, query.request_prefix], |r| {
             let origin: String = r.get(5)?;
             let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
             Ok(StoredPrediction {
