@@ -282,7 +282,11 @@ fn eval_options(args: &EvalDataArgs) -> anyhow::Result<EvalOptions> {
 }
 
 /// Writes the report `args` asks for, if any.
-fn write_report(args: &EvalDataArgs, html: impl FnOnce() -> String, markdown: impl FnOnce() -> String) -> anyhow::Result<()> {
+fn write_report(
+    args: &EvalDataArgs,
+    html: impl FnOnce() -> String,
+    markdown: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     let Some(path) = &args.report else { return Ok(()) };
     let md = match args.format.as_deref() {
         Some(f) => f == "md",
@@ -385,7 +389,10 @@ pub fn print_evaluation(e: &Evaluation, examples: usize) {
             for u in &m.unknown_labels {
                 println!("  {} records are labelled `{}`, a label the model does not have", u.count, u.label);
             }
-            println!("  {:<14} {:>9} {:>9} {:>9} {:>8} {:>9}", "class", "precision", "recall", "f1", "support", "predicted");
+            println!(
+                "  {:<14} {:>9} {:>9} {:>9} {:>8} {:>9}",
+                "class", "precision", "recall", "f1", "support", "predicted"
+            );
             for c in &m.classes {
                 println!(
                     "  {:<14} {:>9.4} {:>9.4} {:>9.4} {:>8} {:>9}",
@@ -478,7 +485,11 @@ pub fn print_comparison(c: &Comparison, show: usize) {
         );
     }
     if !c.disagreements.is_empty() {
-        println!("{} disagreements{}:", c.disagreements.len(), if c.disagreements.len() > show { format!(" (first {show})") } else { String::new() });
+        println!(
+            "{} disagreements{}:",
+            c.disagreements.len(),
+            if c.disagreements.len() > show { format!(" (first {show})") } else { String::new() }
+        );
         for &i in c.disagreements.iter().take(show) {
             let (a, b) = (&c.a.outcomes[i], &c.b.outcomes[i]);
             println!(
@@ -493,5 +504,3 @@ pub fn print_comparison(c: &Comparison, show: usize) {
         }
     }
 }
-
-

@@ -1159,7 +1159,10 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
         let (run_model, samples) = modeldeck::monitor::batch_run_reference(&path, run)?;
         anyhow::ensure!(!samples.is_empty(), "{}: no answered rows of batch run {run}", path.display());
         if run_model != model.card().source {
-            eprintln!("warning: batch run {run} was made with {run_model}, the monitored model is {}", model.card().source);
+            eprintln!(
+                "warning: batch run {run} was made with {run_model}, the monitored model is {}",
+                model.card().source
+            );
         }
         if !args.json {
             eprintln!("drift reference: batch run {run} ({} rows of {run_model})", samples.len());

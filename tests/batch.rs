@@ -70,7 +70,18 @@ fn a_killed_run_resumes_without_losing_or_repeating_a_row() {
     let out_arg = out.to_str().unwrap();
     let data_arg = data.to_str().unwrap();
     // Batches of one: many small writes, so the kill lands mid-run.
-    let args = ["batch", "--model", "demo:digits-v1", "--input", data_arg, "--output", out_arg, "--batch-size", "1", "--no-log"];
+    let args = [
+        "batch",
+        "--model",
+        "demo:digits-v1",
+        "--input",
+        data_arg,
+        "--output",
+        out_arg,
+        "--batch-size",
+        "1",
+        "--no-log",
+    ];
     let mut child = bin().args(args).stdout(std::process::Stdio::null()).spawn().unwrap();
     let started = Instant::now();
     loop {
@@ -102,9 +113,19 @@ fn a_killed_run_resumes_without_losing_or_repeating_a_row() {
     assert_eq!(order, (0..n).collect::<Vec<_>>(), "every record exactly once, in data-set order");
     // The same answers as an uninterrupted run (of each distinct image).
     let reference = tmp.path().join("reference.csv");
-    run(&["batch", "--model", "demo:digits-v1", "--input", digits().to_str().unwrap(), "--output", reference.to_str().unwrap(), "--no-log"]);
+    run(&[
+        "batch",
+        "--model",
+        "demo:digits-v1",
+        "--input",
+        digits().to_str().unwrap(),
+        "--output",
+        reference.to_str().unwrap(),
+        "--no-log",
+    ]);
     let (_, reference) = rows(&reference);
-    let by_image: HashMap<&str, &str> = reference.values().map(|(_, input, p, _)| (input.as_str(), p.as_str())).collect();
+    let by_image: HashMap<&str, &str> =
+        reference.values().map(|(_, input, p, _)| (input.as_str(), p.as_str())).collect();
     assert_eq!(by_image.len(), n / 60);
     for (index, (id, input, prediction, error)) in &resumed {
         assert!(error.is_empty(), "{index}: {error}");

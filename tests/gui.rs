@@ -587,6 +587,23 @@ fn the_evaluate_view_evaluates_opens_a_confusion_cell_compares_and_exports_a_rep
     let html = std::fs::read_to_string(&reports[0]).unwrap();
     assert!(html.contains("Evaluation of digits-v1") && html.contains("98.89%") && !html.contains("<script"));
 
+    // The evaluation went to the log as a batch run; the Monitor takes it as A's drift reference.
+    std::thread::sleep(Duration::from_millis(800)); // the log commits within 250 ms
+    harness.get_by_label("Monitor").click();
+    wait_until(&mut harness, "the drift section", |h| has_text(h, "Reference: a batch run"));
+    harness.get_by_label("Reference: a batch run").click_accesskit();
+    wait_until(&mut harness, "the batch runs", |h| has_text(h, "540 rows"));
+    harness.query_all_by_label_contains("540 rows").next().unwrap().click();
+    wait_until(&mut harness, "the new reference", |h| {
+        h.state()
+            .log_messages()
+            .iter()
+            .any(|m| m.contains("the drift reference is now batch run") && m.contains("540 rows"))
+    });
+    wait_until(&mut harness, "drift against it", |h| has_text(h, "reference: a data set (540 predictions"));
+    harness.get_by_label("Evaluate").click();
+    harness.step();
+
     // A and B on a drifted copy.
     replace_text(&mut harness, "drift", "contrast=0.5,noise=0.1");
     harness.get_by_label("Compare A and B").click();

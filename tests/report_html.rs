@@ -9,9 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use modeldeck::eval::evaluation::{Comparison, Evaluation, ExampleOutcome, LatencySummary};
-use modeldeck::eval::metrics::{
-    Averages, ClassMetrics, Metrics, ReliabilityBin, TopK, UnknownLabel, ECE_BINS,
-};
+use modeldeck::eval::metrics::{Averages, ClassMetrics, Metrics, ReliabilityBin, TopK, UnknownLabel, ECE_BINS};
 use modeldeck::model::{LabelScore, ModelCard, Task};
 use modeldeck::report::{comparison_html, comparison_markdown, evaluation_html, evaluation_markdown};
 use modeldeck::stats::{correctness_table, mcnemar};
@@ -93,7 +91,8 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// Textbook metrics over the answered, labelled records (scikit-learn's conventions: classes
 /// that occur as a label or a prediction, zero when a ratio has no denominator).
 fn metrics(outcomes: &[ExampleOutcome], model_labels: &[String]) -> Option<Metrics> {
-    let scored: Vec<&ExampleOutcome> = outcomes.iter().filter(|o| o.label.is_some() && o.prediction.is_some()).collect();
+    let scored: Vec<&ExampleOutcome> =
+        outcomes.iter().filter(|o| o.label.is_some() && o.prediction.is_some()).collect();
     if scored.is_empty() {
         return None;
     }
@@ -132,7 +131,8 @@ fn metrics(outcomes: &[ExampleOutcome], model_labels: &[String]) -> Option<Metri
         })
         .collect();
     let mean = |f: fn(&ClassMetrics) -> f64| per_class.iter().map(f).sum::<f64>() / k as f64;
-    let weighted = |f: fn(&ClassMetrics) -> f64| per_class.iter().map(|c| f(c) * c.support as f64).sum::<f64>() / n as f64;
+    let weighted =
+        |f: fn(&ClassMetrics) -> f64| per_class.iter().map(|c| f(c) * c.support as f64).sum::<f64>() / n as f64;
     let mut reliability: Vec<ReliabilityBin> = (0..ECE_BINS)
         .map(|b| ReliabilityBin {
             lower: b as f64 / ECE_BINS as f64,
@@ -172,7 +172,10 @@ fn metrics(outcomes: &[ExampleOutcome], model_labels: &[String]) -> Option<Metri
     let top5 = scored.iter().filter(|o| o.top.iter().take(5).any(|t| Some(&t.label) == o.label.as_ref())).count();
     let mut unknown_labels: Vec<UnknownLabel> = unknown
         .iter()
-        .map(|l| UnknownLabel { label: l.clone(), count: scored.iter().filter(|o| o.label.as_ref() == Some(l)).count() as u64 })
+        .map(|l| UnknownLabel {
+            label: l.clone(),
+            count: scored.iter().filter(|o| o.label.as_ref() == Some(l)).count() as u64,
+        })
         .collect();
     unknown_labels.sort_by(|a, b| a.label.cmp(&b.label));
     Some(Metrics {
@@ -261,7 +264,11 @@ fn digit_records(seed: u64, per_class: usize, skill: f64) -> Vec<Record> {
             let input = &files[i % files.len()];
             let wrong = rng.next() < 0.08 * (1.0 - skill) + 0.01;
             let predicted = if wrong {
-                if rng.next() < 0.7 { confusable[c] } else { (c + 1 + (rng.next() * 8.0) as usize) % 10 }
+                if rng.next() < 0.7 {
+                    confusable[c]
+                } else {
+                    (c + 1 + (rng.next() * 8.0) as usize) % 10
+                }
             } else {
                 c
             };
@@ -309,12 +316,14 @@ fn digits_evaluation(name: &str, seed: u64, skill: f64) -> Evaluation {
 }
 
 fn compare(a: Evaluation, b: Evaluation) -> Comparison {
-    let pairs: Vec<usize> =
-        (0..a.outcomes.len()).filter(|&i| a.outcomes[i].prediction.is_some() && b.outcomes[i].prediction.is_some()).collect();
+    let pairs: Vec<usize> = (0..a.outcomes.len())
+        .filter(|&i| a.outcomes[i].prediction.is_some() && b.outcomes[i].prediction.is_some())
+        .collect();
     let agree = pairs.iter().filter(|&&i| a.outcomes[i].prediction == b.outcomes[i].prediction).count();
     let labelled: Vec<usize> = pairs.iter().copied().filter(|&i| a.outcomes[i].label.is_some()).collect();
     let table = correctness_table(labelled.iter().map(|&i| (a.outcomes[i].is_right(), b.outcomes[i].is_right())));
-    let acc = |e: &Evaluation| labelled.iter().filter(|&&i| e.outcomes[i].is_right()).count() as f64 / labelled.len() as f64;
+    let acc =
+        |e: &Evaluation| labelled.iter().filter(|&&i| e.outcomes[i].is_right()).count() as f64 / labelled.len() as f64;
     Comparison {
         n_paired: pairs.len(),
         agreement: agree as f64 / pairs.len() as f64,
@@ -322,9 +331,14 @@ fn compare(a: Evaluation, b: Evaluation) -> Comparison {
         correctness: table,
         mcnemar: Some(mcnemar(&table)),
         accuracy_diff: Some(acc(&b) - acc(&a)),
-        disagreements: pairs.iter().copied().filter(|&i| a.outcomes[i].prediction != b.outcomes[i].prediction).collect(),
-        command: "modeldeck compare --a assets/models/digits-small --b assets/models/digits-large --data assets/digits/test"
-            .into(),
+        disagreements: pairs
+            .iter()
+            .copied()
+            .filter(|&i| a.outcomes[i].prediction != b.outcomes[i].prediction)
+            .collect(),
+        command:
+            "modeldeck compare --a assets/models/digits-small --b assets/models/digits-large --data assets/digits/test"
+                .into(),
         a,
         b,
     }
@@ -361,7 +375,11 @@ fn assert_self_contained(html: &str) {
     assert!(!html.contains("http://") && !html.contains("https://"), "the report names a URL");
     assert!(!html.contains("@import") && !html.contains("@font-face") && !html.contains("url("));
     for r in references(html) {
-        assert!(r.starts_with("data:image/png;base64,") || r.starts_with('#'), "external reference: {}", &r[..r.len().min(80)]);
+        assert!(
+            r.starts_with("data:image/png;base64,") || r.starts_with('#'),
+            "external reference: {}",
+            &r[..r.len().min(80)]
+        );
     }
 }
 
@@ -372,10 +390,23 @@ fn evaluation_report_has_every_section_chart_and_number() {
     let html = evaluation_html(&e);
     assert_self_contained(&html);
     assert!(html.starts_with("<!DOCTYPE html>"));
-    for section in ["<h2>Summary</h2>", "<h2>Errors and calibration</h2>", "<h2>Per class</h2>", "<h2>Latency</h2>", "<h2>Most confidently wrong</h2>", "<h2>Model and data</h2>", "<h2>Reproduce</h2>"] {
+    for section in [
+        "<h2>Summary</h2>",
+        "<h2>Errors and calibration</h2>",
+        "<h2>Per class</h2>",
+        "<h2>Latency</h2>",
+        "<h2>Most confidently wrong</h2>",
+        "<h2>Model and data</h2>",
+        "<h2>Reproduce</h2>",
+    ] {
         assert!(html.contains(section), "missing {section}");
     }
-    for chart in ["aria-label=\"Confusion matrix", "aria-label=\"Reliability diagram\"", "aria-label=\"Precision, recall and F1 per class\"", "aria-label=\"Latency histogram\""] {
+    for chart in [
+        "aria-label=\"Confusion matrix",
+        "aria-label=\"Reliability diagram\"",
+        "aria-label=\"Precision, recall and F1 per class\"",
+        "aria-label=\"Latency histogram\"",
+    ] {
         assert_eq!(html.matches(chart).count(), 1, "{chart}");
     }
     assert_eq!(html.matches("<svg").count(), 4);
@@ -479,7 +510,12 @@ fn large_model_report_stays_small() {
             let right = rng.next() < 0.8;
             let predicted = if right { label.clone() } else { labels[(rng.next() * 1000.0) as usize % 1000].clone() };
             let conf = if right { 0.6 + 0.4 * rng.next() } else { 0.2 + 0.7 * rng.next() };
-            let mut r = record(&images[i % 10][i % 50], label, &[(&predicted, conf as f32), (label, 0.1)], 5.0 + 20.0 * rng.next());
+            let mut r = record(
+                &images[i % 10][i % 50],
+                label,
+                &[(&predicted, conf as f32), (label, 0.1)],
+                5.0 + 20.0 * rng.next(),
+            );
             r.top.dedup_by(|a, b| a.label == b.label);
             r
         })
@@ -552,7 +588,15 @@ fn comparison_report_pairs_the_models() {
     let c = compare(a, b);
     let html = comparison_html(&c);
     assert_self_contained(&html);
-    for section in ["<h2>Headline</h2>", "<h2>Paired</h2>", "<h2>Disagreements</h2>", "<h2>A: digits-small</h2>", "<h2>B: digits-large</h2>", "<h2>Models and data</h2>", "<h2>Reproduce</h2>"] {
+    for section in [
+        "<h2>Headline</h2>",
+        "<h2>Paired</h2>",
+        "<h2>Disagreements</h2>",
+        "<h2>A: digits-small</h2>",
+        "<h2>B: digits-large</h2>",
+        "<h2>Models and data</h2>",
+        "<h2>Reproduce</h2>",
+    ] {
         assert!(html.contains(section), "missing {section}");
     }
     assert_eq!(html.matches("aria-label=\"Confusion matrix").count(), 2);
@@ -566,9 +610,15 @@ fn comparison_report_pairs_the_models() {
     )));
     let m = c.mcnemar.as_ref().unwrap();
     let t = c.correctness;
-    assert!(html.contains(&format!("<tr><th>A right</th><td class=\"n\">{}</td><td class=\"n\">{}</td>", t[0][0], t[0][1])));
-    assert!(html.contains(&format!("McNemar χ² (continuity-corrected)</th><td class=\"n\">{:.4}", m.chi2_corrected.statistic)));
-    assert!(html.contains(&format!("<tr><th>Agreement (same prediction)</th><td class=\"n\">{:.2}%</td>", c.agreement * 100.0)));
+    assert!(
+        html.contains(&format!("<tr><th>A right</th><td class=\"n\">{}</td><td class=\"n\">{}</td>", t[0][0], t[0][1]))
+    );
+    assert!(html
+        .contains(&format!("McNemar χ² (continuity-corrected)</th><td class=\"n\">{:.4}", m.chi2_corrected.statistic)));
+    assert!(html.contains(&format!(
+        "<tr><th>Agreement (same prediction)</th><td class=\"n\">{:.2}%</td>",
+        c.agreement * 100.0
+    )));
     assert!(html.contains(&format!("{} records where the two predictions differ; the first 8:", c.disagreements.len())));
     assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 8);
     assert!(html.contains(&format!("<pre><code>{}</code></pre>", c.command)));
@@ -604,7 +654,9 @@ fn mcnemar_figures_are_the_statistics_core_s() {
     let html = comparison_html(&c);
     assert!(html.contains("<tr><th>McNemar exact p</th><td class=\"n\">0.1460</td></tr>"), "{}", 598.0 / 4096.0);
     assert!(html.contains("<td class=\"n\">2.0833 (p = "));
-    assert!(html.contains("3 records only A got right and 9 only B got right: the difference is not statistically significant"));
+    assert!(html.contains(
+        "3 records only A got right and 9 only B got right: the difference is not statistically significant"
+    ));
     assert!(html.contains("<tr><th>Accuracy difference (B − A)</th><td class=\"n\">+20.00 pp</td></tr>"));
     let md = comparison_markdown(&c);
     assert!(md.contains("| McNemar exact p | 0.1460 |"));

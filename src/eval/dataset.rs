@@ -158,7 +158,8 @@ impl Dataset {
         for (i, record) in reader.byte_records().enumerate() {
             let row = i + 2;
             let record = record.map_err(|e| DatasetError::Row { path: path.into(), row, reason: e.to_string() })?;
-            let get = |c: Option<usize>| c.and_then(|c| record.get(c)).map(|b| std::str::from_utf8(b).map(str::to_string));
+            let get =
+                |c: Option<usize>| c.and_then(|c| record.get(c)).map(|b| std::str::from_utf8(b).map(str::to_string));
             let text_of = |c: Option<usize>| get(c).and_then(Result::ok);
             let input = match (get(text), get(image)) {
                 (Some(Ok(t)), _) => ExampleInput::Text(t),
@@ -258,7 +259,9 @@ mod tests {
         bytes.extend_from_slice(b"caf\xe9,2\n");
         std::fs::write(&csv, bytes).unwrap();
         let data = Dataset::load(&csv).unwrap();
-        assert!(matches!(&data.examples[1].input, ExampleInput::Invalid(r) if r.contains("row 3") && r.contains("UTF-8")));
+        assert!(
+            matches!(&data.examples[1].input, ExampleInput::Invalid(r) if r.contains("row 3") && r.contains("UTF-8"))
+        );
         assert_eq!(data.examples[1].label.as_deref(), Some("2"));
         assert!(Dataset::load(tmp.path()).is_err());
     }

@@ -204,7 +204,11 @@ pub fn drift_sample(answer: &Answer) -> Option<DriftSample> {
 
 /// Every record's features and prediction: the Monitor's drift reference for `model` on `data`
 /// (a data set the model was validated on).
-pub fn reference_samples(model: &LoadedModel, data: &Dataset, options: &EvalOptions) -> Result<Vec<DriftSample>, Error> {
+pub fn reference_samples(
+    model: &LoadedModel,
+    data: &Dataset,
+    options: &EvalOptions,
+) -> Result<Vec<DriftSample>, Error> {
     let mut samples = Vec::with_capacity(data.examples.len());
     pipeline::run(
         model,
@@ -246,7 +250,8 @@ pub fn pair(a: &Evaluation, b: &Evaluation, command: String) -> Comparison {
         both.iter().filter(|(x, _)| x.label.is_some()).map(|(x, y)| (x.is_right(), y.is_right())).collect();
     let correctness = paired::correctness_table(labelled.iter().copied());
     let n_labelled = labelled.len();
-    let accuracy = |pick: fn(&(bool, bool)) -> bool| labelled.iter().filter(|p| pick(p)).count() as f64 / n_labelled as f64;
+    let accuracy =
+        |pick: fn(&(bool, bool)) -> bool| labelled.iter().filter(|p| pick(p)).count() as f64 / n_labelled as f64;
     Comparison {
         n_paired: both.len(),
         agreement: if both.is_empty() { 0.0 } else { agreeing as f64 / both.len() as f64 },

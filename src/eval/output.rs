@@ -87,12 +87,11 @@ impl BatchWriter {
         let sidecar = sidecar_path(path);
         if resume && path.exists() {
             let resume_error = |reason: String| OutputError::Resume { path: path.into(), reason };
-            let old: RunInfo = std::fs::read(&sidecar)
-                .map_err(|e| resume_error(format!("{}: {e}", sidecar.display())))
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| resume_error(format!("{}: {e}", sidecar.display()))))?;
-            for (what, was, now) in
-                [("model", &old.model, &info.model), ("data set", &old.data, &info.data)]
-            {
+            let old: RunInfo =
+                std::fs::read(&sidecar).map_err(|e| resume_error(format!("{}: {e}", sidecar.display()))).and_then(
+                    |b| serde_json::from_slice(&b).map_err(|e| resume_error(format!("{}: {e}", sidecar.display()))),
+                )?;
+            for (what, was, now) in [("model", &old.model, &info.model), ("data set", &old.data, &info.data)] {
                 if was != now {
                     return Err(resume_error(format!("it is a run of {what} {was}, not {now}")));
                 }
@@ -153,10 +152,10 @@ impl BatchWriter {
             OutputFormat::Jsonl => Ok(jsonl_rows(answers)),
         }
         .map_err(|source| OutputError::Io { path: self.path.clone(), source })?;
-        self.file.write_all(&bytes).and_then(|_| self.file.flush()).map_err(|source| OutputError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.file
+            .write_all(&bytes)
+            .and_then(|_| self.file.flush())
+            .map_err(|source| OutputError::Io { path: self.path.clone(), source })?;
         self.done.extend(answers.iter().map(|a| a.outcome.index));
         Ok(())
     }
@@ -251,8 +250,7 @@ fn scan_csv(bytes: &[u8]) -> (HashSet<usize>, usize) {
                 continue;
             }
         }
-        let Some(index) = record.get(0).and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse().ok())
-        else {
+        let Some(index) = record.get(0).and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse().ok()) else {
             break;
         };
         done.insert(index);

@@ -208,12 +208,7 @@ pub fn run(
     }
     .min(chunks.len().max(1));
     let ahead = if options.ahead == 0 { 2 * workers } else { options.ahead };
-    let mut summary = Summary {
-        skipped: data.examples.len() - todo.len(),
-        batch_size,
-        workers,
-        ..Default::default()
-    };
+    let mut summary = Summary { skipped: data.examples.len() - todo.len(), batch_size, workers, ..Default::default() };
     let mut progress = Progress { total: todo.len(), ..Default::default() };
 
     let next_chunk = AtomicUsize::new(0);
@@ -329,12 +324,7 @@ fn decode(model: &LoadedModel, example: &Example, options: &PipelineOptions, ind
     Item { index, input, decode_ms, features }
 }
 
-fn request<'a>(
-    task: Task,
-    labels: &'a [String],
-    images: &'a [RgbImage],
-    texts: &'a [String],
-) -> Request<'a> {
+fn request<'a>(task: Task, labels: &'a [String], images: &'a [RgbImage], texts: &'a [String]) -> Request<'a> {
     if !task.takes_images() {
         Request::Texts { texts, max_tokens: None }
     } else if task == Task::ZeroShotImageClassification {
@@ -409,7 +399,12 @@ fn answer_chunk(
             let share = (prepare_ms + forward_s * 1e3) / good.len().max(1) as f64;
             let mut singles = split(response).into_iter();
             for item in &good {
-                results.push(singles.next().map(|s| (s, item.decode_ms + share)).ok_or_else(|| "the model gave no answer".into()));
+                results.push(
+                    singles
+                        .next()
+                        .map(|s| (s, item.decode_ms + share))
+                        .ok_or_else(|| "the model gave no answer".into()),
+                );
             }
         }
         Some(Err(_)) => {

@@ -256,7 +256,13 @@ impl Monitor {
     /// Uses `samples` (say, a reference data set's predictions and features) as `model`'s drift
     /// reference instead of its first predictions.
     pub fn set_reference(&self, model: &Arc<str>, samples: &[drift::DriftSample]) {
-        self.state().model(model).drift.set_reference(samples);
+        let mut state = self.state();
+        let m = state.model(model);
+        m.drift.set_reference(samples);
+        // Drift against the new reference at the next refresh, even with no new prediction;
+        // the history measured against the old one no longer applies.
+        m.drift_pending = m.drift_pending.max(1);
+        m.drift_history.clear();
     }
 
     /// Freezes `model`'s current drift window as its reference (the current window starts

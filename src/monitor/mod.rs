@@ -70,7 +70,10 @@ impl Features {
 
 /// A batch run's answered rows in the prediction log, as a drift reference: the model they came
 /// from and one sample per row. `run` is the run id, with or without its `batch-` prefix.
-pub fn batch_run_reference(log: &std::path::Path, run: &str) -> Result<(String, Vec<drift::DriftSample>), crate::store::StoreError> {
+pub fn batch_run_reference(
+    log: &std::path::Path,
+    run: &str,
+) -> Result<(String, Vec<drift::DriftSample>), crate::store::StoreError> {
     let run = run.trim_start_matches("batch-");
     let query = crate::store::Query {
         origin: Some(crate::store::Origin::Batch),

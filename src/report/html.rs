@@ -210,7 +210,9 @@ fn paired_headlines(a: &Evaluation, b: &Evaluation) -> Vec<(String, Kind, Better
     let (ha, hb) = (headlines(a), headlines(b));
     let mut rows: Vec<_> = ha
         .iter()
-        .map(|h| (h.name.clone(), h.kind, h.better, h.value, hb.iter().find(|x| x.name == h.name).and_then(|x| x.value)))
+        .map(|h| {
+            (h.name.clone(), h.kind, h.better, h.value, hb.iter().find(|x| x.name == h.name).and_then(|x| x.value))
+        })
         .collect();
     for h in hb.iter().filter(|h| !ha.iter().any(|x| x.name == h.name)) {
         rows.push((h.name.clone(), h.kind, h.better, None, h.value));
@@ -250,11 +252,7 @@ fn unknown_labels_sentence(m: &Metrics) -> Option<String> {
 }
 
 fn failed_reasons(e: &Evaluation) -> Vec<(&str, &str)> {
-    e.outcomes
-        .iter()
-        .filter_map(|o| o.error.as_deref().map(|r| (o.id.as_str(), r)))
-        .take(MAX_FAILED_REASONS)
-        .collect()
+    e.outcomes.iter().filter_map(|o| o.error.as_deref().map(|r| (o.id.as_str(), r))).take(MAX_FAILED_REASONS).collect()
 }
 
 fn generated_at() -> String {
@@ -323,7 +321,11 @@ fn thumbnail(image: image::RgbImage) -> Result<(String, u32, u32), String> {
         return Err("the image is empty".into());
     }
     let small = if w > THUMBNAIL_PX || h > THUMBNAIL_PX {
-        image::imageops::thumbnail(&image, (w * THUMBNAIL_PX).div_ceil(w.max(h)).max(1), (h * THUMBNAIL_PX).div_ceil(w.max(h)).max(1))
+        image::imageops::thumbnail(
+            &image,
+            (w * THUMBNAIL_PX).div_ceil(w.max(h)).max(1),
+            (h * THUMBNAIL_PX).div_ceil(w.max(h)).max(1),
+        )
     } else {
         image
     };
@@ -356,7 +358,10 @@ fn input_html(o: &ExampleOutcome, image: Result<image::RgbImage, String>) -> Str
 
 fn prediction_html(o: &ExampleOutcome) -> String {
     match &o.prediction {
-        None => format!("<span class=\"wrong\">failed</span>{}", o.error.as_deref().map(|r| format!(": {}", escape_html(r))).unwrap_or_default()),
+        None => format!(
+            "<span class=\"wrong\">failed</span>{}",
+            o.error.as_deref().map(|r| format!(": {}", escape_html(r))).unwrap_or_default()
+        ),
         Some(p) => {
             let class = if o.is_wrong() {
                 "wrong"
@@ -388,9 +393,16 @@ fn example_card(e: &Evaluation, o: &ExampleOutcome, fields: &[(&str, String)]) -
 }
 
 fn headline_table_html(e: &Evaluation) -> String {
-    let mut s = String::from("<table class=\"headline\"><thead><tr><th>Metric</th><th class=\"n\">Value</th></tr></thead><tbody>");
+    let mut s = String::from(
+        "<table class=\"headline\"><thead><tr><th>Metric</th><th class=\"n\">Value</th></tr></thead><tbody>",
+    );
     for h in headlines(e) {
-        let _ = write!(s, "<tr><td>{}</td><td class=\"n\">{}</td></tr>", escape_html(&h.name), escape_html(&format_value(h.kind, h.value)));
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+            escape_html(&h.name),
+            escape_html(&format_value(h.kind, h.value))
+        );
     }
     s.push_str("</tbody></table>");
     s
@@ -584,9 +596,16 @@ pub fn evaluation_html(e: &Evaluation) -> String {
     ));
     let slowest: Vec<&ExampleOutcome> = e.slowest.iter().filter_map(|&i| e.outcomes.get(i)).take(MAX_SLOWEST).collect();
     if !slowest.is_empty() {
-        b.push_str("<h3>Slowest records</h3><table><thead><tr><th>Record</th><th class=\"n\">Latency</th></tr></thead><tbody>");
+        b.push_str(
+            "<h3>Slowest records</h3><table><thead><tr><th>Record</th><th class=\"n\">Latency</th></tr></thead><tbody>",
+        );
         for o in slowest {
-            let _ = write!(b, "<tr><td><code>{}</code></td><td class=\"n\">{}</td></tr>", escape_html(&o.id), format_ms(o.latency_ms));
+            let _ = write!(
+                b,
+                "<tr><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
+                escape_html(&o.id),
+                format_ms(o.latency_ms)
+            );
         }
         b.push_str("</tbody></table>");
     }
@@ -725,7 +744,11 @@ pub fn comparison_html(c: &Comparison) -> String {
     );
     b.push_str("</div></div>");
 
-    let _ = write!(b, "<h2>Disagreements</h2><p>{} records where the two predictions differ", format_count(c.disagreements.len() as u64));
+    let _ = write!(
+        b,
+        "<h2>Disagreements</h2><p>{} records where the two predictions differ",
+        format_count(c.disagreements.len() as u64)
+    );
     let shown: Vec<(&ExampleOutcome, &ExampleOutcome)> = c
         .disagreements
         .iter()
@@ -797,7 +820,12 @@ fn md_notes(out: &mut String, e: &Evaluation) {
         out.push_str("> No answered record has a label, so only latency is reported.\n\n");
     }
     if e.n_failed > 0 {
-        let _ = write!(out, "> {} of {} records could not be scored", format_count(e.n_failed as u64), format_count(e.n as u64));
+        let _ = write!(
+            out,
+            "> {} of {} records could not be scored",
+            format_count(e.n_failed as u64),
+            format_count(e.n as u64)
+        );
         let reasons: Vec<String> =
             failed_reasons(e).into_iter().map(|(id, r)| format!("{}: {}", escape_md(id), escape_md(r))).collect();
         if reasons.is_empty() {
@@ -825,7 +853,12 @@ pub fn evaluation_markdown(e: &Evaluation) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### Evaluation of {}\n", escape_md(&e.model.name));
     let _ = writeln!(out, "- Model: {}", md_model_line(&e.model));
-    let _ = writeln!(out, "- Data: `{}`{}", e.data.replace('`', "'"), e.drift.as_deref().map(|d| format!(" with drift `{}`", d.replace('`', "'"))).unwrap_or_default());
+    let _ = writeln!(
+        out,
+        "- Data: `{}`{}",
+        e.data.replace('`', "'"),
+        e.drift.as_deref().map(|d| format!(" with drift `{}`", d.replace('`', "'"))).unwrap_or_default()
+    );
     let _ = writeln!(out, "- Records: {} ({} failed)\n", format_count(e.n as u64), format_count(e.n_failed as u64));
     md_notes(&mut out, e);
     out.push_str("| Metric | Value |\n|---|---:|\n");
@@ -836,7 +869,12 @@ pub fn evaluation_markdown(e: &Evaluation) -> String {
         let (rows, truncated) = class_rows(m, MAX_MARKDOWN_CLASS_ROWS);
         out.push('\n');
         if truncated {
-            let _ = writeln!(out, "Per class: the {} of {} classes with the lowest F1.\n", rows.len(), format_count(m.classes.len() as u64));
+            let _ = writeln!(
+                out,
+                "Per class: the {} of {} classes with the lowest F1.\n",
+                rows.len(),
+                format_count(m.classes.len() as u64)
+            );
         }
         out.push_str("| Class | Precision | Recall | F1 | Support |\n|---|---:|---:|---:|---:|\n");
         for c in rows {
@@ -865,12 +903,27 @@ pub fn comparison_markdown(c: &Comparison) -> String {
     let _ = writeln!(out, "### {} vs {}\n", escape_md(&a.model.name), escape_md(&b.model.name));
     let _ = writeln!(out, "- A: {}", md_model_line(&a.model));
     let _ = writeln!(out, "- B: {}", md_model_line(&b.model));
-    let _ = writeln!(out, "- Data: `{}`{}", a.data.replace('`', "'"), a.drift.as_deref().map(|d| format!(" with drift `{}`", d.replace('`', "'"))).unwrap_or_default());
-    let _ = writeln!(out, "- Paired records: {} ({} labelled)\n", format_count(c.n_paired as u64), format_count(c.n_labelled_pairs as u64));
+    let _ = writeln!(
+        out,
+        "- Data: `{}`{}",
+        a.data.replace('`', "'"),
+        a.drift.as_deref().map(|d| format!(" with drift `{}`", d.replace('`', "'"))).unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "- Paired records: {} ({} labelled)\n",
+        format_count(c.n_paired as u64),
+        format_count(c.n_labelled_pairs as u64)
+    );
     if let Some(sentence) = mcnemar_sentence(c) {
         let _ = writeln!(out, "{}\n", escape_md(&sentence));
     }
-    let _ = writeln!(out, "| Metric | A: {} | B: {} | Δ (B − A) |\n|---|---:|---:|---:|", escape_md(&a.model.name), escape_md(&b.model.name));
+    let _ = writeln!(
+        out,
+        "| Metric | A: {} | B: {} | Δ (B − A) |\n|---|---:|---:|---:|",
+        escape_md(&a.model.name),
+        escape_md(&b.model.name)
+    );
     for (name, kind, _, va, vb) in paired_headlines(a, b) {
         let _ = writeln!(
             out,
@@ -884,13 +937,22 @@ pub fn comparison_markdown(c: &Comparison) -> String {
     let t = &c.correctness;
     let _ = writeln!(out, "\n| Paired | Value |\n|---|---:|");
     let _ = writeln!(out, "| Agreement | {} |", format_percent(c.agreement));
-    let _ = writeln!(out, "| Both right / only A right / only B right / both wrong | {} / {} / {} / {} |", t[0][0], t[0][1], t[1][0], t[1][1]);
+    let _ = writeln!(
+        out,
+        "| Both right / only A right / only B right / both wrong | {} / {} / {} / {} |",
+        t[0][0], t[0][1], t[1][0], t[1][1]
+    );
     if let Some(d) = c.accuracy_diff {
         let _ = writeln!(out, "| Accuracy difference (B − A) | {:+.2} pp |", d * 100.0);
     }
     if let Some(m) = &c.mcnemar {
         let _ = writeln!(out, "| McNemar exact p | {} |", format_p(m.exact.pvalue));
-        let _ = writeln!(out, "| McNemar χ² (corrected) | {:.4} (p = {}) |", m.chi2_corrected.statistic, format_p(m.chi2_corrected.pvalue));
+        let _ = writeln!(
+            out,
+            "| McNemar χ² (corrected) | {:.4} (p = {}) |",
+            m.chi2_corrected.statistic,
+            format_p(m.chi2_corrected.pvalue)
+        );
     }
     let _ = writeln!(out, "| Disagreements | {} |", format_count(c.disagreements.len() as u64));
     md_notes_labelled(&mut out, "A", a);
@@ -914,7 +976,10 @@ mod tests {
 
     #[test]
     fn escapes_html_specials() {
-        assert_eq!(escape_html("<script>alert('1')</script> & \"x\""), "&lt;script&gt;alert(&#39;1&#39;)&lt;/script&gt; &amp; &quot;x&quot;");
+        assert_eq!(
+            escape_html("<script>alert('1')</script> & \"x\""),
+            "&lt;script&gt;alert(&#39;1&#39;)&lt;/script&gt; &amp; &quot;x&quot;"
+        );
     }
 
     #[test]
@@ -962,7 +1027,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let garbage = dir.path().join("garbage.png");
         std::fs::write(&garbage, b"not a png at all").unwrap();
-        for path in [garbage.display().to_string(), dir.path().join("missing.png").display().to_string(), String::new()] {
+        for path in [garbage.display().to_string(), dir.path().join("missing.png").display().to_string(), String::new()]
+        {
             let o = ExampleOutcome {
                 index: 0,
                 id: "r<1>".into(),
@@ -989,7 +1055,8 @@ mod tests {
         image::RgbImage::from_pixel(400, 200, image::Rgb([10, 200, 30])).save(&path).unwrap();
         let (uri, w, h) = thumbnail(image::open(&path).unwrap().to_rgb8()).unwrap();
         assert_eq!((w, h), (96, 48));
-        let png = base64::engine::general_purpose::STANDARD.decode(uri.trim_start_matches("data:image/png;base64,")).unwrap();
+        let png =
+            base64::engine::general_purpose::STANDARD.decode(uri.trim_start_matches("data:image/png;base64,")).unwrap();
         let decoded = image::load_from_memory(&png).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (96, 48));
         // Small images stay small in the file and are shown at 96 px.
@@ -997,7 +1064,8 @@ mod tests {
         image::RgbImage::from_pixel(28, 28, image::Rgb([0, 0, 0])).save(&small).unwrap();
         let (uri, w, h) = thumbnail(image::open(&small).unwrap().to_rgb8()).unwrap();
         assert_eq!((w, h), (96, 96));
-        let png = base64::engine::general_purpose::STANDARD.decode(uri.trim_start_matches("data:image/png;base64,")).unwrap();
+        let png =
+            base64::engine::general_purpose::STANDARD.decode(uri.trim_start_matches("data:image/png;base64,")).unwrap();
         assert_eq!(image::load_from_memory(&png).unwrap().width(), 28);
     }
 }

@@ -113,7 +113,8 @@ pub fn confusion_matrix(metrics: &Metrics) -> Chart {
             escape_html(name)
         );
         let y = top + cell * (c as f64 + 0.5) + 4.0;
-        let _ = write!(s, "<text x=\"{:.1}\" y=\"{y:.1}\" text-anchor=\"end\">{}</text>", left - 6.0, escape_html(name));
+        let _ =
+            write!(s, "<text x=\"{:.1}\" y=\"{y:.1}\" text-anchor=\"end\">{}</text>", left - 6.0, escape_html(name));
     }
     for (r, &i) in shown.iter().enumerate() {
         let row = metrics.confusion.get(i).map(Vec::as_slice).unwrap_or(&[]);
@@ -182,7 +183,12 @@ pub fn reliability_diagram(metrics: &Metrics) -> String {
         width / 2.0,
         metrics.ece
     );
-    let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#5b6472\" text-anchor=\"end\">n</text>", left - 4.0, top - 8.0);
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#5b6472\" text-anchor=\"end\">n</text>",
+        left - 4.0,
+        top - 8.0
+    );
     for tick in 0..=5 {
         let v = tick as f64 / 5.0;
         let _ = write!(
@@ -305,7 +311,9 @@ pub fn class_bars(classes: &[ClassMetrics]) -> Chart {
     let height = top + group * shown.len() as f64 + 26.0;
     let mut s = String::new();
     open_svg(&mut s, width, height, "Precision, recall and F1 per class");
-    for (i, (name, color)) in [("precision", PRECISION_COLOR), ("recall", RECALL_COLOR), ("F1", F1_COLOR)].iter().enumerate() {
+    for (i, (name, color)) in
+        [("precision", PRECISION_COLOR), ("recall", RECALL_COLOR), ("F1", F1_COLOR)].iter().enumerate()
+    {
         let lx = left + i as f64 * 95.0;
         let _ = write!(
             s,
@@ -335,7 +343,8 @@ pub fn class_bars(classes: &[ClassMetrics]) -> Chart {
             y0 + bar_h * 1.5 + 4.0,
             escape_html(name)
         );
-        for (b, (value, color)) in [(c.precision, PRECISION_COLOR), (c.recall, RECALL_COLOR), (c.f1, F1_COLOR)].iter().enumerate()
+        for (b, (value, color)) in
+            [(c.precision, PRECISION_COLOR), (c.recall, RECALL_COLOR), (c.f1, F1_COLOR)].iter().enumerate()
         {
             let w = value.clamp(0.0, 1.0) * bar_w;
             let _ = write!(
@@ -355,9 +364,8 @@ pub fn class_bars(classes: &[ClassMetrics]) -> Chart {
         );
     }
     s.push_str("</svg>");
-    let note = (shown.len() < classes.len()).then(|| {
-        format!("Showing the {} of {} classes with the lowest F1, lowest first.", shown.len(), classes.len())
-    });
+    let note = (shown.len() < classes.len())
+        .then(|| format!("Showing the {} of {} classes with the lowest F1, lowest first.", shown.len(), classes.len()));
     Chart { svg: s, note }
 }
 
@@ -394,7 +402,12 @@ pub fn latency_histogram(latencies_ms: &[f64], summary: &LatencySummary) -> Char
     let mut s = String::new();
     open_svg(&mut s, width, height, "Latency histogram");
     if finite.is_empty() {
-        let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">No latencies recorded.</text></svg>", width / 2.0, height / 2.0);
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">No latencies recorded.</text></svg>",
+            width / 2.0,
+            height / 2.0
+        );
         return Chart { svg: s, note: None };
     }
     let (lo, bin_w, counts, beyond) = latency_bins(&finite, summary.p99_ms);
@@ -447,13 +460,10 @@ pub fn latency_histogram(latencies_ms: &[f64], summary: &LatencySummary) -> Char
             escape_html(&format_ms(from + bin_w))
         );
     }
-    for (i, (name, value, color)) in [
-        ("p50", summary.p50_ms, "#2e7d32"),
-        ("p95", summary.p95_ms, "#e08a00"),
-        ("p99", summary.p99_ms, "#c62828"),
-    ]
-    .iter()
-    .enumerate()
+    for (i, (name, value, color)) in
+        [("p50", summary.p50_ms, "#2e7d32"), ("p95", summary.p95_ms, "#e08a00"), ("p99", summary.p99_ms, "#c62828")]
+            .iter()
+            .enumerate()
     {
         if !value.is_finite() {
             continue;

@@ -682,30 +682,33 @@ pub fn read(path: &Path, query: &Query) -> Result<Vec<StoredPrediction>, StoreEr
     let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
     let origin = query.origin.map(Origin::name);
     let rows = statement
-        .query_map(params![query.since_ms, query.model, origin, limit, offset, query.answered, query.request_prefix], |r| {
-            let origin: String = r.get(5)?;
-            let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
-            Ok(StoredPrediction {
-                record: PredictionRecord {
-                    at_ms: r.get(0)?,
-                    model: r.get(1)?,
-                    revision: r.get(2)?,
-                    version: r.get(3)?,
-                    arm: r.get(4)?,
-                    origin: Origin::from_name(&origin).unwrap_or(Origin::Cli),
-                    request_id: r.get(6)?,
-                    input_ref: r.get(7)?,
-                    features: json(r.get(8)?),
-                    prediction: r.get(9)?,
-                    score: r.get(10)?,
-                    top_k: json(r.get(11)?),
-                    latency_ms: r.get(12)?,
-                    error: r.get(13)?,
-                    label: r.get(14)?,
-                },
-                label_at_ms: r.get(15)?,
-            })
-        })
+        .query_map(
+            params![query.since_ms, query.model, origin, limit, offset, query.answered, query.request_prefix],
+            |r| {
+                let origin: String = r.get(5)?;
+                let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+                Ok(StoredPrediction {
+                    record: PredictionRecord {
+                        at_ms: r.get(0)?,
+                        model: r.get(1)?,
+                        revision: r.get(2)?,
+                        version: r.get(3)?,
+                        arm: r.get(4)?,
+                        origin: Origin::from_name(&origin).unwrap_or(Origin::Cli),
+                        request_id: r.get(6)?,
+                        input_ref: r.get(7)?,
+                        features: json(r.get(8)?),
+                        prediction: r.get(9)?,
+                        score: r.get(10)?,
+                        top_k: json(r.get(11)?),
+                        latency_ms: r.get(12)?,
+                        error: r.get(13)?,
+                        label: r.get(14)?,
+                    },
+                    label_at_ms: r.get(15)?,
+                })
+            },
+        )
         .map_err(sqlite)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
 }

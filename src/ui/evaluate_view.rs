@@ -84,7 +84,10 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Browse {
     /// Label `classes[row]` predicted as `classes[column]` (of the shown model's metrics).
-    Cell { row: usize, column: usize },
+    Cell {
+        row: usize,
+        column: usize,
+    },
     ConfidentlyWrong,
     Slowest,
     Failed,
@@ -262,11 +265,12 @@ impl EvaluateView {
                 let fraction = if p.total > 0 { p.done as f32 / p.total as f32 } else { 0.0 };
                 let eta = p.eta_s().map_or(String::new(), |s| format!(", {s:.0} s left"));
                 let failed = if p.failed > 0 { format!(", {} failed", p.failed) } else { String::new() };
-                ui.add(
-                    egui::ProgressBar::new(fraction)
-                        .desired_width(360.0)
-                        .text(format!("{arm}: {}/{} · {:.0}/s{eta}{failed}", p.done, p.total, p.rate_per_s())),
-                );
+                ui.add(egui::ProgressBar::new(fraction).desired_width(360.0).text(format!(
+                    "{arm}: {}/{} · {:.0}/s{eta}{failed}",
+                    p.done,
+                    p.total,
+                    p.rate_per_s()
+                )));
                 if ui.button("Cancel").clicked() {
                     job.cancel.cancel();
                 }
@@ -402,7 +406,11 @@ impl EvaluateView {
             return;
         }
         let noun = if indices.len() == 1 { "record" } else { "records" };
-        ui.label(format!("{} {noun}{}", indices.len(), if indices.len() > self.shown { format!(", the first {}", self.shown) } else { String::new() }));
+        ui.label(format!(
+            "{} {noun}{}",
+            indices.len(),
+            if indices.len() > self.shown { format!(", the first {}", self.shown) } else { String::new() }
+        ));
         let side_b = comparison.map(|c| &c.b);
         let mut wanted = Vec::new();
         egui::Grid::new("evaluate-records").striped(true).num_columns(6).show(ui, |ui| {
@@ -442,8 +450,13 @@ impl EvaluateView {
                     }
                     None => {
                         prediction_cell(ui, a);
-                        let top: Vec<String> =
-                            a.top.iter().skip(1).take(3).map(|t| format!("{} {:.1}%", t.label, t.score * 100.0)).collect();
+                        let top: Vec<String> = a
+                            .top
+                            .iter()
+                            .skip(1)
+                            .take(3)
+                            .map(|t| format!("{} {:.1}%", t.label, t.score * 100.0))
+                            .collect();
                         ui.label(top.join(", "));
                     }
                 }
@@ -492,15 +505,23 @@ impl EvaluateView {
             let ctx = ctx.clone();
             let spawned = std::thread::Builder::new().name("modeldeck-thumbs".into()).spawn(move || {
                 for job in rx {
-                    let thumb = crate::eval::seen_image(&job.path, job.drift.as_deref(), job.seed, job.index).map(|image| {
-                        // Small images stay as they are: the texture scales them up, pixel by pixel.
-                        let small = if image.width().max(image.height()) > THUMB {
-                            image::imageops::thumbnail(&image, THUMB, (THUMB * image.height() / image.width().max(1)).max(1))
-                        } else {
-                            image
-                        };
-                        egui::ColorImage::from_rgb([small.width() as usize, small.height() as usize], small.as_raw())
-                    });
+                    let thumb =
+                        crate::eval::seen_image(&job.path, job.drift.as_deref(), job.seed, job.index).map(|image| {
+                            // Small images stay as they are: the texture scales them up, pixel by pixel.
+                            let small = if image.width().max(image.height()) > THUMB {
+                                image::imageops::thumbnail(
+                                    &image,
+                                    THUMB,
+                                    (THUMB * image.height() / image.width().max(1)).max(1),
+                                )
+                            } else {
+                                image
+                            };
+                            egui::ColorImage::from_rgb(
+                                [small.width() as usize, small.height() as usize],
+                                small.as_raw(),
+                            )
+                        });
                     if back_tx.send((job.generation, job.index, thumb)).is_err() {
                         return;
                     }
@@ -678,7 +699,12 @@ fn export_answers(dir: &Path, name: &str, run: &EvalRun) -> Note {
         .outcomes
         .iter()
         .zip(&run.embeddings)
-        .map(|(o, emb)| Answer { outcome: o.clone(), probs: Vec::new(), embedding: emb.clone(), features: Default::default() })
+        .map(|(o, emb)| Answer {
+            outcome: o.clone(),
+            probs: Vec::new(),
+            embedding: emb.clone(),
+            features: Default::default(),
+        })
         .collect();
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))
@@ -709,7 +735,11 @@ fn headline_ui(ui: &mut egui::Ui, evaluations: &[&Evaluation]) {
     type Row = (&'static str, fn(&Evaluation) -> Option<f64>, Fmt);
     let rows: [Row; 9] = [
         ("accuracy", |e| e.metrics.as_ref().map(|m| m.accuracy), Fmt::Pct),
-        ("top-3 accuracy", |e| e.metrics.as_ref().and_then(|m| m.top_k.iter().find(|t| t.k == 3)).map(|t| t.accuracy), Fmt::Pct),
+        (
+            "top-3 accuracy",
+            |e| e.metrics.as_ref().and_then(|m| m.top_k.iter().find(|t| t.k == 3)).map(|t| t.accuracy),
+            Fmt::Pct,
+        ),
         ("macro F1", |e| e.metrics.as_ref().map(|m| m.macro_avg.f1), Fmt::Dec(4)),
         ("weighted F1", |e| e.metrics.as_ref().map(|m| m.weighted_avg.f1), Fmt::Dec(4)),
         ("log loss", |e| e.metrics.as_ref().and_then(|m| m.log_loss), Fmt::Dec(4)),
@@ -759,7 +789,10 @@ fn headline_ui(ui: &mut egui::Ui, evaluations: &[&Evaluation]) {
             for u in &m.unknown_labels {
                 ui.colored_label(
                     Color32::from_rgb(200, 120, 0),
-                    format!("{}: {} records are labelled `{}`, a label the model does not have (counted as wrong)", e.model.name, u.count, u.label),
+                    format!(
+                        "{}: {} records are labelled `{}`, a label the model does not have (counted as wrong)",
+                        e.model.name, u.count, u.label
+                    ),
                 );
             }
         } else {
@@ -809,13 +842,22 @@ fn confusion_ui(ui: &mut egui::Ui, m: &Metrics, browse: &Browse) -> Option<(usiz
                     let share = if i == j { count as f32 / max_diag as f32 } else { count as f32 / max_off as f32 };
                     let base = if i == j { Color32::from_rgb(40, 140, 80) } else { Color32::from_rgb(210, 60, 50) };
                     let fill = if count == 0 {
-                        if dark { Color32::from_gray(40) } else { Color32::from_gray(235) }
+                        if dark {
+                            Color32::from_gray(40)
+                        } else {
+                            Color32::from_gray(235)
+                        }
                     } else {
                         base.gamma_multiply(0.25 + 0.75 * share)
                     };
                     let selected = *browse == Browse::Cell { row: i, column: j };
-                    let text = RichText::new(count.to_string()).small().color(if count == 0 { Color32::GRAY } else { Color32::WHITE });
-                    let mut button = egui::Button::new(text).fill(fill).min_size(egui::vec2(30.0, 20.0)).selected(selected);
+                    let text = RichText::new(count.to_string()).small().color(if count == 0 {
+                        Color32::GRAY
+                    } else {
+                        Color32::WHITE
+                    });
+                    let mut button =
+                        egui::Button::new(text).fill(fill).min_size(egui::vec2(30.0, 20.0)).selected(selected);
                     if selected {
                         button = button.stroke(egui::Stroke::new(2.0, ui.visuals().strong_text_color()));
                     }
@@ -840,9 +882,10 @@ fn reliability_ui(ui: &mut egui::Ui, m: &Metrics) {
         .iter()
         .filter(|b| b.count > 0)
         .map(|b| {
-            Bar::new((b.lower + b.upper) / 2.0, b.accuracy)
-                .width(b.upper - b.lower)
-                .name(format!("{:.2}–{:.2}: {} records, accuracy {:.3}, confidence {:.3}", b.lower, b.upper, b.count, b.accuracy, b.mean_confidence))
+            Bar::new((b.lower + b.upper) / 2.0, b.accuracy).width(b.upper - b.lower).name(format!(
+                "{:.2}–{:.2}: {} records, accuracy {:.3}, confidence {:.3}",
+                b.lower, b.upper, b.count, b.accuracy, b.mean_confidence
+            ))
         })
         .collect();
     let confidence: Vec<[f64; 2]> =
@@ -859,8 +902,12 @@ fn reliability_ui(ui: &mut egui::Ui, m: &Metrics) {
         .allow_scroll(false)
         .show(ui, |plot| {
             plot.bar_chart(BarChart::new("accuracy per bin", bars).color(Color32::from_rgb(70, 130, 200)));
-            plot.line(Line::new("perfect calibration", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]])).color(Color32::GRAY));
-            plot.line(Line::new("mean confidence", PlotPoints::from(confidence)).color(Color32::from_rgb(220, 140, 40)));
+            plot.line(
+                Line::new("perfect calibration", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]])).color(Color32::GRAY),
+            );
+            plot.line(
+                Line::new("mean confidence", PlotPoints::from(confidence)).color(Color32::from_rgb(220, 140, 40)),
+            );
         });
 }
 
@@ -937,4 +984,3 @@ fn prediction_cell(ui: &mut egui::Ui, o: &ExampleOutcome) {
         }
     }
 }
-

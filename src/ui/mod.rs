@@ -106,6 +106,12 @@ pub enum Command {
         model: Arc<str>,
         first: Option<usize>,
     },
+    /// A drift reference read from the log (`what` names it), or why it could not be read.
+    SetReference {
+        model: Arc<str>,
+        what: String,
+        samples: Result<Vec<crate::monitor::drift::DriftSample>, String>,
+    },
     /// The user's label for slot's answer to engine request `request` ("this should be …").
     Correct {
         slot: Slot,
@@ -586,6 +592,13 @@ impl ModelDeckApp {
                         Some(n) => format!("{model}: the next {n} predictions will be the drift reference"),
                     });
                 }
+                Command::SetReference { model, what, samples } => match samples {
+                    Ok(samples) => {
+                        self.monitor.set_reference(&model, &samples);
+                        self.log.info(format!("{model}: the drift reference is now {what} ({} rows)", samples.len()));
+                    }
+                    Err(e) => self.log.error(format!("{model}: {what} cannot be the drift reference: {e}")),
+                },
                 Command::Correct { slot, request, predicted, label } => self.correct(slot, request, &predicted, &label),
             }
         }
@@ -737,7 +750,9 @@ fn is_data_set(path: &Path, evaluating: bool) -> bool {
     if path.is_dir() {
         return evaluating || !(path.join("config.json").is_file() || path.join("model.safetensors").is_file());
     }
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "csv" | "jsonl" | "ndjson"))
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "csv" | "jsonl" | "ndjson"))
 }
 
 fn looks_like_model(path: &Path) -> bool {
@@ -838,9 +853,9 @@ impl eframe::App for ModelDeckApp {
                 |ui| {
                     egui::Frame::popup(ui.style()).show(ui, |ui| {
                         ui.heading(
-                        "Drop a model folder (left half: A, right half: B), an image, or a data set to evaluate \
+                            "Drop a model folder (left half: A, right half: B), an image, or a data set to evaluate \
                          (a folder of images, a CSV or a JSONL)",
-                    );
+                        );
                     });
                 },
             );

@@ -150,6 +150,17 @@ pub struct MonitorView {
     window_s: f64,
     /// This frame's x range of the time charts (seconds since the epoch).
     x_range: (f64, f64),
+    /// The batch runs in the log (listed when the "batch run" menu opens) and the loader
+    /// thread's answers.
+    batch_runs: Option<Result<Vec<crate::store::BatchRun>, String>>,
+    batch_menu_open: bool,
+    loader: Option<std::sync::mpsc::Receiver<Loaded>>,
+}
+
+/// What the log-reading thread sends back.
+enum Loaded {
+    Runs(Result<Vec<crate::store::BatchRun>, String>),
+    Reference { model: Arc<str>, run: String, samples: Result<Vec<crate::monitor::drift::DriftSample>, String> },
 }
 
 impl Default for MonitorView {
@@ -182,6 +193,95 @@ impl MonitorView {
             session_start_ms: crate::store::now_ms(),
             window_s: 300.0,
             x_range: (0.0, 1.0),
+            batch_runs: None,
+            batch_menu_open: false,
+            loader: None,
+        }
+    }
+
+    /// Reads the log on a thread (never on the UI thread); the answer arrives in
+    /// [`Self::receive_loaded`].
+    fn load(&mut self, ctx: &egui::Context, job: impl FnOnce() -> Loaded + Send + 'static) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new().name("modeldeck-log-reader".into()).spawn(move || {
+            let _ = tx.send(job());
+            ctx.request_repaint();
+        });
+        match spawned {
+            Ok(_) => self.loader = Some(rx),
+            Err(e) => self.batch_runs = Some(Err(format!("could not start a thread: {e}"))),
+        }
+    }
+
+    fn receive_loaded(&mut self, commands: &mut Vec<Command>) {
+        let Some(rx) = &self.loader else { return };
+        let Ok(loaded) = rx.try_recv() else { return };
+        self.loader = None;
+        match loaded {
+            Loaded::Runs(runs) => self.batch_runs = Some(runs),
+            Loaded::Reference { model, run, samples } => {
+                commands.push(Command::SetReference { model, what: format!("batch run {run}"), samples })
+            }
+        }
+    }
+
+    /// The "batch run" menu: the runs of `model` in the log; a click makes one the reference.
+    fn batch_run_menu(&mut self, ui: &mut egui::Ui, model: &Arc<str>) {
+        let Some(log) = self.log_path.clone() else {
+            ui.add_enabled(false, egui::Button::new("Reference: a batch run"))
+                .on_disabled_hover_text("no prediction log (the app runs with --no-log)");
+            return;
+        };
+        let mut open = false;
+        let mut chosen = None;
+        ui.menu_button("Reference: a batch run", |ui| {
+            open = true;
+            match &self.batch_runs {
+                _ if self.loader.is_some() => {
+                    ui.spinner();
+                }
+                None => {}
+                Some(Err(e)) => {
+                    ui.label(RichText::new(e).color(ui.visuals().error_fg_color));
+                }
+                Some(Ok(runs)) => {
+                    let mine: Vec<_> = runs.iter().filter(|r| r.model == model.as_ref()).collect();
+                    if mine.is_empty() {
+                        ui.label(format!(
+                            "No batch run of {model} in the log yet: run `modeldeck batch`, `eval` or the Evaluate view."
+                        ));
+                    }
+                    for r in mine {
+                        let when = chrono::DateTime::from_timestamp_millis(r.first_at_ms)
+                            .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+                            .unwrap_or_default();
+                        if ui.button(format!("{} · {when} · {} rows", r.run, r.rows)).clicked() {
+                            chosen = Some(r.run.clone());
+                            ui.close();
+                        }
+                    }
+                }
+            }
+        });
+        if open && !self.batch_menu_open && self.loader.is_none() {
+            let path = log.clone();
+            self.load(ui.ctx(), move || Loaded::Runs(crate::store::batch_runs(&path, 100).map_err(|e| e.to_string())));
+        }
+        self.batch_menu_open = open;
+        if let Some(run) = chosen {
+            let model = Arc::clone(model);
+            self.load(ui.ctx(), move || {
+                let samples =
+                    crate::monitor::batch_run_reference(&log, &run).map_err(|e| e.to_string()).and_then(|(_, s)| {
+                        if s.is_empty() {
+                            Err(format!("batch run {run} has no answered rows"))
+                        } else {
+                            Ok(s)
+                        }
+                    });
+                Loaded::Reference { model, run, samples }
+            });
         }
     }
 
@@ -245,6 +345,7 @@ impl MonitorView {
     }
 
     fn drift_ui(&mut self, ui: &mut egui::Ui, snapshot: &MonitorSnapshot, commands: &mut Vec<Command>) {
+        self.receive_loaded(commands);
         let Some(model) = self.drift_model(snapshot) else { return };
         ui.horizontal(|ui| {
             ui.heading("Drift");
@@ -300,6 +401,7 @@ impl MonitorView {
                     first: Some(crate::monitor::drift::DEFAULT_REFERENCE_SIZE),
                 });
             }
+            self.batch_run_menu(ui, &model.name);
         });
         let (decided, drifted) = result.feature_verdicts();
         if decided > 0 {
