@@ -185,7 +185,12 @@ pub fn run_batch(args: BatchArgs) -> anyhow::Result<()> {
     };
     let candidate_labels = match (model.task(), args.labels.is_empty()) {
         (Task::ZeroShotImageClassification, true) => data.labels(),
-        _ => args.labels.clone(),
+        (Task::ZeroShotImageClassification, false) => args.labels.clone(),
+        (_, true) => Vec::new(),
+        (_, false) => anyhow::bail!(
+            "candidate labels (--labels) are for zero-shot models; {} answers with its own labels",
+            model.card().name
+        ),
     };
     let options = PipelineOptions {
         batch_size: args.batch_size,
@@ -200,7 +205,7 @@ pub fn run_batch(args: BatchArgs) -> anyhow::Result<()> {
     };
     let run = writer.info().run.clone();
     let card = model.card().clone();
-    let bar = progress_bar(data.examples.len() - options.skip.len(), "batch", args.json);
+    let bar = progress_bar(data.examples.len().saturating_sub(options.skip.len()), "batch", args.json);
     let mut reasons: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let summary = pipeline::run(
         &model,

@@ -69,7 +69,7 @@ enum LogCommand {
     Export(LogExportArgs),
     /// The alerts the log has kept, oldest first: when each fired and resolved.
     Alerts(LogAlertsArgs),
-    /// The batch runs in the log (`batch`, `eval`, `compare`, the Evaluate view), newest first:
+    /// The batch runs in the log (`batch` and the Evaluate view), newest first:
     /// an id for `monitor --reference-run`.
     Runs(LogAlertsArgs),
     /// Write synthetic rows through the writer thread and report rows/s (and, with
@@ -1156,14 +1156,13 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
     }
     if let Some(run) = &args.reference_run {
         let path = args.reference_log.clone().or_else(|| args.log.clone()).unwrap_or_else(default_log_path);
-        let (run_model, samples) = modeldeck::monitor::batch_run_reference(&path, run)?;
-        anyhow::ensure!(!samples.is_empty(), "{}: no answered rows of batch run {run}", path.display());
-        if run_model != model.card().source {
-            eprintln!(
-                "warning: batch run {run} was made with {run_model}, the monitored model is {}",
-                model.card().source
-            );
-        }
+        let source = &model.card().source;
+        let (run_model, samples) = modeldeck::monitor::batch_run_reference(&path, run, Some(source))?;
+        anyhow::ensure!(
+            !samples.is_empty(),
+            "{}: batch run {run} has no answered rows of {source} (`modeldeck log runs` lists the runs)",
+            path.display()
+        );
         if !args.json {
             eprintln!("drift reference: batch run {run} ({} rows of {run_model})", samples.len());
         }

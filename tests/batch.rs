@@ -213,13 +213,15 @@ fn bad_records_are_written_with_their_reason_and_the_run_goes_on() {
     let runs = modeldeck::store::batch_runs(&log, 10).unwrap();
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!((runs[0].run.as_str(), runs[0].rows), (run_id, 6));
-    let (model, samples) = modeldeck::monitor::batch_run_reference(&log, &format!("batch-{run_id}")).unwrap();
+    let (model, samples) = modeldeck::monitor::batch_run_reference(&log, &format!("batch-{run_id}"), None).unwrap();
     assert_eq!(model, runs[0].model);
     assert_eq!(samples.len(), 2, "the answered rows");
     assert!(samples.iter().all(|s| s.predicted.as_deref() == Some("3")));
     assert!(samples[0].features.get("brightness").is_some() && samples[0].features.get("entropy").is_some());
     assert_eq!(samples[0].features.get("confidence"), features.get("confidence").and_then(|v| v.as_f64()));
-    let (_, none) = modeldeck::monitor::batch_run_reference(&log, "20000101-000000000").unwrap();
+    let (_, none) = modeldeck::monitor::batch_run_reference(&log, "20000101-000000000", None).unwrap();
+    let (_, other) = modeldeck::monitor::batch_run_reference(&log, run_id, Some("demo:other")).unwrap();
+    assert!(other.is_empty(), "another model's rows of the run");
     assert!(none.is_empty());
 }
 

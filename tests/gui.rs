@@ -581,16 +581,31 @@ fn the_evaluate_view_evaluates_opens_a_confusion_cell_compares_and_exports_a_rep
 
     // The report lands beside the log, self-contained.
     harness.get_by_label("Export report (HTML)").click();
-    harness.run_steps(2);
+    wait_until(&mut harness, "the report, written off the UI thread", |h| {
+        h.state().log_messages().iter().any(|m| m.starts_with("wrote ") && m.contains(".html"))
+    });
     let reports: Vec<_> = std::fs::read_dir(tmp.path().join("reports")).unwrap().flatten().map(|e| e.path()).collect();
     assert_eq!(reports.len(), 1, "{reports:?}");
     let html = std::fs::read_to_string(&reports[0]).unwrap();
     assert!(html.contains("Evaluation of digits-v1") && html.contains("98.89%") && !html.contains("<script"));
 
     // The evaluation went to the log as a batch run; the Monitor takes it as A's drift reference.
-    std::thread::sleep(Duration::from_millis(800)); // the log commits within 250 ms
+    let started = Instant::now();
+    while !modeldeck::store::batch_runs(&tmp.path().join("log.sqlite"), 10)
+        .is_ok_and(|r| r.iter().any(|r| r.rows == 540))
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "the evaluation's rows never reached the log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     harness.get_by_label("Monitor").click();
     wait_until(&mut harness, "the drift section", |h| has_text(h, "Reference: a batch run"));
+    // Both slots have answered, so the drift section asks whose drift it shows: A's.
+    if harness.query_by_label("of").is_some() {
+        harness.get_by_label("of").click_accesskit();
+        harness.run_steps(2);
+        harness.query_all_by_label("demo:digits-v1").last().unwrap().click_accesskit();
+        harness.run_steps(2);
+    }
     harness.get_by_label("Reference: a batch run").click_accesskit();
     wait_until(&mut harness, "the batch runs", |h| has_text(h, "540 rows"));
     harness.query_all_by_label_contains("540 rows").next().unwrap().click();

@@ -100,6 +100,14 @@ pub fn seen_image(path: &str, drift: Option<&str>, seed: u64, index: usize) -> R
     }
 }
 
+/// The size of a `w`×`h` image scaled to fit an `edge`×`edge` box, aspect ratio kept (each side
+/// at least 1; computed in 64 bits, so any image size is fine).
+pub fn fit_box(w: u32, h: u32, edge: u32) -> (u32, u32) {
+    let long = u64::from(w.max(h).max(1));
+    let side = |s: u32| ((u64::from(s) * u64::from(edge)).div_ceil(long)).clamp(1, u64::from(edge)) as u32;
+    (side(w), side(h))
+}
+
 /// The seed of one record's drift.
 pub fn drift_seed(seed: u64, index: usize) -> u64 {
     seed.wrapping_mul(1_000_003).wrapping_add(index as u64)
@@ -107,9 +115,11 @@ pub fn drift_seed(seed: u64, index: usize) -> u64 {
 
 /// The pipeline options an evaluation runs with.
 pub fn pipeline_options(model: &LoadedModel, data: &Dataset, options: &EvalOptions) -> PipelineOptions {
+    // Candidate labels are for zero-shot models; every other model answers with its own.
     let candidate_labels = match (model.task(), options.candidate_labels.is_empty()) {
         (Task::ZeroShotImageClassification, true) => data.labels(),
-        _ => options.candidate_labels.clone(),
+        (Task::ZeroShotImageClassification, false) => options.candidate_labels.clone(),
+        _ => Vec::new(),
     };
     PipelineOptions {
         batch_size: options.batch_size.max(1),
@@ -131,6 +141,12 @@ pub fn evaluate(
     options: &EvalOptions,
     mut progress: impl FnMut(&Progress),
 ) -> Result<EvalRun, Error> {
+    if !options.candidate_labels.is_empty() && model.task() != Task::ZeroShotImageClassification {
+        return Err(Error::Usage(format!(
+            "candidate labels (--labels) are for zero-shot models; {} answers with its own labels",
+            model.card().name
+        )));
+    }
     let pipeline = pipeline_options(model, data, options);
     // Embedding models have no labels: their evaluation has latency and answers, no metrics.
     let labels =

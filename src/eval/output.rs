@@ -116,9 +116,11 @@ impl BatchWriter {
         if path.exists() && !overwrite && !resume {
             return Err(OutputError::Exists(path.into()));
         }
-        let file = File::create(path).map_err(io)?;
+        // The sidecar first: a run cut off between the two leaves a sidecar and no output, which
+        // --resume starts afresh, rather than an output that no run claims.
         let json = serde_json::to_vec_pretty(&info).map_err(|e| io(std::io::Error::other(e)))?;
         std::fs::write(&sidecar, json).map_err(|source| OutputError::Io { path: sidecar.clone(), source })?;
+        let file = File::create(path).map_err(io)?;
         let mut writer = Self { path: path.into(), file, format, done: HashSet::new(), info };
         if format == OutputFormat::Csv {
             writer.write_header()?;

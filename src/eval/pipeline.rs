@@ -254,6 +254,7 @@ pub fn run(
                 .map_err(|e| Error::Usage(format!("could not start a batch worker: {e}")))?;
         }
         drop(tx);
+        let _stop_on_unwind = StopOnDrop(&stop);
         let mut waiting: BTreeMap<usize, Prepared> = BTreeMap::new();
         let mut next = 0;
         let result = (|| {
@@ -357,12 +358,54 @@ fn prepare_chunk(
 ) -> Prepared {
     // Decoding runs in the rayon pool the model's kernels use, record by record, so decoding and
     // the forward pass share the cores instead of oversubscribing them.
-    let items: Vec<Item> =
-        indices.par_iter().with_max_len(4).map(|&i| decode(model, &data.examples[i], options, i)).collect();
+    // A panic in a decoder or the preprocessing fails its records (or its batch), never the run:
+    // a lost chunk would leave the in-order delivery waiting for it.
+    let items: Vec<Item> = indices
+        .par_iter()
+        .with_max_len(4)
+        .map(|&i| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(model, &data.examples[i], options, i)))
+                .unwrap_or_else(|panic| Item {
+                    index: i,
+                    input: Err(format!("internal error while decoding: {}", panic_message(&panic))),
+                    decode_ms: 0.0,
+                    features: Features::default(),
+                })
+        })
+        .collect();
     let good: Vec<&Item> = items.iter().filter(|i| i.input.is_ok()).collect();
     let t = Instant::now();
-    let batch = (!good.is_empty()).then(|| prepare_items(model, labels, &good));
+    let batch = (!good.is_empty()).then(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare_items(model, labels, &good)))
+            .unwrap_or_else(|panic| Err(format!("internal error while preprocessing: {}", panic_message(&panic))))
+    });
     Prepared { chunk, items, batch, prepare_ms: t.elapsed().as_secs_f64() * 1e3 }
+}
+
+/// The forward pass, with a panic in a kernel turned into this batch's error.
+fn forward_caught(model: &LoadedModel, batch: &Batch) -> Result<Response, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward(batch))) {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(panic) => Err(format!("internal error in the model: {}", panic_message(&panic))),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// Sets the run's stop flag when dropped, so the workers end even if the delivering thread
+/// unwinds.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// One record's part of a response.
@@ -391,7 +434,7 @@ fn answer_chunk(
     let Prepared { items, batch, prepare_ms, .. } = prepared;
     let good: Vec<&Item> = items.iter().filter(|i| i.input.is_ok()).collect();
     let t = Instant::now();
-    let batched = batch.map(|b| b.and_then(|b| model.forward(&b).map_err(|e| e.to_string())));
+    let batched = batch.map(|b| b.and_then(|b| forward_caught(model, &b)));
     let forward_s = t.elapsed().as_secs_f64();
     let mut results: Vec<Result<(Single, f64), String>> = Vec::with_capacity(good.len());
     match batched {
@@ -411,7 +454,7 @@ fn answer_chunk(
             for item in &good {
                 let t = Instant::now();
                 let r = prepare_items(model, labels, &[item])
-                    .and_then(|b| model.forward(&b).map_err(|e| e.to_string()))
+                    .and_then(|b| forward_caught(model, &b))
                     .and_then(|r| split(r).pop().ok_or_else(|| "the model gave no answer".into()))
                     .map(|s| (s, item.decode_ms + t.elapsed().as_secs_f64() * 1e3));
                 results.push(r);

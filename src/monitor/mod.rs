@@ -69,16 +69,19 @@ impl Features {
 }
 
 /// A batch run's answered rows in the prediction log, as a drift reference: the model they came
-/// from and one sample per row. `run` is the run id, with or without its `batch-` prefix.
+/// from and one sample per row. `run` is the run id, with or without its `batch-` prefix;
+/// `model` (a source) keeps that model's rows only, else those of the run's first model.
 pub fn batch_run_reference(
     log: &std::path::Path,
     run: &str,
+    model: Option<&str>,
 ) -> Result<(String, Vec<drift::DriftSample>), crate::store::StoreError> {
     let run = run.trim_start_matches("batch-");
     let query = crate::store::Query {
         origin: Some(crate::store::Origin::Batch),
         answered: true,
         request_prefix: Some(format!("batch-{run}-")),
+        model: model.map(str::to_string),
         ..Default::default()
     };
     let rows = crate::store::read(log, &query)?;

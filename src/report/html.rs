@@ -321,11 +321,8 @@ fn thumbnail(image: image::RgbImage) -> Result<(String, u32, u32), String> {
         return Err("the image is empty".into());
     }
     let small = if w > THUMBNAIL_PX || h > THUMBNAIL_PX {
-        image::imageops::thumbnail(
-            &image,
-            (w * THUMBNAIL_PX).div_ceil(w.max(h)).max(1),
-            (h * THUMBNAIL_PX).div_ceil(w.max(h)).max(1),
-        )
+        let (tw, th) = crate::eval::fit_box(w, h, THUMBNAIL_PX);
+        image::imageops::thumbnail(&image, tw, th)
     } else {
         image
     };

@@ -124,6 +124,9 @@ pub struct EvaluateView {
     generation: u64,
     thumb_tx: Option<Sender<ThumbJob>>,
     thumb_rx: Option<Receiver<(u64, usize, Result<egui::ColorImage, String>)>>,
+    /// Notes of the exports running in the background.
+    export_tx: Sender<Note>,
+    export_rx: Receiver<Note>,
 }
 
 /// A thumbnail to make: the image the model saw (with the evaluation's drift).
@@ -137,7 +140,10 @@ struct ThumbJob {
 
 impl Default for EvaluateView {
     fn default() -> Self {
+        let (export_tx, export_rx) = std::sync::mpsc::channel();
         Self {
+            export_tx,
+            export_rx,
             form: EvaluateForm::default(),
             job: None,
             result: None,
@@ -174,6 +180,7 @@ impl EvaluateView {
 
     pub fn ui(&mut self, ui: &mut egui::Ui, cx: EvaluateContext<'_>) -> Vec<Note> {
         let mut notes = self.poll();
+        notes.extend(self.export_rx.try_iter());
         self.receive_thumbs(ui.ctx());
         self.form_ui(ui, &cx, &mut notes);
         ui.separator();
@@ -332,7 +339,7 @@ impl EvaluateView {
     fn result_ui(&mut self, ui: &mut egui::Ui, cx: &EvaluateContext<'_>, notes: &mut Vec<Note>) {
         let Some(outcome) = &self.result else { return };
         let comparing = matches!(outcome, Outcome::Two { .. });
-        actions_ui(ui, outcome, cx, notes);
+        actions_ui(ui, outcome, cx, &self.export_tx, notes);
         ui.add_space(4.0);
         match outcome {
             Outcome::One { run, .. } => headline_ui(ui, &[&run.evaluation]),
@@ -509,11 +516,8 @@ impl EvaluateView {
                         crate::eval::seen_image(&job.path, job.drift.as_deref(), job.seed, job.index).map(|image| {
                             // Small images stay as they are: the texture scales them up, pixel by pixel.
                             let small = if image.width().max(image.height()) > THUMB {
-                                image::imageops::thumbnail(
-                                    &image,
-                                    THUMB,
-                                    (THUMB * image.height() / image.width().max(1)).max(1),
-                                )
+                                let (w, h) = crate::eval::fit_box(image.width(), image.height(), THUMB);
+                                image::imageops::thumbnail(&image, w, h)
                             } else {
                                 image
                             };
@@ -617,7 +621,30 @@ fn command_line(slots: &[Slot], models: &[Arc<LoadedModel>], data: &str, drift: 
     line
 }
 
-fn actions_ui(ui: &mut egui::Ui, outcome: &Outcome, cx: &EvaluateContext<'_>, notes: &mut Vec<Note>) {
+/// Runs `job` (rendering, writing a file) on its own thread; its note arrives through `tx`.
+fn in_background(
+    ctx: &egui::Context,
+    tx: &Sender<Note>,
+    notes: &mut Vec<Note>,
+    job: impl FnOnce() -> Note + Send + 'static,
+) {
+    let (tx, ctx) = (tx.clone(), ctx.clone());
+    let spawned = std::thread::Builder::new().name("modeldeck-export".into()).spawn(move || {
+        let _ = tx.send(job());
+        ctx.request_repaint();
+    });
+    if let Err(e) = spawned {
+        notes.push(Err(format!("could not start the export: {e}")));
+    }
+}
+
+fn actions_ui(
+    ui: &mut egui::Ui,
+    outcome: &Outcome,
+    cx: &EvaluateContext<'_>,
+    tx: &Sender<Note>,
+    notes: &mut Vec<Note>,
+) {
     ui.horizontal_wrapped(|ui| {
         let stem = match outcome {
             Outcome::One { run, .. } => format!("eval-{}", file_stem(&run.evaluation.model.name)),
@@ -627,11 +654,22 @@ fn actions_ui(ui: &mut egui::Ui, outcome: &Outcome, cx: &EvaluateContext<'_>, no
         };
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
         if ui.button("Export report (HTML)").clicked() {
-            let html = match outcome {
-                Outcome::One { run, .. } => crate::report::evaluation_html(&run.evaluation),
-                Outcome::Two { comparison, .. } => crate::report::comparison_html(comparison),
-            };
-            notes.push(write_export(&cx.export_dir, &format!("{stem}-{stamp}.html"), html.as_bytes()));
+            // Rendering reads and shrinks the example images: off the UI thread.
+            let (dir, name) = (cx.export_dir.clone(), format!("{stem}-{stamp}.html"));
+            match outcome {
+                Outcome::One { run, .. } => {
+                    let e = run.evaluation.clone();
+                    in_background(ui.ctx(), tx, notes, move || {
+                        write_export(&dir, &name, crate::report::evaluation_html(&e).as_bytes())
+                    });
+                }
+                Outcome::Two { comparison, .. } => {
+                    let c = (**comparison).clone();
+                    in_background(ui.ctx(), tx, notes, move || {
+                        write_export(&dir, &name, crate::report::comparison_html(&c).as_bytes())
+                    });
+                }
+            }
         }
         if ui.button("Copy Markdown summary").clicked() {
             let md = match outcome {
@@ -662,7 +700,9 @@ fn actions_ui(ui: &mut egui::Ui, outcome: &Outcome, cx: &EvaluateContext<'_>, no
                 )));
             }
             if ui.button(format!("Export {name}'s answers (CSV)")).clicked() {
-                notes.push(export_answers(&cx.export_dir, &format!("{stem}-{}-{stamp}.csv", side.name()), run));
+                let (dir, file) = (cx.export_dir.clone(), format!("{stem}-{}-{stamp}.csv", side.name()));
+                let (info, answers) = answers_of(&file, run);
+                in_background(ui.ctx(), tx, notes, move || export_answers(&dir, &file, info, &answers));
             }
         }
     });
@@ -681,11 +721,10 @@ fn write_export(dir: &Path, name: &str, bytes: &[u8]) -> Note {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn export_answers(dir: &Path, name: &str, run: &EvalRun) -> Note {
-    use crate::eval::output::{BatchWriter, RunInfo};
+/// A run's answers as the batch writer takes them.
+fn answers_of(name: &str, run: &EvalRun) -> (crate::eval::output::RunInfo, Vec<crate::eval::pipeline::Answer>) {
+    use crate::eval::output::RunInfo;
     use crate::eval::pipeline::Answer;
-    let dir = dir.join("reports");
-    let path = dir.join(name);
     let e = &run.evaluation;
     let info = RunInfo {
         run: name.to_string(),
@@ -693,7 +732,7 @@ fn export_answers(dir: &Path, name: &str, run: &EvalRun) -> Note {
         data: e.data.clone(),
         records: e.n,
         drift: e.drift.clone(),
-        seed: 0,
+        seed: e.seed,
     };
     let answers: Vec<Answer> = e
         .outcomes
@@ -706,10 +745,22 @@ fn export_answers(dir: &Path, name: &str, run: &EvalRun) -> Note {
             features: Default::default(),
         })
         .collect();
+    (info, answers)
+}
+
+fn export_answers(
+    dir: &Path,
+    name: &str,
+    info: crate::eval::output::RunInfo,
+    answers: &[crate::eval::pipeline::Answer],
+) -> Note {
+    use crate::eval::output::BatchWriter;
+    let dir = dir.join("reports");
+    let path = dir.join(name);
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))
         .and_then(|_| BatchWriter::open(&path, info, false, true).map_err(|e| e.to_string()))
-        .and_then(|mut w| w.write(&answers).map_err(|e| e.to_string()))
+        .and_then(|mut w| w.write(answers).map_err(|e| e.to_string()))
         .map(|_| format!("wrote {} answers to {}", answers.len(), path.display()))
 }
 
@@ -829,16 +880,24 @@ fn confusion_ui(ui: &mut egui::Ui, m: &Metrics, browse: &Browse) -> Option<(usiz
     let max_diag = (0..m.confusion.len()).map(|i| m.confusion[i][i]).max().unwrap_or(0).max(1);
     let dark = ui.visuals().dark_mode;
     let mut clicked = None;
+    // Many classes: the ones with the most errors, as in the report (a 1000×1000 grid of
+    // buttons would stall every frame).
+    let shown = crate::report::svg::confusion_selection(m);
+    if shown.len() < m.classes.len() {
+        ui.label(format!("the {} of {} classes with the most errors", shown.len(), m.classes.len()));
+    }
     egui::ScrollArea::both().id_salt("confusion").max_height(360.0).show(ui, |ui| {
         egui::Grid::new("confusion-grid").spacing([2.0, 2.0]).show(ui, |ui| {
             ui.label("");
-            for c in &m.classes {
-                ui.label(RichText::new(&c.label).small().strong());
+            for &j in &shown {
+                ui.label(RichText::new(&m.classes[j].label).small().strong());
             }
             ui.end_row();
-            for (i, row) in m.confusion.iter().enumerate() {
+            for &i in &shown {
+                let Some(row) = m.confusion.get(i) else { continue };
                 ui.label(RichText::new(&m.classes[i].label).small().strong());
-                for (j, &count) in row.iter().enumerate() {
+                for &j in &shown {
+                    let count = row.get(j).copied().unwrap_or(0);
                     let share = if i == j { count as f32 / max_diag as f32 } else { count as f32 / max_off as f32 };
                     let base = if i == j { Color32::from_rgb(40, 140, 80) } else { Color32::from_rgb(210, 60, 50) };
                     let fill = if count == 0 {

@@ -216,7 +216,15 @@ impl MonitorView {
 
     fn receive_loaded(&mut self, commands: &mut Vec<Command>) {
         let Some(rx) = &self.loader else { return };
-        let Ok(loaded) = rx.try_recv() else { return };
+        let loaded = match rx.try_recv() {
+            Ok(loaded) => loaded,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                self.loader = None;
+                self.batch_runs = Some(Err("reading the log failed unexpectedly".into()));
+                return;
+            }
+        };
         self.loader = None;
         match loaded {
             Loaded::Runs(runs) => self.batch_runs = Some(runs),
@@ -249,7 +257,7 @@ impl MonitorView {
                     let mine: Vec<_> = runs.iter().filter(|r| r.model == model.as_ref()).collect();
                     if mine.is_empty() {
                         ui.label(format!(
-                            "No batch run of {model} in the log yet: run `modeldeck batch`, `eval` or the Evaluate view."
+                            "No batch run of {model} in the log yet: run `modeldeck batch` or the Evaluate view."
                         ));
                     }
                     for r in mine {
@@ -273,13 +281,15 @@ impl MonitorView {
             let model = Arc::clone(model);
             self.load(ui.ctx(), move || {
                 let samples =
-                    crate::monitor::batch_run_reference(&log, &run).map_err(|e| e.to_string()).and_then(|(_, s)| {
-                        if s.is_empty() {
-                            Err(format!("batch run {run} has no answered rows"))
-                        } else {
-                            Ok(s)
-                        }
-                    });
+                    crate::monitor::batch_run_reference(&log, &run, Some(&model)).map_err(|e| e.to_string()).and_then(
+                        |(_, s)| {
+                            if s.is_empty() {
+                                Err(format!("batch run {run} has no answered rows"))
+                            } else {
+                                Ok(s)
+                            }
+                        },
+                    );
                 Loaded::Reference { model, run, samples }
             });
         }
