@@ -2,8 +2,9 @@
 # Runs the app under Xvfb, drives it with xdotool and saves PNG screenshots to docs/screenshots/:
 # the Playground (the first-start sample, a gallery click, a drawn digit and a pasted 20000x200
 # panorama, A and B side by side), the Models view, both themes, and the Monitor view 30 s into a
-# drifting replay (charts, alerts, drift table) and the Deploy view during and after a canary, at
-# 1280x800 and 1920x1080.
+# drifting replay (charts, alerts, drift table), the Deploy view during and after a canary and the
+# Evaluate view (an evaluation, a confusion cell's records, a comparison on a drifted copy and its
+# disagreements), at 1280x800 and 1920x1080; then the HTML reports rendered by headless Chromium.
 # Needs: apt-get install -y xvfb xauth imagemagick xdotool xclip
 # Coordinates match the default layout (top bar, left-anchored gallery); adjust if the UI moves.
 set -euo pipefail
@@ -36,6 +37,26 @@ draw_seven() { # on the drawing canvas
   xdotool mousemove 40 270 mousedown 1
   for p in "80 268" "130 268" "140 272" "120 320" "100 360" "90 395"; do xdotool mousemove $p; sleep 0.05; done
   xdotool mouseup 1; sleep 0.3; xdotool mousemove 600 700
+}
+
+evaluate_shots() { # size window: the Evaluate view on the shipped digits test split
+  local size=$1 win=$2
+  click 445 12 # Evaluate tab
+  click 77 67 # Evaluate A (digits-v1)
+  sleep 2
+  shot "evaluate-a-$size"
+  click 106 490 # the confusion cell "label 2, predicted 1"
+  xdotool mousemove 400 600; for _ in $(seq 1 8); do xdotool click 5; done
+  shot "evaluate-confusion-cell-$size"
+  xdotool windowfocus --sync "$win"
+  click 510 44 # the drift field
+  xdotool type --delay 30 "contrast=0.5,noise=0.1"; xdotool key Tab
+  click 354 67 # Compare A and B
+  sleep 3
+  xdotool mousemove 640 $((${size#*x} - 25))
+  shot "evaluate-compare-drift-$size"
+  xdotool mousemove 400 600; for _ in $(seq 1 10); do xdotool click 5; done
+  shot "evaluate-disagreements-$size"
 }
 
 run_at() { # width height
@@ -84,6 +105,7 @@ run_at() { # width height
   click 760 634 # the third decision: its evidence
   xdotool mousemove 640 $((h - 25))
   shot "deploy-canary-evidence-$size"
+  evaluate_shots "$size" "$win"
   kill "$app" 2>/dev/null || true
   wait "$app" 2>/dev/null || true
   kill "$xvfb" 2>/dev/null || true
@@ -91,3 +113,17 @@ run_at() { # width height
 }
 run_at 1280 800
 run_at 1920 1080
+
+# The HTML reports of an evaluation and a comparison, rendered by headless Chromium.
+if command -v chromium >/dev/null; then
+  tmp=$(mktemp -d)
+  target/release/modeldeck eval --model demo:digits-v1 --data assets/digits/test --report "$tmp/evaluation.html" >/dev/null
+  target/release/modeldeck compare --a demo:digits-v1 --b demo:digits-v2 --data assets/digits/test \
+    --drift contrast=0.5,noise=0.1 --report "$tmp/comparison.html" >/dev/null
+  for name in evaluation comparison; do
+    chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$tmp/profile" \
+      --screenshot="$out/report-$name.png" --window-size=1280,2400 "file://$tmp/$name.html" 2>/dev/null
+    echo "saved $out/report-$name.png"
+  done
+  rm -rf "$tmp"
+fi

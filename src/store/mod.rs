@@ -1100,8 +1100,13 @@ mod tests {
             offset: 1,
             limit: Some(1),
             answered: false,
+            request_prefix: None,
         };
         assert_eq!(ids(q), ["r18"]);
+        // A request-id prefix is a prefix, not a LIKE pattern.
+        let prefixed = ids(Query { request_prefix: Some("r1".into()), ..Default::default() });
+        assert_eq!(prefixed, all.iter().filter(|id| id.starts_with("r1")).cloned().collect::<Vec<_>>());
+        assert!(ids(Query { request_prefix: Some("r%".into()), ..Default::default() }).is_empty());
         assert_eq!(ids(Query { origin: Some(Origin::Playground), ..Default::default() }), Vec::<String>::new());
         assert_eq!(Origin::from_name("replay"), Some(Origin::Replay));
         assert_eq!(Origin::from_name("nope"), None);
