@@ -449,15 +449,16 @@ pub fn print_evaluation(e: &Evaluation, examples: usize) {
     }
 }
 
+/// A metric of an evaluation, read from its metrics.
+type MetricOf = fn(&modeldeck::eval::metrics::Metrics) -> f64;
+
 pub fn print_comparison(c: &Comparison, show: usize) {
-    let metric = |e: &Evaluation, f: fn(&modeldeck::eval::metrics::Metrics) -> f64| {
-        e.metrics.as_ref().map_or("-".to_string(), |m| format!("{:.4}", f(m)))
-    };
+    let metric = |e: &Evaluation, f: MetricOf| e.metrics.as_ref().map_or("-".to_string(), |m| format!("{:.4}", f(m)));
     println!("{} records of {}", c.a.n, c.a.data);
     println!("A: {} ({})", c.a.model.name, c.a.model.source);
     println!("B: {} ({})", c.b.model.name, c.b.model.source);
     println!("  {:<22} {:>12} {:>12}", "", "A", "B");
-    let rows: [(&str, fn(&modeldeck::eval::metrics::Metrics) -> f64); 5] = [
+    let rows: [(&str, MetricOf); 5] = [
         ("accuracy", |m| m.accuracy),
         ("macro F1", |m| m.macro_avg.f1),
         ("weighted F1", |m| m.weighted_avg.f1),

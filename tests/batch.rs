@@ -46,8 +46,11 @@ fn repeated_digits(dir: &Path, repeat: usize) -> (PathBuf, usize) {
     (path, images.len() * repeat)
 }
 
+/// A row's id, input, prediction and error.
+type Row = (String, String, String, String);
+
 /// The rows of a CSV output: index -> (id, input, prediction, error).
-fn rows(path: &Path) -> (Vec<usize>, HashMap<usize, (String, String, String, String)>) {
+fn rows(path: &Path) -> (Vec<usize>, HashMap<usize, Row>) {
     let mut reader = csv::Reader::from_path(path).unwrap();
     let headers = reader.headers().unwrap().clone();
     assert_eq!(headers.iter().collect::<Vec<_>>(), modeldeck::eval::output::CSV_COLUMNS);
@@ -129,7 +132,7 @@ fn a_killed_run_resumes_without_losing_or_repeating_a_row() {
     assert_eq!(by_image.len(), n / 60);
     for (index, (id, input, prediction, error)) in &resumed {
         assert!(error.is_empty(), "{index}: {error}");
-        assert_eq!(Path::new(input).file_name(), Path::new(id.split_once('-').unwrap().1).file_name().map(|f| f));
+        assert_eq!(Path::new(input).file_name(), Path::new(id.split_once('-').unwrap().1).file_name());
         let expected = by_image
             .iter()
             .find(|(k, _)| Path::new(k).ends_with(Path::new(input).strip_prefix(digits()).unwrap()))

@@ -259,13 +259,13 @@ fn digit_records(seed: u64, per_class: usize, skill: f64) -> Vec<Record> {
     let confusable = [6, 7, 3, 5, 9, 3, 0, 1, 3, 4];
     let mut records = Vec::new();
     for i in 0..per_class {
-        for c in 0..10 {
+        for (c, &confused) in confusable.iter().enumerate() {
             let files = digit_images(c);
             let input = &files[i % files.len()];
             let wrong = rng.next() < 0.08 * (1.0 - skill) + 0.01;
             let predicted = if wrong {
                 if rng.next() < 0.7 {
-                    confusable[c]
+                    confused
                 } else {
                     (c + 1 + (rng.next() * 8.0) as usize) % 10
                 }

@@ -235,11 +235,7 @@ fn scan_csv(bytes: &[u8]) -> (HashSet<usize>, usize) {
     let mut good_len = 0;
     let mut record = csv::ByteRecord::new();
     let mut first = true;
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => break,
-        }
+    while let Ok(true) = reader.read_byte_record(&mut record) {
         let end = reader.position().byte() as usize;
         // A row is complete when it ends with its newline and has every column.
         if end == 0 || end > bytes.len() || bytes[end - 1] != b'\n' || record.len() != CSV_COLUMNS.len() {

@@ -71,7 +71,7 @@ pub fn format_count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -205,8 +205,11 @@ fn headlines(e: &Evaluation) -> Vec<Headline> {
     rows
 }
 
+/// A headline of both models: name, kind, which way is better, A's value, B's value.
+type PairedHeadline = (String, Kind, Better, Option<f64>, Option<f64>);
+
 /// A's and B's headlines aligned by name (A's order, then B's extras).
-fn paired_headlines(a: &Evaluation, b: &Evaluation) -> Vec<(String, Kind, Better, Option<f64>, Option<f64>)> {
+fn paired_headlines(a: &Evaluation, b: &Evaluation) -> Vec<PairedHeadline> {
     let (ha, hb) = (headlines(a), headlines(b));
     let mut rows: Vec<_> = ha
         .iter()

@@ -123,11 +123,14 @@ pub struct EvaluateView {
     /// Bumped with every new result, so a late thumbnail of an old one is dropped.
     generation: u64,
     thumb_tx: Option<Sender<ThumbJob>>,
-    thumb_rx: Option<Receiver<(u64, usize, Result<egui::ColorImage, String>)>>,
+    thumb_rx: Option<Receiver<ThumbDone>>,
     /// Notes of the exports running in the background.
     export_tx: Sender<Note>,
     export_rx: Receiver<Note>,
 }
+
+/// A made thumbnail: the result generation, the record's index, the image or why there is none.
+type ThumbDone = (u64, usize, Result<egui::ColorImage, String>);
 
 /// A thumbnail to make: the image the model saw (with the evaluation's drift).
 struct ThumbJob {
