@@ -55,7 +55,7 @@ evaluate_shots() { # size window: the Evaluate view on the shipped digits test s
   sleep 3
   xdotool mousemove 640 $((${size#*x} - 25))
   shot "evaluate-compare-drift-$size"
-  xdotool mousemove 400 600; for _ in $(seq 1 10); do xdotool click 5; done
+  xdotool mousemove 400 600; for _ in $(seq 1 7); do xdotool click 5; done
   shot "evaluate-disagreements-$size"
 }
 

@@ -601,6 +601,8 @@ fn comparison_report_pairs_the_models() {
     }
     assert_eq!(html.matches("aria-label=\"Confusion matrix").count(), 2);
     assert_eq!(html.matches("aria-label=\"Reliability diagram\"").count(), 2);
+    assert_eq!(html.matches("aria-label=\"Latency histogram\"").count(), 2, "each model's latency");
+    assert_eq!(html.matches("aria-label=\"Precision, recall and F1").count(), 2, "each model's classes");
     let (ma, mb) = (c.a.metrics.as_ref().unwrap(), c.b.metrics.as_ref().unwrap());
     assert!(html.contains(&format!(
         "<td>Accuracy</td><td class=\"n\">{:.2}%</td><td class=\"n\">{:.2}%</td><td class=\"n better\">{:+.2} pp</td>",

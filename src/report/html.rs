@@ -560,6 +560,26 @@ fn command_html(command: &str) -> String {
 }
 
 /// The report of one evaluation as a self-contained HTML page.
+fn class_bars_html(m: &Metrics) -> String {
+    let bars = svg::class_bars(&m.classes);
+    figure(&bars.svg, "Precision, recall and F1 of each class.", bars.note.as_deref())
+}
+
+fn latency_html(e: &Evaluation) -> String {
+    let hist = svg::latency_histogram(&latencies(e), &e.latency);
+    figure(
+        &hist.svg,
+        &format!(
+            "Latency of each scored record: its decoding plus its share of the batch's preprocessing and forward pass (batch size {}). p50 {}, p95 {}, p99 {}.",
+            e.latency.batch_size,
+            format_ms(e.latency.p50_ms),
+            format_ms(e.latency.p95_ms),
+            format_ms(e.latency.p99_ms)
+        ),
+        hist.note.as_deref(),
+    )
+}
+
 pub fn evaluation_html(e: &Evaluation) -> String {
     let mut b = String::new();
     let _ = write!(
@@ -577,23 +597,11 @@ pub fn evaluation_html(e: &Evaluation) -> String {
         b.push_str("<h2>Errors and calibration</h2>");
         b.push_str(&confusion_and_reliability_html(m));
         b.push_str("<h2>Per class</h2>");
-        let bars = svg::class_bars(&m.classes);
-        b.push_str(&figure(&bars.svg, "Precision, recall and F1 of each class.", bars.note.as_deref()));
+        b.push_str(&class_bars_html(m));
         b.push_str(&class_table_html(m));
     }
     b.push_str("<h2>Latency</h2>");
-    let hist = svg::latency_histogram(&latencies(e), &e.latency);
-    b.push_str(&figure(
-        &hist.svg,
-        &format!(
-            "Latency of each scored record: its decoding plus its share of the batch's preprocessing and forward pass (batch size {}). p50 {}, p95 {}, p99 {}.",
-            e.latency.batch_size,
-            format_ms(e.latency.p50_ms),
-            format_ms(e.latency.p95_ms),
-            format_ms(e.latency.p99_ms)
-        ),
-        hist.note.as_deref(),
-    ));
+    b.push_str(&latency_html(e));
     let slowest: Vec<&ExampleOutcome> = e.slowest.iter().filter_map(|&i| e.outcomes.get(i)).take(MAX_SLOWEST).collect();
     if !slowest.is_empty() {
         b.push_str(
@@ -770,7 +778,9 @@ pub fn comparison_html(c: &Comparison) -> String {
         b.push_str(&callouts_html(e));
         if let Some(m) = &e.metrics {
             b.push_str(&confusion_and_reliability_html(m));
+            b.push_str(&class_bars_html(m));
         }
+        b.push_str(&latency_html(e));
     }
     b.push_str("<h2>Models and data</h2><div class=\"cards\">");
     b.push_str(&model_card_html(&a.model, &format!("A: {}", a.model.name)));

@@ -196,7 +196,11 @@ impl EvaluateView {
             );
             return notes;
         }
-        egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| self.result_ui(ui, &cx, &mut notes));
+        // A new result starts at its top (its own scroll state).
+        egui::ScrollArea::vertical()
+            .id_salt(("evaluate-result", self.generation))
+            .auto_shrink([false, false])
+            .show(ui, |ui| self.result_ui(ui, &cx, &mut notes));
         notes
     }
 
