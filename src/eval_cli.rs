@@ -176,6 +176,7 @@ pub fn run_batch(args: BatchArgs) -> anyhow::Result<()> {
         records: data.examples.len(),
         drift: drift.map(|d| d.to_string()),
         seed: args.seed,
+        fingerprint: Some(data.fingerprint()),
     };
     let mut writer = BatchWriter::open(&args.output, info, args.resume, args.overwrite)?;
     let log = if args.no_log {

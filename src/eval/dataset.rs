@@ -28,6 +28,35 @@ pub struct Dataset {
     pub examples: Vec<Example>,
 }
 
+impl Dataset {
+    /// A fingerprint of what the data set holds, for `batch --resume`: every record's id,
+    /// input and label, and for images the file's size and modification time (a replaced file
+    /// changes it; reading every image would cost as much as the run).
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = crc32fast::Hasher::new();
+        for e in &self.examples {
+            hasher.update(e.id.as_bytes());
+            hasher.update(&[0]);
+            match &e.input {
+                ExampleInput::Image(path) => {
+                    hasher.update(path.to_string_lossy().as_bytes());
+                    if let Ok(meta) = std::fs::metadata(path) {
+                        hasher.update(&meta.len().to_le_bytes());
+                        let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                        hasher.update(&modified.map_or(0, |d| d.as_nanos()).to_le_bytes());
+                    }
+                }
+                ExampleInput::Text(text) => hasher.update(text.as_bytes()),
+                ExampleInput::Invalid(reason) => hasher.update(reason.as_bytes()),
+            }
+            hasher.update(&[0]);
+            hasher.update(e.label.as_deref().unwrap_or("").as_bytes());
+            hasher.update(&[0]);
+        }
+        format!("crc32:{:08x}:{}", hasher.finalize(), self.examples.len())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error("{}: {source}", path.display())]
@@ -222,6 +251,25 @@ fn image_example(root: &Path, path: &Path, label: Option<String>) -> Example {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fingerprint_changes_with_a_row_or_a_replaced_image() {
+        let tmp = tempfile::tempdir().unwrap();
+        let csv = tmp.path().join("t.csv");
+        std::fs::write(&csv, "id,text,label\na,good film,pos\nb,bad film,neg\n").unwrap();
+        let before = Dataset::load(&csv).unwrap().fingerprint();
+        assert_eq!(Dataset::load(&csv).unwrap().fingerprint(), before, "stable");
+        std::fs::write(&csv, "id,text,label\na,good film,pos\nb,bad film,pos\n").unwrap();
+        assert_ne!(Dataset::load(&csv).unwrap().fingerprint(), before, "a changed label");
+
+        let dir = tmp.path().join("images/cat");
+        std::fs::create_dir_all(&dir).unwrap();
+        image::RgbImage::new(4, 4).save(dir.join("a.png")).unwrap();
+        let folder = tmp.path().join("images");
+        let before = Dataset::load(&folder).unwrap().fingerprint();
+        image::RgbImage::from_pixel(5, 4, image::Rgb([9, 9, 9])).save(dir.join("a.png")).unwrap();
+        assert_ne!(Dataset::load(&folder).unwrap().fingerprint(), before, "a replaced image");
+    }
 
     #[test]
     fn reads_image_folders_csv_and_jsonl() {

@@ -58,6 +58,9 @@ pub struct RunInfo {
     /// Drift applied to images, if any.
     pub drift: Option<String>,
     pub seed: u64,
+    /// [`crate::eval::Dataset::fingerprint`] of the data set (absent in older sidecars).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 /// Where a batch run's answers go.
@@ -98,6 +101,13 @@ impl BatchWriter {
             }
             if (&old.drift, old.seed, old.records) != (&info.drift, info.seed, info.records) {
                 return Err(resume_error("the drift, seed or number of records changed since it started".into()));
+            }
+            if let (Some(was), Some(now)) = (&old.fingerprint, &info.fingerprint) {
+                if was != now {
+                    return Err(resume_error(
+                        "the data set's records changed since it started (edited rows or replaced files)".into(),
+                    ));
+                }
             }
             let bytes = std::fs::read(path).map_err(io)?;
             let (done, good_len) = match format {
@@ -302,7 +312,15 @@ mod tests {
     }
 
     fn info() -> RunInfo {
-        RunInfo { run: "r1".into(), model: "m".into(), data: "d.csv".into(), records: 10, drift: None, seed: 0 }
+        RunInfo {
+            run: "r1".into(),
+            model: "m".into(),
+            data: "d.csv".into(),
+            records: 10,
+            drift: None,
+            seed: 0,
+            fingerprint: Some("crc32:1:10".into()),
+        }
     }
 
     #[test]
@@ -330,6 +348,10 @@ mod tests {
             other.model = "m2".into();
             let err = BatchWriter::open(&path, other, true, false).err().unwrap().to_string();
             assert!(err.contains("model m, not m2"), "{err}");
+            let mut edited = info();
+            edited.fingerprint = Some("crc32:2:10".into());
+            let err = BatchWriter::open(&path, edited, true, false).err().unwrap().to_string();
+            assert!(err.contains("records changed"), "{err}");
 
             let mut w = BatchWriter::open(&path, info(), true, false).unwrap();
             assert_eq!(w.done(), &HashSet::from([0, 1]), "{ext}");

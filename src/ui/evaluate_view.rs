@@ -740,6 +740,7 @@ fn answers_of(name: &str, run: &EvalRun) -> (crate::eval::output::RunInfo, Vec<c
         records: e.n,
         drift: e.drift.clone(),
         seed: e.seed,
+        fingerprint: None,
     };
     let answers: Vec<Answer> = e
         .outcomes
