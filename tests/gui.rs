@@ -634,3 +634,36 @@ fn the_evaluate_view_evaluates_opens_a_confusion_cell_compares_and_exports_a_rep
     harness.run_steps(3);
     assert!(has_text(&harness, "0/0328.png"), "the first disagreement");
 }
+
+/// Cancel stops an evaluation in flight: the view says how far it got and shows no partial
+/// metrics.
+#[test]
+fn an_evaluation_can_be_cancelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The test split 100 times over: long enough to cancel (about a second at full speed).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/digits/test");
+    let mut csv = String::from("image,label\n");
+    for _ in 0..100 {
+        for class in std::fs::read_dir(&root).unwrap().flatten() {
+            for file in std::fs::read_dir(class.path()).unwrap().flatten() {
+                csv.push_str(&format!("{},{}\n", file.path().display(), class.file_name().to_string_lossy()));
+            }
+        }
+    }
+    let data = tmp.path().join("many.csv");
+    std::fs::write(&data, csv).unwrap();
+    let mut harness = app(demo_config());
+    wait_until(&mut harness, "the first answers", |h| {
+        answered(h, Slot::A, "digit 3") && answered(h, Slot::B, "digit 3")
+    });
+    harness.get_by_label("Evaluate").click();
+    harness.step();
+    replace_text(&mut harness, "Data set", &data.display().to_string());
+    harness.get_by_label("Evaluate A (digits-v1)").click();
+    wait_until(&mut harness, "the run to start", |h| h.query_by_label("Cancel").is_some());
+    harness.get_by_label("Cancel").click();
+    wait_until(&mut harness, "the run to stop", |h| !h.state().evaluate_view().is_running());
+    assert!(harness.state().evaluate_view().result().is_none(), "no partial result");
+    let messages = harness.state().log_messages();
+    assert!(messages.iter().any(|m| m.starts_with("evaluation of A:") && m.contains("cancelled")), "{messages:?}");
+}
