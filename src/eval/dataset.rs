@@ -34,12 +34,15 @@ impl Dataset {
     /// changes it; reading every image would cost as much as the run).
     pub fn fingerprint(&self) -> String {
         let mut hasher = crc32fast::Hasher::new();
+        // Image paths relative to the data set, so that `data/` and `./data/` are the same run.
+        let base =
+            if self.source.is_dir() { self.source.as_path() } else { self.source.parent().unwrap_or(&self.source) };
         for e in &self.examples {
             hasher.update(e.id.as_bytes());
             hasher.update(&[0]);
             match &e.input {
                 ExampleInput::Image(path) => {
-                    hasher.update(path.to_string_lossy().as_bytes());
+                    hasher.update(path.strip_prefix(base).unwrap_or(path).to_string_lossy().as_bytes());
                     if let Ok(meta) = std::fs::metadata(path) {
                         hasher.update(&meta.len().to_le_bytes());
                         let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
@@ -269,6 +272,9 @@ mod tests {
         let before = Dataset::load(&folder).unwrap().fingerprint();
         image::RgbImage::from_pixel(5, 4, image::Rgb([9, 9, 9])).save(dir.join("a.png")).unwrap();
         assert_ne!(Dataset::load(&folder).unwrap().fingerprint(), before, "a replaced image");
+        let now = Dataset::load(&folder).unwrap().fingerprint();
+        let spelled_otherwise = tmp.path().join("images/./cat/..");
+        assert_eq!(Dataset::load(&spelled_otherwise).unwrap().fingerprint(), now, "the same folder, named otherwise");
     }
 
     #[test]

@@ -375,11 +375,14 @@ fn prepare_chunk(
         .collect();
     let good: Vec<&Item> = items.iter().filter(|i| i.input.is_ok()).collect();
     let t = Instant::now();
-    let batch = (!good.is_empty()).then(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare_items(model, labels, &good)))
-            .unwrap_or_else(|panic| Err(format!("internal error while preprocessing: {}", panic_message(&panic))))
-    });
+    let batch = (!good.is_empty()).then(|| prepare_caught(model, labels, &good));
     Prepared { chunk, items, batch, prepare_ms: t.elapsed().as_secs_f64() * 1e3 }
+}
+
+/// [`prepare_items`], with a panic in the preprocessing turned into this batch's error.
+fn prepare_caught(model: &LoadedModel, labels: &[String], items: &[&Item]) -> Result<Batch, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare_items(model, labels, items)))
+        .unwrap_or_else(|panic| Err(format!("internal error while preprocessing: {}", panic_message(&panic))))
 }
 
 /// The forward pass, with a panic in a kernel turned into this batch's error.
@@ -453,7 +456,7 @@ fn answer_chunk(
         Some(Err(_)) => {
             for item in &good {
                 let t = Instant::now();
-                let r = prepare_items(model, labels, &[item])
+                let r = prepare_caught(model, labels, &[item])
                     .and_then(|b| forward_caught(model, &b))
                     .and_then(|r| split(r).pop().ok_or_else(|| "the model gave no answer".into()))
                     .map(|s| (s, item.decode_ms + t.elapsed().as_secs_f64() * 1e3));
