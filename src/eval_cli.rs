@@ -95,6 +95,10 @@ pub struct EvalDataArgs {
     /// The report's format (default: from the extension; html otherwise).
     #[arg(long, value_parser = ["html", "md"])]
     format: Option<String>,
+    /// Also append the answers to this prediction log as a batch run (origin `batch`), e.g. to
+    /// make it a Monitor drift reference later (`modeldeck log runs`).
+    #[arg(long)]
+    log: Option<PathBuf>,
     #[command(flatten)]
     common: CommonSource,
 }
@@ -275,7 +279,9 @@ pub fn run_batch(args: BatchArgs) -> anyhow::Result<()> {
 }
 
 fn eval_options(args: &EvalDataArgs) -> anyhow::Result<EvalOptions> {
+    let log = crate::open_log(args.log.as_deref(), Default::default())?;
     Ok(EvalOptions {
+        log: log.map(|log| eval::BatchLog { log, run: pipeline::new_run_id() }),
         batch_size: args.batch_size,
         drift: args.drift.as_deref().map(ImageDrift::parse).transpose()?,
         seed: args.seed,
@@ -306,6 +312,17 @@ fn write_report(
     Ok(())
 }
 
+/// Waits for the log to commit the run's rows (`--log`) and says where they are.
+fn finish_log(options: &EvalOptions, json: bool) -> anyhow::Result<()> {
+    if let Some(eval::BatchLog { log, run }) = &options.log {
+        log.flush()?;
+        if !json {
+            eprintln!("logged to {} as run batch-{run}", log.path().display());
+        }
+    }
+    Ok(())
+}
+
 pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     let a = &args.data;
     let data = Dataset::load(&a.data)?;
@@ -314,6 +331,7 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     let bar = progress_bar(data.examples.len(), "eval", a.json);
     let run = eval::evaluate(&model, &data, &options, |p| show_progress(&bar, p))?;
     bar.finish_and_clear();
+    finish_log(&options, a.json)?;
     let e = &run.evaluation;
     if a.json {
         println!("{}", serde_json::to_string_pretty(e)?);
@@ -335,6 +353,7 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         show_progress(&bar, p)
     })?;
     bar.finish_and_clear();
+    finish_log(&options, d.json)?;
     if d.json {
         let mut value = serde_json::to_value(&c)?;
         value["disagreement_records"] = serde_json::json!(c

@@ -69,7 +69,7 @@ enum LogCommand {
     Export(LogExportArgs),
     /// The alerts the log has kept, oldest first: when each fired and resolved.
     Alerts(LogAlertsArgs),
-    /// The batch runs in the log (`batch` and the Evaluate view), newest first:
+    /// The batch runs in the log (`batch`, `eval --log`, `compare --log`, the Evaluate view), newest first:
     /// an id for `monitor --reference-run`.
     Runs(LogAlertsArgs),
     /// Write synthetic rows through the writer thread and report rows/s (and, with

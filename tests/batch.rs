@@ -257,3 +257,35 @@ fn text_and_embedding_models_write_their_answers() {
     assert_eq!(&records[1][8], "empty text");
     assert!(records[2][8].contains("UTF-8"), "{:?}", &records[2]);
 }
+
+/// `eval --log` and `compare --log` put their answers in the log as a batch run, each model's
+/// rows apart, and `log runs` lists them.
+#[test]
+fn eval_and_compare_can_log_their_answers_as_a_batch_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log.sqlite");
+    let log_arg = log.display().to_string();
+    let e = run(&["eval", "--model", "demo:digits-v1", "--data", "assets/digits/test", "--log", &log_arg]);
+    assert_eq!(e["metrics"]["correct"], 534);
+    run(&[
+        "compare",
+        "--a",
+        "demo:digits-v1",
+        "--b",
+        "demo:digits-v2",
+        "--data",
+        "assets/digits/test",
+        "--log",
+        &log_arg,
+    ]);
+    let runs = modeldeck::store::batch_runs(&log, 10).unwrap();
+    let mut seen: Vec<(&str, u64)> = runs.iter().map(|r| (r.model.as_str(), r.rows)).collect();
+    seen.sort();
+    assert_eq!(seen, [("demo:digits-v1", 540), ("demo:digits-v1", 540), ("demo:digits-v2", 540)], "{runs:?}");
+    let listed = run(&["log", "runs", "--log", &log_arg]);
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    // The comparison's run holds both models; each is its own reference.
+    let compare_run = &runs[0].run;
+    let (_, b) = modeldeck::monitor::batch_run_reference(&log, compare_run, Some("demo:digits-v2")).unwrap();
+    assert_eq!(b.len(), 540);
+}

@@ -596,7 +596,7 @@ pub struct Query {
     pub request_prefix: Option<String>,
 }
 
-/// A batch run in the log (`modeldeck batch` and the Evaluate view log their
+/// A batch run in the log (`modeldeck batch`, `eval --log`, `compare --log` and the Evaluate view log their
 /// answers with origin `batch` and request ids `batch-RUN-INDEX`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BatchRun {

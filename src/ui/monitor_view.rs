@@ -257,7 +257,7 @@ impl MonitorView {
                     let mine: Vec<_> = runs.iter().filter(|r| r.model == model.as_ref()).collect();
                     if mine.is_empty() {
                         ui.label(format!(
-                            "No batch run of {model} in the log yet: run `modeldeck batch` or the Evaluate view."
+                            "No batch run of {model} in the log yet: run `modeldeck batch`, `eval --log` or the Evaluate view."
                         ));
                     }
                     for r in mine {
