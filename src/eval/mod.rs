@@ -81,23 +81,23 @@ pub fn load_image(example: &Example, drift: Option<&ImageDrift>, seed: u64, inde
         return Err(Error::Usage(format!("example `{}` has no image", example.id)));
     };
     let image = model::decode_image_file(path).map_err(model::ModelError::from)?;
-    Ok(match drift {
+    Ok(drifted(image, drift, seed, index))
+}
+
+/// `image` with record `index`'s drift applied (none for no drift or an identity one).
+fn drifted(image: RgbImage, drift: Option<&ImageDrift>, seed: u64, index: usize) -> RgbImage {
+    match drift {
         Some(d) if !d.is_identity() => d.apply(&image, drift_seed(seed, index)),
         _ => image,
-    })
+    }
 }
 
 /// The image a model saw for record `index`: the file at `path` with the drift (spec form, as
 /// in [`evaluation::Evaluation::drift`]) applied as [`load_image`] applies it.
 pub fn seen_image(path: &str, drift: Option<&str>, seed: u64, index: usize) -> Result<RgbImage, String> {
+    let drift = drift.map(ImageDrift::parse).transpose().map_err(|e| e.to_string())?;
     let image = model::decode_image_file(std::path::Path::new(path)).map_err(|e| e.to_string())?;
-    match drift {
-        None => Ok(image),
-        Some(spec) => {
-            let drift = ImageDrift::parse(spec).map_err(|e| e.to_string())?;
-            Ok(if drift.is_identity() { image } else { drift.apply(&image, drift_seed(seed, index)) })
-        }
-    }
+    Ok(drifted(image, drift.as_ref(), seed, index))
 }
 
 /// The size of a `w`×`h` image scaled to fit an `edge`×`edge` box, aspect ratio kept (each side
@@ -109,7 +109,7 @@ pub fn fit_box(w: u32, h: u32, edge: u32) -> (u32, u32) {
 }
 
 /// The seed of one record's drift.
-pub fn drift_seed(seed: u64, index: usize) -> u64 {
+fn drift_seed(seed: u64, index: usize) -> u64 {
     seed.wrapping_mul(1_000_003).wrapping_add(index as u64)
 }
 

@@ -385,6 +385,14 @@ CREATE INDEX IF NOT EXISTS alerts_at ON alerts(at_ms);
 ";
 
 /// Opens a connection and checks (or, for a new file, writes) ModelDeck's marks.
+/// A read-only connection to an existing log (readers never create one).
+fn open_for_reading(path: &Path) -> Result<Connection, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::Unreadable { path: path.to_path_buf(), reason: "no such file".into() });
+    }
+    open_connection(path, true)
+}
+
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let unreadable = |e: rusqlite::Error| StoreError::Unreadable { path: path.to_path_buf(), reason: e.to_string() };
     let not_a_log = |e: rusqlite::Error| StoreError::NotALog { path: path.to_path_buf(), detail: Some(e.to_string()) };
@@ -610,10 +618,7 @@ pub struct BatchRun {
 
 /// The batch runs in the log at `path`, newest first (at most `limit`).
 pub fn batch_runs(path: &Path, limit: usize) -> Result<Vec<BatchRun>, StoreError> {
-    if !path.is_file() {
-        return Err(StoreError::Unreadable { path: path.to_path_buf(), reason: "no such file".into() });
-    }
-    let conn = open_connection(path, true)?;
+    let conn = open_for_reading(path)?;
     let sqlite = |e: rusqlite::Error| StoreError::Sqlite { path: path.to_path_buf(), reason: e.to_string() };
     // The run id is everything between `batch-` and the last `-` (the record's index).
     let mut statement = conn
@@ -662,10 +667,7 @@ impl StoredPrediction {
 
 /// Reads rows from a log (read-only: the log may be being written).
 pub fn read(path: &Path, query: &Query) -> Result<Vec<StoredPrediction>, StoreError> {
-    if !path.is_file() {
-        return Err(StoreError::Unreadable { path: path.to_path_buf(), reason: "no such file".into() });
-    }
-    let conn = open_connection(path, true)?;
+    let conn = open_for_reading(path)?;
     let sqlite = |e: rusqlite::Error| StoreError::Sqlite { path: path.to_path_buf(), reason: e.to_string() };
     let mut statement = conn
         .prepare(
@@ -855,10 +857,7 @@ pub fn alert_state_name(state: AlertState) -> &'static str {
 
 /// Every alert in a log, oldest first (none for a log written before alerts were kept).
 pub fn read_alerts(path: &Path) -> Result<Vec<AlertRecord>, StoreError> {
-    if !path.is_file() {
-        return Err(StoreError::Unreadable { path: path.to_path_buf(), reason: "no such file".into() });
-    }
-    let conn = open_connection(path, true)?;
+    let conn = open_for_reading(path)?;
     let sqlite = |e: rusqlite::Error| StoreError::Sqlite { path: path.to_path_buf(), reason: e.to_string() };
     let has_alerts: bool = conn
         .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alerts'", [], |r| {

@@ -81,7 +81,7 @@ impl Outcome {
 }
 
 /// Which records the browser lists.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Browse {
     /// Label `classes[row]` predicted as `classes[column]` (of the shown model's metrics).
     Cell {
@@ -118,6 +118,9 @@ pub struct EvaluateView {
     pub browse: Browse,
     /// Records of the browser shown (grows with "Show more").
     shown: usize,
+    /// The browser's record indices for (result generation, side, selection): a filter over
+    /// every outcome, so it runs when the selection changes, not every frame.
+    listed: Option<(ListKey, Arc<[usize]>)>,
     /// Thumbnails of the shown result's records, by record index.
     thumbs: HashMap<usize, Thumb>,
     /// Bumped with every new result, so a late thumbnail of an old one is dropped.
@@ -128,6 +131,9 @@ pub struct EvaluateView {
     export_tx: Sender<Note>,
     export_rx: Receiver<Note>,
 }
+
+/// What the browser lists: the result's generation, the side shown and the selection.
+type ListKey = (u64, Slot, Browse);
 
 /// A made thumbnail: the result generation, the record's index, the image or why there is none.
 type ThumbDone = (u64, usize, Result<egui::ColorImage, String>);
@@ -153,6 +159,7 @@ impl Default for EvaluateView {
             side: Slot::A,
             browse: Browse::ConfidentlyWrong,
             shown: PAGE,
+            listed: None,
             thumbs: HashMap::new(),
             generation: 0,
             thumb_tx: None,
@@ -414,7 +421,15 @@ impl EvaluateView {
                 }
             }
         });
-        let indices = self.browse_indices(outcome);
+        let key = (self.generation, self.side, self.browse);
+        let indices = match &self.listed {
+            Some((k, indices)) if *k == key => Arc::clone(indices),
+            _ => {
+                let indices: Arc<[usize]> = self.browse_indices(outcome).into();
+                self.listed = Some((key, Arc::clone(&indices)));
+                indices
+            }
+        };
         if indices.is_empty() {
             ui.label("No records here.");
             return;
@@ -440,12 +455,10 @@ impl EvaluateView {
             }
             ui.strong("latency");
             ui.end_row();
+            // The image shown is the one A saw (both models saw the same drift).
+            let seen = comparison.map_or(evaluation, |c| &c.a);
             for &i in indices.iter().take(self.shown) {
-                let a = match comparison {
-                    Some(c) => &c.a.outcomes[i],
-                    None => &evaluation.outcomes[i],
-                };
-                let seen = comparison.map_or(evaluation, |c| &c.a);
+                let a = &seen.outcomes[i];
                 if input_cell(ui, a, &self.thumbs) {
                     wanted.push(ThumbJob {
                         generation: self.generation,
