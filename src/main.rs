@@ -17,6 +17,7 @@ use modeldeck::source::{self, DownloadUpdate, ModelSource, ResolveOptions};
 use modeldeck::store;
 
 mod eval_cli;
+mod serve_cli;
 
 #[derive(Parser)]
 #[command(name = "modeldeck", version, about = "Run, compare and monitor machine-learning models on your own machine")]
@@ -60,6 +61,12 @@ enum Command {
     /// Rehearse a release of model B against model A on replayed traffic: an A/B test, a shadow
     /// deployment or a canary with automatic promotion and rollback.
     Simulate(SimulateArgs),
+    /// Serve a model over the Open Inference Protocol v2 REST API (KServe/Triton/MLServer
+    /// clients can call it): request batching, a bounded queue, /metrics, the prediction log.
+    Serve(serve_cli::ServeArgs),
+    /// Concurrent clients against a model, local or remote: throughput and latency percentiles
+    /// per concurrency level.
+    Loadtest(serve_cli::LoadtestArgs),
 }
 
 #[derive(Subcommand)]
@@ -530,6 +537,8 @@ fn main() -> ExitCode {
         Some(Command::Log(LogCommand::Bench(args))) => run_log_bench(args),
         Some(Command::Monitor(args)) => run_monitor(args),
         Some(Command::Simulate(args)) => run_simulate(args),
+        Some(Command::Serve(args)) => serve_cli::run_serve(args),
+        Some(Command::Loadtest(args)) => serve_cli::run_loadtest(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

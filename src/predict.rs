@@ -84,6 +84,10 @@ pub struct InputResult {
     /// Input features (image or text), then output features (from the full score vector, not
     /// only the top k).
     pub features: Features,
+    /// Every label's probability and logit, in label order (classifiers; `modeldeck serve`
+    /// answers with them).
+    #[serde(skip)]
+    pub scores: Option<model::Scores>,
 }
 
 /// The whole answer.
@@ -97,6 +101,10 @@ pub struct PredictOutput {
     pub similarity: Option<f32>,
     /// Preprocessing + inference for all inputs, excluding file decoding.
     pub latency_ms: f64,
+    /// Remote models: what the server reports it spent of `latency_ms` (the rest is the
+    /// network and this side's encoding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_ms: Option<f64>,
 }
 
 impl PredictOutput {
@@ -107,6 +115,10 @@ impl PredictOutput {
             "task": self.task,
             "latency_ms": self.latency_ms,
         });
+        if let Some(server) = self.server_ms {
+            json["server_ms"] = serde_json::json!(server);
+            json["network_ms"] = serde_json::json!((self.latency_ms - server).max(0.0));
+        }
         if let [single] = self.results.as_slice() {
             if let Some(p) = &single.predictions {
                 json["predictions"] = serde_json::json!(p);
@@ -191,7 +203,7 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
         return Err(Error::Usage(format!("a template (--template) is for zero-shot models, not {task} models")));
     }
     let labels: Vec<String> = request.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
-    let (names, input_features, response, latency_ms) = match &request.inputs {
+    let (names, input_features, response, latency_ms, server_ms) = match &request.inputs {
         Inputs::Images(images) => {
             if !task.takes_images() {
                 return Err(wrong_kind());
@@ -209,25 +221,25 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
                 }
             };
             let started = Instant::now();
-            let response = if task == Task::ZeroShotImageClassification {
+            let (response, server_ms) = if task == Task::ZeroShotImageClassification {
                 if labels.is_empty() {
                     return Err(Error::Usage(
                         "zero-shot models need candidate labels: pass --labels \"a cat,a dog\"".into(),
                     ));
                 }
-                model.run(&Request::ZeroShot {
+                model.run_timed(&Request::ZeroShot {
                     images: pixels,
                     labels: &labels,
                     template: request.template.as_deref(),
                 })?
             } else {
-                model.run(&Request::Images(pixels))?
+                model.run_timed(&Request::Images(pixels))?
             };
             let latency_ms = started.elapsed().as_secs_f64() * 1e3;
             // On the images as given, not as preprocessed; outside the model's latency.
             let input_features: Vec<Features> = pixels.iter().map(features::image_features).collect();
             let names = images.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
-            (names, input_features, response, latency_ms)
+            (names, input_features, response, latency_ms, server_ms)
         }
         Inputs::Texts(texts) => {
             if task.takes_images() {
@@ -238,17 +250,35 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
             }
             let started = Instant::now();
             let batch = model.prepare(&Request::Texts { texts, max_tokens: None })?;
-            let response = model.forward(&batch)?;
+            let (response, server_ms) = model.forward_timed(&batch)?;
             let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-            // The text features come from the tokenization the model just ran on.
+            // The text features come from the tokenization the model just ran on (a remote
+            // model's tokenizer is on the server: no token features then).
             let input_features = match &batch.text {
                 Some(encoded) => encoded.lengths.iter().map(features::text_length_features).collect(),
                 None => vec![Features::default(); texts.len()],
             };
-            (texts.clone(), input_features, response, latency_ms)
+            (texts.clone(), input_features, response, latency_ms, server_ms)
         }
     };
     let label_names: &[String] = if task == Task::ZeroShotImageClassification { &labels } else { model.labels() };
+    let answer = ModelAnswer { names, input_features, response, latency_ms, server_ms };
+    Ok(shape_output(model, label_names, answer, top_k))
+}
+
+/// What the model gave for a request, before it is shaped into a [`PredictOutput`].
+pub struct ModelAnswer {
+    pub names: Vec<String>,
+    pub input_features: Vec<Features>,
+    pub response: Response,
+    pub latency_ms: f64,
+    pub server_ms: Option<f64>,
+}
+
+/// Shapes a model's answer: top-k labels, embeddings, output features, the similarity of the
+/// first two embeddings.
+pub fn shape_output(model: &LoadedModel, label_names: &[String], answer: ModelAnswer, top_k: usize) -> PredictOutput {
+    let ModelAnswer { names, input_features, response, latency_ms, server_ms } = answer;
     let mut similarity = None;
     let results = match response {
         Response::Scores(scores) => names
@@ -257,7 +287,8 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
             .zip(input_features)
             .map(|((name, s), mut features)| {
                 features.extend(features::score_features(&s.probs));
-                InputResult { input: name, predictions: Some(s.top_k(label_names, top_k)), embedding: None, features }
+                let predictions = Some(s.top_k(label_names, top_k));
+                InputResult { input: name, predictions, embedding: None, features, scores: Some(s) }
             })
             .collect(),
         Response::Embeddings(vectors) => {
@@ -270,12 +301,12 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
                 .zip(input_features)
                 .map(|((name, v), mut features)| {
                     features.extend(features::embedding_features(&v));
-                    InputResult { input: name, predictions: None, embedding: Some(v), features }
+                    InputResult { input: name, predictions: None, embedding: Some(v), features, scores: None }
                 })
                 .collect()
         }
     };
-    Ok(PredictOutput { model: model.card().clone(), task, results, similarity, latency_ms })
+    PredictOutput { model: model.card().clone(), task: model.task(), results, similarity, latency_ms, server_ms }
 }
 
 /// Cosine similarity of two vectors (0 when either is all zeros or their lengths differ).

@@ -55,6 +55,7 @@ fn card(name: &str, labels: &[String]) -> ModelCard {
         dtype: "F32".into(),
         size_bytes: 4_938_268,
         load_ms: 12.5,
+        endpoint: None,
     }
 }
 

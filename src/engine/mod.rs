@@ -176,9 +176,7 @@ impl Engine {
         shared.emit(EngineEvent::LoadStarted { slot, source: source.clone() });
         let failed_source = source.clone();
         let spawned = std::thread::Builder::new().name(format!("modeldeck-load-{}", slot.name())).spawn(move || {
-            let result = source::resolve(&source, &options)
-                .map_err(crate::Error::from)
-                .and_then(|files| model::load(&files).map_err(crate::Error::from));
+            let result = model::load_source(&source, &options);
             let Ok(mut state) = shared.slots[slot.index()].lock() else { return };
             if state.generation != generation {
                 return; // a newer load replaced this one

@@ -44,6 +44,9 @@ pub struct ModelCard {
     pub dtype: String,
     pub size_bytes: u64,
     pub load_ms: f64,
+    /// Remote models: where they are served and how they answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<crate::remote::EndpointCard>,
 }
 
 /// One request to a model: a batch of inputs of the kind its task takes.
@@ -106,6 +109,16 @@ pub struct Batch {
     pub size: usize,
     pub pixel_values: Option<Tensor>,
     pub text: Option<text::EncodedBatch>,
+    /// Inputs a remote model sends as they are.
+    pub raw: Option<RawInputs>,
+}
+
+/// What a remote model's request carries besides tensors.
+#[derive(Debug, Clone)]
+pub enum RawInputs {
+    Texts(Vec<String>),
+    /// Encoded image files (PNG).
+    Encoded(Vec<Vec<u8>>),
 }
 
 /// Every architecture behind one interface. `prepare` does preprocessing/tokenization and
@@ -113,6 +126,11 @@ pub struct Batch {
 pub trait Network: Send + Sync {
     fn prepare(&self, request: &Request) -> Result<Batch, ModelError>;
     fn forward(&self, batch: &Batch) -> Result<Response, ModelError>;
+
+    /// `forward` plus the time the server reports it spent (remote models), in ms.
+    fn forward_timed(&self, batch: &Batch) -> Result<(Response, Option<f64>), ModelError> {
+        Ok((self.forward(batch)?, None))
+    }
 
     /// What the final classification layer sees, `(batch, features)`: the frozen representation
     /// a new head is trained on. Models without one say so.
@@ -145,6 +163,9 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    pub(crate) fn from_parts(card: ModelCard, network: Box<dyn Network>) -> Self {
+        Self { card, network }
+    }
     pub fn card(&self) -> &ModelCard {
         &self.card
     }
@@ -160,9 +181,22 @@ impl LoadedModel {
     pub fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
         self.network.forward(batch)
     }
+    /// `forward` plus the time a remote server reports it spent, in ms.
+    pub fn forward_timed(&self, batch: &Batch) -> Result<(Response, Option<f64>), ModelError> {
+        self.network.forward_timed(batch)
+    }
     pub fn run(&self, request: &Request) -> Result<Response, ModelError> {
         let batch = self.prepare(request)?;
         self.forward(&batch)
+    }
+    /// `run` plus the server's reported time (remote models).
+    pub fn run_timed(&self, request: &Request) -> Result<(Response, Option<f64>), ModelError> {
+        let batch = self.prepare(request)?;
+        self.forward_timed(&batch)
+    }
+    /// True for a model served elsewhere.
+    pub fn is_remote(&self) -> bool {
+        self.card.endpoint.is_some()
     }
     pub fn text_encoder(&self) -> Option<&TextEncoder> {
         self.network.text_encoder()
@@ -211,12 +245,21 @@ pub fn load(files: &ModelFiles) -> Result<LoadedModel, ModelError> {
         dtype: weights.dtype_name(),
         size_bytes: files.size_bytes(),
         load_ms: started.elapsed().as_secs_f64() * 1e3,
+        endpoint: None,
     };
     Ok(LoadedModel { card, network })
 }
 
 /// Resolves and loads in one call.
+/// Resolves and loads in one call; a remote source connects to its endpoint instead.
 pub fn load_source(source: &ModelSource, options: &crate::source::ResolveOptions) -> Result<LoadedModel, crate::Error> {
+    if let ModelSource::Remote { url } = source {
+        let spec = crate::remote::RemoteSpec::parse(url).map_err(crate::source::SourceError::InvalidSource)?;
+        if options.cancel.is_cancelled() {
+            return Err(crate::source::SourceError::Cancelled.into());
+        }
+        return Ok(crate::remote::load(&spec)?);
+    }
     let files = crate::source::resolve(source, options)?;
     Ok(load(&files)?)
 }
@@ -225,6 +268,7 @@ fn model_name(source: &ModelSource) -> String {
     match source {
         ModelSource::Hub { repo_id, .. } => repo_id.clone(),
         ModelSource::Demo { name } => name.clone(),
+        ModelSource::Remote { url } => url.clone(),
         ModelSource::Local { path } => {
             let path = if path.is_file() { path.parent().unwrap_or(path) } else { path.as_path() };
             let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -248,7 +292,12 @@ pub(crate) fn image_batch(
             if images.is_empty() {
                 return Err(ModelError::Input("no image given".into()));
             }
-            Ok(Batch { size: images.len(), pixel_values: Some(preprocessor.batch_tensor(images, device)?), text: None })
+            Ok(Batch {
+                size: images.len(),
+                pixel_values: Some(preprocessor.batch_tensor(images, device)?),
+                text: None,
+                raw: None,
+            })
         }
         Request::Texts { .. } => Err(ModelError::WrongInput { task, expected: "images", given: "text" }),
         Request::ZeroShot { .. } => {
@@ -305,6 +354,8 @@ pub enum ModelError {
     Image(#[from] ImageError),
     #[error("{task} models take {expected}, not {given}")]
     WrongInput { task: Task, expected: &'static str, given: &'static str },
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
     #[error("inference failed: {}", weights::describe(.0))]
     Compute(#[from] candle_core::Error),
 }

@@ -15,13 +15,16 @@ use std::sync::Arc;
 pub use disk::resolve_dir;
 pub use hub::{download, hub_cache_dir};
 
-/// Where a model comes from, as a user writes it: `org/name[@revision]`, a path, or `demo:<name>`.
+/// Where a model comes from, as a user writes it: `org/name[@revision]`, a path, `demo:<name>`,
+/// or a remote endpoint (`oip+http(s)://…`, `tei+http(s)://…`; see [`crate::remote`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelSource {
     Hub { repo_id: String, revision: Option<String> },
     Local { path: PathBuf },
     Demo { name: String },
+    /// A served model, as written (validated by [`crate::remote::RemoteSpec::parse`]).
+    Remote { url: String },
 }
 
 impl ModelSource {
@@ -34,6 +37,10 @@ impl ModelSource {
         }
         if let Some(name) = text.strip_prefix("demo:") {
             return Ok(Self::Demo { name: name.to_string() });
+        }
+        if crate::remote::RemoteSpec::is_remote(text) {
+            crate::remote::RemoteSpec::parse(text).map_err(SourceError::InvalidSource)?;
+            return Ok(Self::Remote { url: text.to_string() });
         }
         let path = Path::new(text);
         if path.exists() {
@@ -71,6 +78,7 @@ impl fmt::Display for ModelSource {
             Self::Hub { repo_id, revision: None } => write!(f, "{repo_id}"),
             Self::Local { path } => write!(f, "{}", path.display()),
             Self::Demo { name } => write!(f, "demo:{name}"),
+            Self::Remote { url } => write!(f, "{url}"),
         }
     }
 }
@@ -193,6 +201,7 @@ pub fn resolve(source: &ModelSource, options: &ResolveOptions) -> Result<ModelFi
             disk::resolve_dir(&embedded::materialize(demo)?, source.clone())
         }
         ModelSource::Hub { repo_id, revision } => hub::resolve(repo_id, revision.as_deref(), options),
+        ModelSource::Remote { url } => Err(SourceError::RemoteHasNoFiles(url.clone())),
     }
 }
 
@@ -229,6 +238,8 @@ pub enum SourceError {
     NotCached { repo_id: String, cache: PathBuf },
     #[error("network error while downloading `{repo_id}` and no cached copy: {detail}")]
     Network { repo_id: String, detail: String },
+    #[error("{0} is served remotely: it has no local files to read, train or download (load it with `--model` to predict, compare or monitor it)")]
+    RemoteHasNoFiles(String),
     #[error("download cancelled")]
     Cancelled,
     #[error("Hub error for `{repo_id}`: {detail}")]
@@ -258,5 +269,9 @@ mod tests {
         assert!(matches!(ModelSource::parse("org/name@"), Err(SourceError::InvalidSource(_))));
         assert!(matches!(ModelSource::parse("  "), Err(SourceError::InvalidSource(_))));
         assert_eq!(ModelSource::parse("a/b@c").unwrap().to_string(), "a/b@c");
+        let remote = "oip+http://127.0.0.1:8080/digits@v1?labels=a,b";
+        assert_eq!(ModelSource::parse(remote).unwrap(), ModelSource::Remote { url: remote.into() });
+        assert_eq!(ModelSource::parse(remote).unwrap().to_string(), remote);
+        assert!(matches!(ModelSource::parse("tei+http://h:1?bogus=1"), Err(SourceError::InvalidSource(_))));
     }
 }

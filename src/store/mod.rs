@@ -40,12 +40,14 @@ pub enum Origin {
     Replay,
     Batch,
     Cli,
+    /// A request to `modeldeck serve`.
+    Serve,
 }
 
 impl Origin {
-    pub const ALL: [Origin; 4] = [Self::Playground, Self::Replay, Self::Batch, Self::Cli];
+    pub const ALL: [Origin; 5] = [Self::Playground, Self::Replay, Self::Batch, Self::Cli, Self::Serve];
 
-    /// The origin named `name` (`playground`, `replay`, `batch`, `cli`).
+    /// The origin named `name` (`playground`, `replay`, `batch`, `cli`, `serve`).
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|o| o.name() == name)
     }
@@ -56,6 +58,7 @@ impl Origin {
             Self::Replay => "replay",
             Self::Batch => "batch",
             Self::Cli => "cli",
+            Self::Serve => "serve",
         }
     }
 }

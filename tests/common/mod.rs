@@ -1,6 +1,7 @@
 //! Helpers shared by integration tests.
 #![allow(dead_code)]
 
+pub mod http_stub;
 pub mod hub_server;
 
 use std::path::PathBuf;
@@ -58,5 +59,35 @@ impl modeldeck::ui::FileDialogs for ScriptedDialogs {
             DialogKind::Image => &self.image,
         };
         answer.lock().ok()?.take()
+    }
+}
+
+/// The Python venv with the Open Inference Protocol peers (MLServer, tritonclient), made by
+/// scripts/peers_venv.sh on first use (about 30 s and 550 MB, from PyPI). `None` (the test is
+/// skipped, with a note) when it cannot be made, unless MODELDECK_REQUIRE_PEERS=1 (CI), where that
+/// is a failure.
+pub fn peers_python() -> Option<PathBuf> {
+    static VENV: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let made = VENV.get_or_init(|| {
+        let out = std::process::Command::new("bash")
+            .arg(root().join("scripts/peers_venv.sh"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run scripts/peers_venv.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("scripts/peers_venv.sh failed ({})", out.status));
+        }
+        let venv = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
+        Ok(PathBuf::from(venv).join("bin/python"))
+    });
+    match made {
+        Ok(python) => Some(python.clone()),
+        Err(e) if std::env::var("MODELDECK_REQUIRE_PEERS").is_ok_and(|v| v == "1") => {
+            panic!("{e}: the OIP interop tests need pip and PyPI (MODELDECK_REQUIRE_PEERS=1)")
+        }
+        Err(e) => {
+            eprintln!("skipping: {e} (set MODELDECK_REQUIRE_PEERS=1 to make this a failure)");
+            None
+        }
     }
 }
