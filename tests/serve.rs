@@ -171,6 +171,10 @@ fn concurrent_requests_are_batched_without_mixing_answers_and_all_are_logged_and
     }
     let metrics = reqwest::blocking::get(format!("http://{}/metrics", server.addr())).unwrap().text().unwrap();
     assert!(metrics.contains(r#"modeldeck_predictions_total{model="digits",origin="serve"} 24"#), "{metrics}");
+    // 24 clients at once within a 20 ms window: some requests shared a model call.
+    let (requests, calls, inputs) = server.stats().snapshot();
+    assert_eq!((requests, inputs), (24, 24));
+    assert!(calls < 24, "{calls} model calls for 24 concurrent requests: nothing was batched");
     server.stop();
     // Stopping flushed the log: one row per request, under the client's ids.
     let rows = store::read(&log_path, &store::Query::default()).unwrap();

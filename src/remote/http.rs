@@ -35,9 +35,19 @@ pub(crate) struct Endpoint {
     token: Option<String>,
     timeout: Duration,
     retries: u32,
-    in_flight: Mutex<usize>,
+    gate: Mutex<Gate>,
     freed: Condvar,
     limit: usize,
+}
+
+/// A first-come, first-served limit on requests in flight: callers take a ticket and go in
+/// ticket order, so under load no caller waits behind later ones (a plain condition variable
+/// wakes an arbitrary waiter, which starves some).
+#[derive(Default)]
+struct Gate {
+    next_ticket: u64,
+    turn: u64,
+    in_flight: usize,
 }
 
 impl Endpoint {
@@ -62,7 +72,7 @@ impl Endpoint {
             token,
             timeout: spec.options.timeout,
             retries: spec.options.retries,
-            in_flight: Mutex::new(0),
+            gate: Mutex::new(Gate::default()),
             freed: Condvar::new(),
             limit: spec.options.concurrency,
         })
@@ -143,11 +153,16 @@ impl Endpoint {
     }
 
     fn acquire(&self) -> SlotGuard<'_> {
-        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        while *n >= self.limit {
-            n = self.freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        let ticket = gate.next_ticket;
+        gate.next_ticket += 1;
+        while gate.turn != ticket || gate.in_flight >= self.limit {
+            gate = self.freed.wait(gate).unwrap_or_else(|e| e.into_inner());
         }
-        *n += 1;
+        gate.turn += 1;
+        gate.in_flight += 1;
+        // The next ticket may be able to go too.
+        self.freed.notify_all();
         SlotGuard(self)
     }
 
@@ -187,9 +202,9 @@ struct SlotGuard<'a>(&'a Endpoint);
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        let mut n = self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        *n = n.saturating_sub(1);
-        self.0.freed.notify_one();
+        let mut gate = self.0.gate.lock().unwrap_or_else(|e| e.into_inner());
+        gate.in_flight = gate.in_flight.saturating_sub(1);
+        self.0.freed.notify_all();
     }
 }
 

@@ -118,6 +118,27 @@ struct Shared {
     arriving: Arc<AtomicUsize>,
 }
 
+/// What the batcher has done so far.
+#[derive(Debug, Default)]
+pub struct ServeStats {
+    /// Requests answered (with an answer or an error) by the model worker.
+    pub requests: AtomicU64,
+    /// Model calls made for them: fewer than `requests` when batching merged some.
+    pub model_calls: AtomicU64,
+    pub inputs: AtomicU64,
+}
+
+impl ServeStats {
+    /// `(requests, model calls, inputs)`.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.model_calls.load(Ordering::Relaxed),
+            self.inputs.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A running server; dropping it (or [`Server::stop`]) shuts it down gracefully: requests in
 /// flight are answered, queued ones run, the log is flushed.
 pub struct Server {
@@ -127,6 +148,7 @@ pub struct Server {
     batcher: Option<JoinHandle<()>>,
     log: Option<PredictionLog>,
     metrics: Arc<PromMetrics>,
+    stats: Arc<ServeStats>,
 }
 
 impl Server {
@@ -148,6 +170,13 @@ impl Server {
             let _ = thread.join();
         }
         server.finish();
+        let (requests, calls, inputs) = server.stats.snapshot();
+        if requests > 0 {
+            eprintln!(
+                "answered {requests} requests ({inputs} inputs) in {calls} model calls: {:.2} inputs a call",
+                inputs as f64 / calls.max(1) as f64
+            );
+        }
         Ok(())
     }
 
@@ -182,8 +211,10 @@ impl Server {
         let model_label: Arc<str> = Arc::from(options.name.as_str());
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(options.queue.max(1));
         let arriving = Arc::new(AtomicUsize::new(0));
+        let stats = Arc::new(ServeStats::default());
         let batcher = {
             let arriving = arriving.clone();
+            let stats = stats.clone();
             let model = model.clone();
             let metrics = metrics.clone();
             let log = options.log.clone();
@@ -192,7 +223,7 @@ impl Server {
             std::thread::Builder::new()
                 .name("serve-batcher".into())
                 .spawn(move || {
-                    let batching = Batching { max_batch, window, arriving };
+                    let batching = Batching { max_batch, window, arriving, stats };
                     batch_loop(&model, &queue, &batching, log.as_ref(), &metrics, &label)
                 })
                 .map_err(ServeError::Start)?
@@ -240,6 +271,7 @@ impl Server {
             batcher: Some(batcher),
             log: options.log,
             metrics,
+            stats,
         })
     }
 
@@ -250,6 +282,10 @@ impl Server {
 
     pub fn metrics(&self) -> &PromMetrics {
         &self.metrics
+    }
+
+    pub fn stats(&self) -> &ServeStats {
+        &self.stats
     }
 
     /// Stops accepting, answers what is in flight, runs what is queued and flushes the log.
@@ -481,6 +517,7 @@ struct Batching {
     max_batch: usize,
     window: Duration,
     arriving: Arc<AtomicUsize>,
+    stats: Arc<ServeStats>,
 }
 
 /// The batcher: takes the first waiting job and gathers compatible ones (up to `max_batch`
@@ -532,6 +569,9 @@ fn batch_loop(
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        batching.stats.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
+        batching.stats.model_calls.fetch_add(1, Ordering::Relaxed);
+        batching.stats.inputs.fetch_add(size as u64, Ordering::Relaxed);
         run_group(model, group, log, metrics, label);
     }
 }

@@ -15,6 +15,8 @@ use crate::source::{self, DownloadUpdate, ModelSource};
 pub struct SlotForm {
     pub repo: String,
     pub revision: String,
+    /// A served model: `oip+http(s)://HOST:PORT/MODEL[@VERSION]` or `tei+http(s)://HOST:PORT`.
+    pub remote: String,
 }
 
 #[derive(Default)]
@@ -88,6 +90,28 @@ impl ModelsView {
                 }
                 if ui.button(format!("Open file… ({})", slot.name())).clicked() {
                     commands.push(Command::PickFile(slot));
+                }
+            });
+            ui.horizontal(|ui| {
+                let label = ui.label(format!("Remote endpoint ({})", slot.name()));
+                let edit = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut form.remote)
+                            .hint_text("oip+http://127.0.0.1:8080/model  or  tei+http://host:port")
+                            .desired_width(330.0),
+                    )
+                    .labelled_by(label.id)
+                    .on_hover_text(
+                        "A model served elsewhere: the Open Inference Protocol v2 (KServe, Triton, MLServer, \
+                         modeldeck serve) or text-embeddings-inference. Options go in the query string: \
+                         ?preprocessor=FILE or ?card=DIR for servers that take image tensors, ?labels=a,b, \
+                         ?token_env=VAR for a bearer token, ?timeout=30s.",
+                    );
+                let typed = form.remote.trim().to_string();
+                let connect = ui.add_enabled(!typed.is_empty(), egui::Button::new(format!("Connect {}", slot.name())));
+                let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if (connect.clicked() || entered) && !typed.is_empty() {
+                    commands.push(Command::LoadText(slot, typed));
                 }
             });
             if !self.demos.is_empty() {
@@ -184,10 +208,29 @@ fn card_ui(ui: &mut egui::Ui, slot: Slot, card: &crate::model::ModelCard) {
             n => format!("{}, … ({n} labels)", card.labels[..5].join(", ")),
         };
         row("Labels", labels);
-        row("Parameters", format_count(card.parameters));
-        row("Stored as", card.dtype.clone());
-        row("Size on disk", human_bytes(card.size_bytes));
-        row("Load time", format!("{:.0} ms", card.load_ms));
+        match &card.endpoint {
+            // A served model: where and how, instead of weights on disk.
+            Some(e) => {
+                row("Endpoint", e.endpoint.clone());
+                row("Protocol", e.protocol.clone());
+                row("Server", e.server.clone().unwrap_or_else(|| "not reported".into()));
+                row("Sends", e.input.clone());
+                row("Reads", e.output.clone());
+                row("Round trip", format!("{:.2} ms (median of 3 health checks at load)", e.rtt_ms));
+                row(
+                    "Limits",
+                    format!("timeout {} s, {} requests in flight", e.timeout_s, e.concurrency),
+                );
+                row("Token", e.token_env.as_ref().map_or("none".into(), |v| format!("from ${v}")));
+                row("Connect time", format!("{:.0} ms", card.load_ms));
+            }
+            None => {
+                row("Parameters", format_count(card.parameters));
+                row("Stored as", card.dtype.clone());
+                row("Size on disk", human_bytes(card.size_bytes));
+                row("Load time", format!("{:.0} ms", card.load_ms));
+            }
+        }
     });
 }
 

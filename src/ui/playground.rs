@@ -294,15 +294,23 @@ fn result_ui(ui: &mut egui::Ui, result: &SlotResult) {
     }
     match &result.answer {
         Some((output, _)) => {
-            let latency = output.latency_ms;
+            let latency = match output.server_ms {
+                // A remote model: where the time went.
+                Some(server) => format!(
+                    "{:.1} ms (server {server:.1} + network {:.1})",
+                    output.latency_ms,
+                    (output.latency_ms - server).max(0.0)
+                ),
+                None => format!("{:.1} ms", output.latency_ms),
+            };
             if let Some(labels) = output.labels() {
-                ui.weak(format!("{} · {latency:.1} ms", result.input_name));
+                ui.weak(format!("{} · {latency}", result.input_name));
                 for (i, l) in labels.iter().enumerate() {
                     bar_ui(ui, &l.label, l.score, i == 0);
                 }
             } else {
                 let dims = output.embedding_dims().unwrap_or(0);
-                ui.weak(format!("{dims}-dimensional embedding · {latency:.1} ms"));
+                ui.weak(format!("{dims}-dimensional embedding · {latency}"));
                 match output.similarity {
                     Some(s) => ui.label(RichText::new(format!("cosine similarity {s:.3}")).heading()),
                     None => ui.label("give a second text to compare"),
