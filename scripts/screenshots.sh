@@ -4,7 +4,9 @@
 # panorama, A and B side by side), the Models view, both themes, and the Monitor view 30 s into a
 # drifting replay (charts, alerts, drift table), the Deploy view during and after a canary and the
 # Evaluate view (an evaluation, a confusion cell's records, a comparison on a drifted copy and its
-# disagreements), at 1280x800 and 1920x1080; then the HTML reports rendered by headless Chromium.
+# disagreements), at 1280x800 and 1920x1080; edge vs cloud (a local and a served model, a canary
+# between them, the Monitor), at 1280x800 (`scripts/screenshots.sh edge` takes only those); then
+# the HTML reports rendered by headless Chromium.
 # Needs: apt-get install -y xvfb xauth imagemagick xdotool xclip
 # Coordinates match the default layout (top bar, left-anchored gallery); adjust if the UI moves.
 set -euo pipefail
@@ -111,8 +113,48 @@ run_at() { # width height
   kill "$xvfb" 2>/dev/null || true
   wait "$xvfb" 2>/dev/null || true
 }
+edge_cloud_shots() { # edge vs cloud at 1280x800: slot A runs digits-v1 here, slot B is digits-v2
+  # behind `modeldeck serve` (another process, reached over HTTP with the Open Inference Protocol).
+  target/release/modeldeck serve --model demo:digits-v2 --name digits-v2 --addr 127.0.0.1:18432 --no-log \
+    >/tmp/modeldeck-serve.log 2>&1 &
+  local serve=$!
+  Xvfb :99 -screen 0 1280x800x24 >/dev/null 2>&1 &
+  local xvfb=$!
+  sleep 1
+  export DISPLAY=:99
+  target/release/modeldeck gui --a demo:digits-v1 --b oip+http://127.0.0.1:18432/digits-v2 >/tmp/modeldeck-gui.log 2>&1 &
+  local app=$!
+  local win
+  win=$(xdotool search --sync --name ModelDeck | head -1)
+  xdotool windowmove "$win" 0 0 windowsize "$win" 1280 800
+  sleep 4
+  click 443 128 # gallery: digit 3, to both
+  shot "edge-cloud-playground-1280x800"
+  click 240 12 # Models: the remote card
+  shot "edge-cloud-models-1280x800"
+  click 376 12 # Deploy
+  click 30 113 # Start the canary of B (remote) against A (local)
+  sleep 20
+  for _ in 1 2 3 4; do click 891 115; click 891 100; done # dismiss the alert toasts
+  xdotool mousemove 640 775
+  shot "edge-cloud-canary-1280x800"
+  click 308 12 # Monitor: both arms' latency
+  click 186 145 # last minute
+  for _ in 1 2 3 4; do click 891 115; click 891 100; done
+  xdotool mousemove 640 775
+  shot "edge-cloud-monitor-1280x800"
+  kill "$app" "$serve" 2>/dev/null || true
+  wait "$app" "$serve" 2>/dev/null || true
+  kill "$xvfb" 2>/dev/null || true
+  wait "$xvfb" 2>/dev/null || true
+}
+if [ "${1:-}" = edge ]; then
+  edge_cloud_shots
+  exit 0
+fi
 run_at 1280 800
 run_at 1920 1080
+edge_cloud_shots
 
 # The HTML reports of an evaluation and a comparison, rendered by headless Chromium.
 if command -v chromium >/dev/null; then

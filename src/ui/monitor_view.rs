@@ -666,7 +666,9 @@ fn time_plot<'a>(id: &str, height: f32, legend: bool) -> Plot<'a> {
         .allow_double_click_reset(false)
         .include_y(0.0);
     if legend {
-        plot.legend(Legend::default().position(Corner::LeftTop))
+        // Small text: with two arms and remote endpoints' long names, a body-size legend hides
+        // the lines it names.
+        plot.legend(Legend::default().position(Corner::LeftTop).text_style(egui::TextStyle::Small))
     } else {
         plot
     }
