@@ -47,9 +47,18 @@ pub fn numbers(data: &Value) -> Result<Vec<f64>, String> {
             }
             Value::String(s) => match s.as_str() {
                 // How Python's json writes non-finite floats.
-                "NaN" | "nan" => Ok(out.push(f64::NAN)),
-                "Infinity" | "inf" => Ok(out.push(f64::INFINITY)),
-                "-Infinity" | "-inf" => Ok(out.push(f64::NEG_INFINITY)),
+                "NaN" | "nan" => {
+                    out.push(f64::NAN);
+                    Ok(())
+                }
+                "Infinity" | "inf" => {
+                    out.push(f64::INFINITY);
+                    Ok(())
+                }
+                "-Infinity" | "-inf" => {
+                    out.push(f64::NEG_INFINITY);
+                    Ok(())
+                }
                 _ => Err(format!("the string `{}` where a number belongs", crate::remote::short(s))),
             },
             Value::Null => Err("null where a number belongs".into()),
@@ -130,7 +139,7 @@ pub mod binary {
     /// Little-endian numbers of a fixed-size datatype as f64 (FP16/BF16 converted exactly).
     pub fn numbers(datatype: &str, raw: &[u8]) -> Result<Vec<f64>, String> {
         let size = super::element_size(datatype).ok_or_else(|| format!("{datatype} has no fixed element size"))?;
-        if raw.len() % size != 0 {
+        if !raw.len().is_multiple_of(size) {
             return Err(format!("{} bytes is not a whole number of {datatype} elements", raw.len()));
         }
         let values = raw.chunks_exact(size).map(|c| {

@@ -46,7 +46,7 @@ pub struct ModelCard {
     pub load_ms: f64,
     /// Remote models: where they are served and how they answer.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<crate::remote::EndpointCard>,
+    pub endpoint: Option<Box<crate::remote::EndpointCard>>,
 }
 
 /// One request to a model: a batch of inputs of the kind its task takes.

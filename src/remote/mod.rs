@@ -96,7 +96,7 @@ pub fn load(spec: &RemoteSpec) -> Result<LoadedModel, ModelError> {
         dtype: card.dtype,
         size_bytes: 0,
         load_ms: started.elapsed().as_secs_f64() * 1e3,
-        endpoint: Some(card.endpoint),
+        endpoint: Some(Box::new(card.endpoint)),
     };
     Ok(LoadedModel::from_parts(card, network))
 }
