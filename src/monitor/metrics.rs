@@ -74,6 +74,49 @@ pub struct OpsSummary {
     /// Requests per second over the last minute.
     pub throughput_rps: f64,
     pub latency: Vec<(Window, Option<Percentiles>)>,
+    /// How latencies spread over the last 10 minutes, on bins shared by every model (so two
+    /// models' distributions overlay).
+    pub latency_distribution: LatencyDistribution,
+}
+
+/// Log-spaced latency bins: bin `k` covers `[LATENCY_BIN_START_MS·10^(k/10), ·10^((k+1)/10))` ms;
+/// the first and last bins also take what falls below or above the range.
+pub const LATENCY_BINS_PER_DECADE: usize = 10;
+pub const LATENCY_BIN_START_MS: f64 = 0.001;
+/// 1 µs to 100 s.
+pub const LATENCY_BINS: usize = 8 * LATENCY_BINS_PER_DECADE;
+
+/// Counts of latencies per shared bin ([`LATENCY_BINS`] of them).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LatencyDistribution {
+    pub n: u64,
+    pub counts: Vec<u64>,
+}
+
+impl LatencyDistribution {
+    /// The lower edge of bin `k`, in ms.
+    pub fn edge_ms(k: usize) -> f64 {
+        LATENCY_BIN_START_MS * 10f64.powf(k as f64 / LATENCY_BINS_PER_DECADE as f64)
+    }
+
+    /// The bin a latency (ms) falls in.
+    pub fn bin(latency_ms: f64) -> usize {
+        if latency_ms.is_nan() || latency_ms <= LATENCY_BIN_START_MS {
+            return 0;
+        }
+        // The small nudge keeps exact edges (1 ms) in their own bin despite rounding.
+        let k = ((latency_ms / LATENCY_BIN_START_MS).log10() * LATENCY_BINS_PER_DECADE as f64 + 1e-9).floor();
+        (k.max(0.0) as usize).min(LATENCY_BINS - 1)
+    }
+
+    fn from_histogram(h: &Histogram<u32>) -> Self {
+        let mut counts = vec![0u64; LATENCY_BINS];
+        for v in h.iter_recorded() {
+            let ms = h.median_equivalent(v.value_iterated_to()) as f64 / TICKS_PER_MS;
+            counts[Self::bin(ms)] += u64::from(v.count_at_value());
+        }
+        Self { n: h.len(), counts }
+    }
 }
 
 impl OpsSummary {
@@ -344,7 +387,12 @@ impl ModelMetrics {
         let throughput_rps = if seconds > 0 { requests as f64 / seconds as f64 } else { 0.0 };
         let error_rate = (requests > 0).then(|| errors as f64 / requests as f64);
         let latency = Window::ALL.iter().map(|&w| (w, self.latency(w, now_ms))).collect();
+        let latency_distribution = self
+            .window_histogram(Window::Last10Minutes, now_ms)
+            .map(|h| LatencyDistribution::from_histogram(&h))
+            .unwrap_or_default();
         OpsSummary {
+            latency_distribution,
             last_minute_requests: requests,
             requests: self.requests,
             errors: self.errors,
@@ -379,7 +427,14 @@ impl ModelMetrics {
 
     /// [`ModelMetrics::latency`] by summing every slot in the window.
     fn latency_summed(&self, window: Window, now_ms: i64) -> Option<Percentiles> {
-        let Some(slots) = window.slots() else { return percentiles(&self.session) };
+        percentiles(&self.window_histogram(window, now_ms)?)
+    }
+
+    /// Every latency in a window ending at `now_ms`, summed from its slots (`None`: none).
+    fn window_histogram(&self, window: Window, now_ms: i64) -> Option<Histogram<u32>> {
+        let Some(slots) = window.slots() else {
+            return (!self.session.is_empty()).then(|| self.session.clone());
+        };
         let current = now_ms.max(self.latest_ms).div_euclid(SLOT_MS);
         let mut in_window = self
             .slots
@@ -391,7 +446,7 @@ impl ModelMetrics {
             // Both auto-resize, so adding cannot run out of range.
             let _ = sum.add(&slot.latency);
         }
-        percentiles(&sum)
+        Some(sum)
     }
 
     /// Closed seconds, oldest first (bounded: the last [`SERIES_SECONDS`]).
@@ -532,6 +587,24 @@ mod tests {
                 assert_close(p.p99, p99, &format!("{kind} {} p99", w.name()));
             }
         }
+    }
+
+    #[test]
+    fn latency_distributions_share_log_bins_and_count_every_request() {
+        let mut m = ModelMetrics::new(0);
+        for (i, ms) in [0.15, 0.15, 0.16, 1.0, 12.0, 0.0005, 1e6].iter().enumerate() {
+            m.record(i as i64, Some(*ms), false);
+        }
+        let d = m.summary(5_000).latency_distribution;
+        assert_eq!(d.n, 7);
+        assert_eq!(d.counts.iter().sum::<u64>(), 7);
+        assert_eq!(d.counts.len(), LATENCY_BINS);
+        // 0.15 and 0.16 ms share the bin [0.1259, 0.1585) and [0.1585, 0.1995): 2 and 1.
+        assert_eq!(d.counts[LatencyDistribution::bin(0.15)], 2);
+        assert_eq!(d.counts[LatencyDistribution::bin(0.16)], 1);
+        assert_eq!(LatencyDistribution::bin(1.0), 30);
+        assert!((LatencyDistribution::edge_ms(30) - 1.0).abs() < 1e-12);
+        assert_eq!((d.counts[0], d.counts[LATENCY_BINS - 1]), (1, 1), "out of range: first and last bins");
     }
 
     #[test]

@@ -329,6 +329,7 @@ impl MonitorView {
                     ChartKind::Throughput,
                 );
             });
+            latency_distribution_chart(ui, snapshot, 130.0);
             ui.columns(2, |columns| {
                 self.classes_chart(&mut columns[0], height);
                 self.accuracy_chart(&mut columns[1], snapshot, height);
@@ -643,6 +644,71 @@ impl MonitorView {
     }
 }
 
+/// Every model's latency distribution over the last 10 minutes on shared log-spaced bins, as
+/// step lines of each bin's share of the model's requests: a local and a remote arm side by side.
+fn latency_distribution_chart(ui: &mut egui::Ui, snapshot: &MonitorSnapshot, height: f32) {
+    use crate::monitor::metrics::LatencyDistribution;
+    ui.label(RichText::new("Latency distribution (last 10 min, % of each model's requests)").strong());
+    let models: Vec<(&str, &LatencyDistribution)> = snapshot
+        .models
+        .iter()
+        .map(|m| (m.name.as_ref(), &m.ops.latency_distribution))
+        .filter(|(_, d)| d.n > 0)
+        .collect();
+    // The x range: the occupied bins of every model, one bin of margin each side.
+    let occupied = models.iter().flat_map(|(_, d)| d.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(k, _)| k));
+    let (lo, hi) = occupied.fold((usize::MAX, 0), |(lo, hi), k| (lo.min(k), hi.max(k)));
+    let edge = |k: usize| LatencyDistribution::edge_ms(k).log10();
+    Plot::new("latency-distribution")
+        .height(height)
+        .legend(Legend::default().position(Corner::RightTop).text_style(egui::TextStyle::Small))
+        .x_axis_formatter(|mark, _| format_ms(10f64.powf(mark.value)))
+        .label_formatter(|hover| {
+            let (name, p) = hover_point(hover);
+            Some(format!("{name}\n{}  {:.1} %", format_ms(10f64.powf(p.x)), p.y))
+        })
+        .allow_scroll(false)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_boxed_zoom(false)
+        .include_y(0.0)
+        .show(ui, |plot_ui| {
+            if lo > hi {
+                return;
+            }
+            let (from, to) = (lo.saturating_sub(1), (hi + 2).min(crate::monitor::metrics::LATENCY_BINS));
+            plot_ui.set_plot_bounds_x(edge(from)..=edge(to));
+            for (name, d) in &models {
+                let mut points = Vec::with_capacity(2 * (to - from));
+                for k in from..to {
+                    let share = 100.0 * d.counts[k] as f64 / d.n as f64;
+                    points.push(PlotPoint::new(edge(k), share));
+                    points.push(PlotPoint::new(edge(k + 1), share));
+                }
+                plot_ui.line(Line::new(format!("{name} (n = {})", d.n), PlotPoints::Owned(points)));
+            }
+        });
+}
+
+/// The series name (empty away from data) and the position a plot's hover label describes.
+fn hover_point<'a>(hover: &'a egui_plot::HoverPosition<'a>) -> (&'a str, PlotPoint) {
+    match hover {
+        egui_plot::HoverPosition::NearDataPoint { plot_name, position, .. } => (plot_name, *position),
+        egui_plot::HoverPosition::Elsewhere { position } => ("", *position),
+    }
+}
+
+/// A latency for an axis: µs below a millisecond, ms below a second, else s.
+fn format_ms(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{:.0} µs", ms * 1e3)
+    } else if ms < 1000.0 {
+        format!("{} ms", if ms < 10.0 { format!("{ms:.1}") } else { format!("{ms:.0}") })
+    } else {
+        format!("{:.1} s", ms / 1e3)
+    }
+}
+
 /// A chart over clock time, sharing its cursor and its x range (the chosen window, ending at the
 /// latest refresh) with the view's other time charts.
 fn time_plot<'a>(id: &str, height: f32, legend: bool) -> Plot<'a> {
@@ -652,10 +718,7 @@ fn time_plot<'a>(id: &str, height: f32, legend: bool) -> Plot<'a> {
         .link_cursor(group, [true, false])
         .x_axis_formatter(|mark, _| clock(mark.value))
         .label_formatter(|hover| {
-            let (name, p) = match hover {
-                egui_plot::HoverPosition::NearDataPoint { plot_name, position, .. } => (*plot_name, *position),
-                egui_plot::HoverPosition::Elsewhere { position } => ("", *position),
-            };
+            let (name, p) = hover_point(hover);
             Some(format!("{name}\n{}  {:.3}", clock(p.x), p.y))
         })
         // Every time chart shows the same window, ending now: no panning or zooming.
