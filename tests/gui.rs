@@ -608,7 +608,7 @@ fn the_evaluate_view_evaluates_opens_a_confusion_cell_compares_and_exports_a_rep
     }
     harness.get_by_label("Reference: a batch run").click_accesskit();
     wait_until(&mut harness, "the batch runs", |h| has_text(h, "540 rows"));
-    harness.query_all_by_label_contains("540 rows").next().unwrap().click();
+    harness.query_all_by_label_contains("540 rows").next().unwrap().click_accesskit();
     wait_until(&mut harness, "the new reference", |h| {
         h.state()
             .log_messages()

@@ -273,9 +273,13 @@ fn a_full_queue_answers_503_and_loopback_is_the_default() {
         }
     });
     let model = load(&format!("oip+{}/slow", slow.url()));
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("log.sqlite");
+    let log = PredictionLog::open(&log_path, Retention::default()).unwrap();
     let server = serve(model, "slow", |o| {
         o.queue = 1;
         o.max_batch = 1;
+        o.log = Some(log.clone());
     });
     let url = format!("http://{}/v2/models/slow/infer", server.addr());
     let body = json!({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}]}).to_string();
@@ -300,6 +304,16 @@ fn a_full_queue_answers_503_and_loopback_is_the_default() {
     assert!(started.elapsed() < Duration::from_secs(3));
     let metrics = reqwest::blocking::get(format!("http://{}/metrics", server.addr())).unwrap().text().unwrap();
     assert!(metrics.contains(r#"modeldeck_queue_drops_total{model="slow"} 2"#), "{metrics}");
+    // Refused requests are logged too, with why, under the model's source.
+    let bad = json!({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [7]}]}).to_string();
+    assert_eq!(post(&url, bad.into_bytes(), &[]).0, 400);
+    server.stop();
+    let rows = store::read(&log_path, &store::Query::default()).unwrap();
+    assert_eq!(rows.len(), 5);
+    let errors: Vec<&str> = rows.iter().filter_map(|r| r.record.error.as_deref()).collect();
+    assert_eq!(errors.iter().filter(|e| e.contains("the server is busy")).count(), 2, "{errors:?}");
+    assert_eq!(errors.iter().filter(|e| e.contains("not strings")).count(), 1, "{errors:?}");
+    assert!(rows.iter().all(|r| r.record.model.starts_with("oip+http://")), "{rows:?}");
 
     let mut options = ServeOptions::new("x");
     options.addr = "0.0.0.0:0".parse().unwrap();

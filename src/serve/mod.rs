@@ -113,6 +113,8 @@ struct Shared {
     metrics: Arc<PromMetrics>,
     model_label: Arc<str>,
     next_id: AtomicU64,
+    /// Where rejected requests are logged too (answered ones are logged by the batcher).
+    log: Option<PredictionLog>,
     /// Requests read but not yet queued: the batcher waits for them (up to the window) only
     /// while there are some, so a lone client never pays the window.
     arriving: Arc<AtomicUsize>,
@@ -239,6 +241,7 @@ impl Server {
             metrics: metrics.clone(),
             model_label,
             next_id: AtomicU64::new(1),
+            log: options.log.clone(),
             arriving,
         });
         let app = router(shared);
@@ -390,6 +393,25 @@ async fn server_metadata() -> Response {
 }
 
 impl Shared {
+    /// A request refused before it reached the model: counted as an error and logged.
+    fn reject(&self, id: Option<&str>, message: &str) {
+        self.metrics.observe_prediction(&self.model_label, Origin::Serve, None, true);
+        let id = id.map(str::to_string).unwrap_or_else(|| self.new_id());
+        self.log_rejection(&id, message);
+    }
+
+    fn log_rejection(&self, id: &str, message: &str) {
+        if let Some(log) = &self.log {
+            let mut record = store::PredictionRecord::new(self.model.card().source.clone(), Origin::Serve, id);
+            record.error = Some(message.to_string());
+            log.record(record);
+        }
+    }
+
+    fn new_id(&self) -> String {
+        format!("serve-{}-{}", std::process::id(), self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
     /// `None` when the path names this model (and version, if given).
     fn wrong_model(&self, model: &str, version: Option<&str>) -> Option<Response> {
         if model != self.name {
@@ -457,14 +479,14 @@ async fn run_infer(s: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response 
     })
     .await;
     let mut request: ParsedRequest = match parsed {
-        Ok(Ok(r)) => r,
+            Ok(Ok(r)) => r,
         Ok(Err(message)) => {
-            s.metrics.observe_prediction(&s.model_label, Origin::Serve, None, true);
+            s.reject(None, &message);
             return error(StatusCode::BAD_REQUEST, message);
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("the request could not be read: {e}")),
     };
-    let id = request.id.clone().unwrap_or_else(|| format!("serve-{}-{}", std::process::id(), s.next_id.fetch_add(1, Ordering::Relaxed)));
+    let id = request.id.clone().unwrap_or_else(|| s.new_id());
     let (reply, answer) = tokio::sync::oneshot::channel();
     let work = std::mem::replace(&mut request.work, Work::Texts(Vec::new()));
     let job = Job { id: id.clone(), work, arrived, reply };
@@ -474,10 +496,9 @@ async fn run_infer(s: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response 
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {
             s.metrics.record_drop(&s.model_label);
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the server is busy: {} requests are already waiting; retry later", s.queue),
-            );
+            let message = format!("the server is busy: {} requests are already waiting; retry later", s.queue);
+            s.log_rejection(&id, &message);
+            return error(StatusCode::SERVICE_UNAVAILABLE, message);
         }
         Err(TrySendError::Disconnected(_)) => return error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"),
     }
@@ -572,11 +593,22 @@ fn batch_loop(
         batching.stats.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
         batching.stats.model_calls.fetch_add(1, Ordering::Relaxed);
         batching.stats.inputs.fetch_add(size as u64, Ordering::Relaxed);
-        run_group(model, group, log, metrics, label);
+        let sink = Sink { log, metrics, label, source: &model.card().source };
+        run_group(model, group, &sink);
     }
 }
 
-fn run_group(model: &LoadedModel, group: Vec<Job>, log: Option<&PredictionLog>, metrics: &PromMetrics, label: &Arc<str>) {
+/// Where answered and failed requests are recorded.
+struct Sink<'a> {
+    log: Option<&'a PredictionLog>,
+    metrics: &'a PromMetrics,
+    /// The served name, for the metrics.
+    label: &'a Arc<str>,
+    /// The model's source, for the log (as every other origin records it).
+    source: &'a str,
+}
+
+fn run_group(model: &LoadedModel, group: Vec<Job>, sink: &Sink) {
     let started = Instant::now();
     let works: Vec<&Work> = group.iter().map(|j| &j.work).collect();
     let outcome = Work::merge(&works)
@@ -602,32 +634,25 @@ fn run_group(model: &LoadedModel, group: Vec<Job>, log: Option<&PredictionLog>, 
                     latency_ms: total_ms,
                     server_ms: None,
                 };
-                finish(job, Ok(answer), started, infer_ms, log, metrics, label);
+                finish(job, Ok(answer), started, infer_ms, sink);
             }
         }
         // One bad request must not fail the others it was batched with: run each alone.
         Err(_) if group.len() > 1 => {
             for job in group {
-                run_group(model, vec![job], log, metrics, label);
+                run_group(model, vec![job], sink);
             }
         }
         Err(e) => {
             for job in group {
-                finish(job, Err(e.clone()), started, infer_ms, log, metrics, label);
+                finish(job, Err(e.clone()), started, infer_ms, sink);
             }
         }
     }
 }
 
-fn finish(
-    job: Job,
-    outcome: Result<PredictOutput, (StatusCode, String)>,
-    started: Instant,
-    infer_ms: f64,
-    log: Option<&PredictionLog>,
-    metrics: &PromMetrics,
-    label: &Arc<str>,
-) {
+fn finish(job: Job, outcome: Result<PredictOutput, (StatusCode, String)>, started: Instant, infer_ms: f64, sink: &Sink) {
+    let Sink { log, metrics, label, source } = *sink;
     let queue_ms = started.saturating_duration_since(job.arrived).as_secs_f64() * 1e3;
     match &outcome {
         Ok(output) => {
@@ -644,7 +669,7 @@ fn finish(
         Err((_, message)) => {
             metrics.observe_prediction(label, Origin::Serve, None, true);
             if let Some(log) = log {
-                let mut record = store::PredictionRecord::new(label.to_string(), Origin::Serve, job.id.clone());
+                let mut record = store::PredictionRecord::new(source.to_string(), Origin::Serve, job.id.clone());
                 record.error = Some(message.clone());
                 log.record(record);
             }
