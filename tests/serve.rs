@@ -320,3 +320,30 @@ fn a_full_queue_answers_503_and_loopback_is_the_default() {
     let error = Server::start(load("demo:digits-v1"), options).err().unwrap().to_string();
     assert!(error.contains("--allow-remote"), "{error}");
 }
+
+#[test]
+fn a_canary_between_a_local_and_a_served_arm_weighs_the_network_in_its_latency_check() {
+    // Edge vs cloud: A runs here, B is digits-v2 behind `modeldeck serve`.
+    let server = serve(load("demo:digits-v2"), "digits-v2", |_| {});
+    let b = format!("oip+http://{}/digits-v2", server.addr());
+    let out = Command::new(env!("CARGO_BIN_EXE_modeldeck"))
+        .args(["simulate", "--a", "demo:digits-v1", "--b", &b, "--strategy", "canary", "--data"])
+        .arg(common::root().join("assets/digits/test"))
+        .args(["--min-requests", "50", "--seed", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["strategy"], "canary");
+    // The served arm pays HTTP and PNG encoding on every request: slower than x1.1 of the
+    // in-process arm, so the canary rolls back on latency.
+    assert_eq!(json["canary"]["phase"], "rolled_back", "{json}");
+    let gate = &json["canary"]["decisions"][0]["gates"][0];
+    assert_eq!(gate["gate"], "latency");
+    assert_eq!(gate["verdict"], "fail", "{gate}");
+    let p50 = |arm: usize| json["arms"][arm]["latency_ms"]["p50"].as_f64().unwrap();
+    assert!(p50(1) > 1.1 * p50(0), "A {} ms, B {} ms", p50(0), p50(1));
+    // Both arms answered, and the server saw B's share of the traffic.
+    let (requests, _, _) = server.stats().snapshot();
+    assert!(requests >= 50, "{requests}");
+}
