@@ -645,7 +645,8 @@ impl MonitorView {
 }
 
 /// Every model's latency distribution over the last 10 minutes on shared log-spaced bins, as
-/// step lines of each bin's share of the model's requests: a local and a remote arm side by side.
+/// frequency polygons of each bin's share of the model's requests: a local and a remote arm side
+/// by side.
 fn latency_distribution_chart(ui: &mut egui::Ui, snapshot: &MonitorSnapshot, height: f32) {
     use crate::monitor::metrics::LatencyDistribution;
     ui.label(RichText::new("Latency distribution (last 10 min, % of each model's requests)").strong());
@@ -678,14 +679,12 @@ fn latency_distribution_chart(ui: &mut egui::Ui, snapshot: &MonitorSnapshot, hei
             }
             let (from, to) = (lo.saturating_sub(1), (hi + 2).min(crate::monitor::metrics::LATENCY_BINS));
             plot_ui.set_plot_bounds_x(edge(from)..=edge(to));
+            // Frequency polygons: each bin's share at the bin's centre (in log space).
             for (name, d) in &models {
-                let mut points = Vec::with_capacity(2 * (to - from));
-                for k in from..to {
-                    let share = 100.0 * d.counts[k] as f64 / d.n as f64;
-                    points.push(PlotPoint::new(edge(k), share));
-                    points.push(PlotPoint::new(edge(k + 1), share));
-                }
-                plot_ui.line(Line::new(format!("{name} (n = {})", d.n), PlotPoints::Owned(points)));
+                let points: Vec<PlotPoint> = (from..to)
+                    .map(|k| PlotPoint::new((edge(k) + edge(k + 1)) / 2.0, 100.0 * d.counts[k] as f64 / d.n as f64))
+                    .collect();
+                plot_ui.line(Line::new(format!("{name} (n = {})", d.n), PlotPoints::Owned(points)).width(1.5));
             }
         });
 }
