@@ -252,11 +252,11 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
             let batch = model.prepare(&Request::Texts { texts, max_tokens: None })?;
             let (response, server_ms) = model.forward_timed(&batch)?;
             let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-            // The text features come from the tokenization the model just ran on (a remote
-            // model's tokenizer is on the server: no token features then).
+            // The text features come from the tokenization the model just ran on. A remote
+            // model's tokenizer is on the server: only the characters are measured here.
             let input_features = match &batch.text {
                 Some(encoded) => encoded.lengths.iter().map(features::text_length_features).collect(),
-                None => vec![Features::default(); texts.len()],
+                None => texts.iter().map(|t| features::text_char_features(t)).collect(),
             };
             (texts.clone(), input_features, response, latency_ms, server_ms)
         }

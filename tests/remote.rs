@@ -231,6 +231,8 @@ fn every_network_failure_gives_its_own_clear_error_and_the_model_keeps_working()
     assert_eq!(out.labels().unwrap()[0].label, "1"); // labels default to class indices
     assert!((out.labels().unwrap()[0].score - 0.75).abs() < 1e-6);
     assert_eq!(out.server_ms, Some(1.5));
+    // The tokenizer is on the server: the characters are the input feature measured here.
+    assert_eq!(out.results[1].features.get("chars"), Some(3.0));
     assert!(out.latency_ms >= 1.5 || out.latency_ms > 0.0);
 
     let cases: &[(&str, &str, &[&str])] = &[

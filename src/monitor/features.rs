@@ -188,6 +188,11 @@ pub fn text_length_features(length: &TextLength) -> Features {
     ])
 }
 
+/// The one text feature measurable without the model's tokenizer (remote models): characters.
+pub fn text_char_features(text: &str) -> Features {
+    Features(vec![("chars", text.chars().count() as f64)])
+}
+
 /// Confidence (top-1 probability) and entropy (natural log) of a classifier's full score vector.
 /// Scores that do not sum to 1 (sigmoid, multi-label models) are normalised first, so entropy
 /// is always that of a distribution over the labels: 0 when one label takes everything, ln(k)
