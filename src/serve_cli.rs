@@ -92,7 +92,8 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 /// A model name as a URL path segment: letters, digits, `-`, `_`, `.`.
 fn url_name(name: &str) -> String {
     let last = name.rsplit('/').next().unwrap_or(name);
-    let cleaned: String = last.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+    let cleaned: String =
+        last.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
     if cleaned.trim_matches('-').is_empty() {
         "model".into()
     } else {
@@ -200,12 +201,22 @@ enum Input {
 fn make_request(inputs: &[Input], start: usize, batch: usize) -> PredictRequest {
     let picked = (0..batch).map(|k| &inputs[(start + k) % inputs.len()]);
     match &inputs[0] {
-        Input::Image(_) => PredictRequest::images(picked.filter_map(|i| if let Input::Image(n) = i { Some(n.clone()) } else { None }).collect()),
-        Input::Text(_) => PredictRequest::texts(picked.filter_map(|i| if let Input::Text(t) = i { Some(t.clone()) } else { None }).collect()),
+        Input::Image(_) => PredictRequest::images(
+            picked.filter_map(|i| if let Input::Image(n) = i { Some(n.clone()) } else { None }).collect(),
+        ),
+        Input::Text(_) => PredictRequest::texts(
+            picked.filter_map(|i| if let Input::Text(t) = i { Some(t.clone()) } else { None }).collect(),
+        ),
     }
 }
 
-fn load_level(model: &Arc<model::LoadedModel>, inputs: &Arc<Vec<Input>>, clients: usize, batch: usize, duration: Duration) -> LoadResult {
+fn load_level(
+    model: &Arc<model::LoadedModel>,
+    inputs: &Arc<Vec<Input>>,
+    clients: usize,
+    batch: usize,
+    duration: Duration,
+) -> LoadResult {
     let next = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let first_error = Arc::new(Mutex::new(None::<String>));

@@ -671,14 +671,18 @@ fn an_evaluation_can_be_cancelled() {
 #[test]
 fn a_remote_model_connects_from_the_models_view_answers_beside_the_local_one_and_failures_are_explained() {
     // "The cloud": digits-v2 behind `modeldeck serve`, reached over HTTP.
-    let served = modeldeck::model::load_source(&ModelSource::parse("demo:digits-v2").unwrap(), &ResolveOptions::default()).unwrap();
+    let served =
+        modeldeck::model::load_source(&ModelSource::parse("demo:digits-v2").unwrap(), &ResolveOptions::default())
+            .unwrap();
     let mut options = modeldeck::serve::ServeOptions::new("digits-v2");
     options.addr = "127.0.0.1:0".parse().unwrap();
     let server = modeldeck::serve::Server::start(Arc::new(served), options).unwrap();
     let url = format!("oip+http://{}/digits-v2", server.addr());
 
     let mut harness = app(demo_config());
-    wait_until(&mut harness, "the demos' first answers", |h| answered(h, Slot::A, "digit 3") && answered(h, Slot::B, "digit 3"));
+    wait_until(&mut harness, "the demos' first answers", |h| {
+        answered(h, Slot::A, "digit 3") && answered(h, Slot::B, "digit 3")
+    });
     harness.get_by_label("Models").click();
     harness.step();
     harness.get_by_label("Remote endpoint (B)").click();
@@ -693,7 +697,9 @@ fn a_remote_model_connects_from_the_models_view_answers_beside_the_local_one_and
     // A model loaded later answers the current input at once, with its time split.
     harness.get_by_label("Playground").click();
     wait_until(&mut harness, "the remote answer", |h| {
-        h.state().card(Slot::B).is_some_and(|c| c.source == url) && answered(h, Slot::B, "digit 3") && has_text(h, "+ network")
+        h.state().card(Slot::B).is_some_and(|c| c.source == url)
+            && answered(h, Slot::B, "digit 3")
+            && has_text(h, "+ network")
     });
     assert_eq!(harness.state().top_label(Slot::B).as_deref(), Some("3"));
 
@@ -712,6 +718,8 @@ fn a_remote_model_connects_from_the_models_view_answers_beside_the_local_one_and
     harness.get_by_label("Remote endpoint (A)").type_text("oip+http://127.0.0.1:9/x?colour=red");
     harness.step();
     harness.get_by_label("Connect A").click();
-    wait_until(&mut harness, "the refusal", |h| h.state().log_messages().iter().any(|m| m.contains("unknown option `colour`")));
+    wait_until(&mut harness, "the refusal", |h| {
+        h.state().log_messages().iter().any(|m| m.contains("unknown option `colour`"))
+    });
     assert_eq!(harness.state().card(Slot::A).unwrap().name, "digits-v1");
 }

@@ -92,7 +92,8 @@ fn an_mlserver_sklearn_model_answers_like_sklearn_and_compares_with_the_demo() {
     let server = start_mlserver(&python, dir.path());
     let reference: Value = serde_json::from_slice(&std::fs::read(dir.path().join("reference.json")).unwrap()).unwrap();
     let preprocessor = common::root().join("models/digits-v1/preprocessor_config.json");
-    let source = format!("oip+http://127.0.0.1:{}/digits-sklearn@v1?preprocessor={}", server.port, preprocessor.display());
+    let source =
+        format!("oip+http://127.0.0.1:{}/digits-sklearn@v1?preprocessor={}", server.port, preprocessor.display());
     let remote = load(&source).unwrap();
 
     // The card says what is on the other side.
@@ -116,7 +117,8 @@ fn an_mlserver_sklearn_model_answers_like_sklearn_and_compares_with_the_demo() {
         let request = PredictRequest { top_k: 10, ..PredictRequest::images(images) };
         let output = predict::predict(&remote, &request).unwrap();
         for (sample, result) in chunk.iter().zip(&output.results) {
-            let expected: Vec<f64> = sample["predict_proba"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let expected: Vec<f64> =
+                sample["predict_proba"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             for p in result.predictions.as_ref().unwrap() {
                 let i: usize = p.label.parse().unwrap();
                 worst = worst.max((p.score as f64 - expected[i]).abs());
@@ -152,7 +154,10 @@ fn an_mlserver_sklearn_model_answers_like_sklearn_and_compares_with_the_demo() {
     let bare = format!("oip+http://127.0.0.1:{}/digits-sklearn", server.port);
     let error = load(&bare).err().unwrap().to_string();
     assert!(error.contains("?preprocessor=") && error.contains("[-1, 192]"), "{error}");
-    let wrong = format!("{bare}?preprocessor={}", common::fixture_model("vit-p4-24").join("preprocessor_config.json").display());
+    let wrong = format!(
+        "{bare}?preprocessor={}",
+        common::fixture_model("vit-p4-24").join("preprocessor_config.json").display()
+    );
     let error = load(&wrong).err().unwrap().to_string();
     assert!(error.contains("takes 192 values per input"), "{error}");
     // A model the server does not have: its own message.
@@ -194,16 +199,24 @@ fn faulty_server(flaky_calls: Arc<AtomicUsize>) -> Stub {
         }
         let n = r.json()["inputs"][0]["data"].as_array().map_or(1, Vec::len);
         match model {
-            "ok" | "locked" => Reply::Json(200, probabilities(n, [0.25, 0.75]), vec![("Server-Timing", "total;dur=1.5".into())]),
+            "ok" | "locked" => {
+                Reply::Json(200, probabilities(n, [0.25, 0.75]), vec![("Server-Timing", "total;dur=1.5".into())])
+            }
             "slow" => Reply::After(Duration::from_secs(3), Box::new(json(200, probabilities(n, [0.5, 0.5])))),
             "drop" => Reply::Drop,
             "error500" => json(500, serde_json::json!({"error": "CUDA out of memory"})),
             "html502" => Reply::Body(502, "text/html", b"<html><body>Bad Gateway</body></html>".to_vec()),
             "garbage" => Reply::Body(200, "application/json", b"\x00\x9f{not json at all".to_vec()),
-            "shape" => json(200, serde_json::json!({"outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [n, 3], "data": vec![0.2; n * 3]}]})),
+            "shape" => json(
+                200,
+                serde_json::json!({"outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [n, 3], "data": vec![0.2; n * 3]}]}),
+            ),
             "batch" => json(200, probabilities(n + 1, [0.5, 0.5])),
             "notprob" => json(200, probabilities(n, [3.0, -1.0])),
-            "strings" => json(200, serde_json::json!({"outputs": [{"name": "probabilities", "datatype": "BYTES", "shape": [n, 2], "data": vec!["a"; n * 2]}]})),
+            "strings" => json(
+                200,
+                serde_json::json!({"outputs": [{"name": "probabilities", "datatype": "BYTES", "shape": [n, 2], "data": vec!["a"; n * 2]}]}),
+            ),
             "flaky" => {
                 if flaky_calls.fetch_add(1, Ordering::SeqCst) == 0 {
                     json(503, serde_json::json!({"error": "warming up"}))
@@ -302,19 +315,27 @@ fn tei_stub(local: Arc<LoadedModel>, classifier: bool, calls: Arc<AtomicUsize>) 
             } else {
                 serde_json::json!({"embedding": {"pooling": "mean"}})
             };
-            json(200, serde_json::json!({"model_id": "stub/model", "model_dtype": "float32", "model_type": model_type,
-                "max_client_batch_size": 2, "version": "1.5.0"}))
+            json(
+                200,
+                serde_json::json!({"model_id": "stub/model", "model_dtype": "float32", "model_type": model_type,
+                "max_client_batch_size": 2, "version": "1.5.0"}),
+            )
         }
         ("POST", "/embed") if !classifier => {
             calls.fetch_add(1, Ordering::SeqCst);
             let body = r.json();
             assert_eq!(body["normalize"], true);
-            let inputs: Vec<String> = body["inputs"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+            let inputs: Vec<String> =
+                body["inputs"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
             if inputs.len() > 2 {
-                return json(413, serde_json::json!({"error": "batch size 3 > maximum allowed batch size 2", "error_type": "Validation"}));
+                return json(
+                    413,
+                    serde_json::json!({"error": "batch size 3 > maximum allowed batch size 2", "error_type": "Validation"}),
+                );
             }
             let out = predict::predict(&local, &PredictRequest::texts(inputs)).unwrap();
-            let vectors: Vec<Vec<f32>> = out.results.iter().map(|res| normalized(res.embedding.as_ref().unwrap())).collect();
+            let vectors: Vec<Vec<f32>> =
+                out.results.iter().map(|res| normalized(res.embedding.as_ref().unwrap())).collect();
             Reply::Json(200, serde_json::json!(vectors), vec![("x-total-time", "2".into())])
         }
         ("POST", "/predict") if classifier => {
@@ -331,7 +352,8 @@ fn tei_stub(local: Arc<LoadedModel>, classifier: bool, calls: Arc<AtomicUsize>) 
                 .collect();
             let request = PredictRequest { top_k: 100, ..PredictRequest::texts(inputs) };
             let out = predict::predict(&local, &request).unwrap();
-            let rows: Vec<Value> = out.results.iter().map(|res| serde_json::json!(res.predictions.as_ref().unwrap())).collect();
+            let rows: Vec<Value> =
+                out.results.iter().map(|res| serde_json::json!(res.predictions.as_ref().unwrap())).collect();
             json(200, Value::Array(rows))
         }
         _ => json(404, serde_json::json!({"error": "not found"})),
@@ -362,7 +384,15 @@ fn a_tei_endpoint_embeds_and_classifies_in_server_sized_batches() {
         assert!(g.iter().zip(&l).all(|(a, b)| (a - b).abs() < 1e-6));
     }
     assert_eq!(got.server_ms, Some(6.0), "x-total-time summed over the three requests");
-    assert!((got.similarity.unwrap() - predict::cosine(&normalized(local.results[0].embedding.as_ref().unwrap()), &normalized(local.results[1].embedding.as_ref().unwrap()))).abs() < 1e-5);
+    assert!(
+        (got.similarity.unwrap()
+            - predict::cosine(
+                &normalized(local.results[0].embedding.as_ref().unwrap()),
+                &normalized(local.results[1].embedding.as_ref().unwrap())
+            ))
+        .abs()
+            < 1e-5
+    );
 
     let classifier = Arc::new(load(&common::fixture_model("distilbert-cls-a").display().to_string()).unwrap());
     let stub = tei_stub(classifier.clone(), true, Arc::new(AtomicUsize::new(0)));

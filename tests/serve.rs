@@ -75,7 +75,10 @@ fn tritonclient_calls_modeldeck_serve_and_gets_what_predict_gives() {
     let files: Vec<_> = [(3, 0), (7, 1), (8, 2)].iter().map(|&(l, i)| digit(l, i)).collect();
     let paths: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     let got = run(&server.addr().to_string(), "digits", "image", &paths);
-    assert_eq!((got["live"].as_bool(), got["ready"].as_bool(), got["model_ready"].as_bool()), (Some(true), Some(true), Some(true)));
+    assert_eq!(
+        (got["live"].as_bool(), got["ready"].as_bool(), got["model_ready"].as_bool()),
+        (Some(true), Some(true), Some(true))
+    );
     assert_eq!(got["server"]["name"], "modeldeck");
     assert_eq!(got["model"]["inputs"][0]["name"], "image");
     assert_eq!(got["model"]["outputs"][0]["parameters"]["labels"][3], "3");
@@ -84,7 +87,10 @@ fn tritonclient_calls_modeldeck_serve_and_gets_what_predict_gives() {
         for (row, file) in probs.iter().zip(&files) {
             let expected = local_probs(&digits, file);
             let row: Vec<f64> = row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-            assert!(row.iter().zip(&expected).all(|(a, b)| (a - *b as f64).abs() < 1e-6), "{mode}: {row:?} vs {expected:?}");
+            assert!(
+                row.iter().zip(&expected).all(|(a, b)| (a - *b as f64).abs() < 1e-6),
+                "{mode}: {row:?} vs {expected:?}"
+            );
         }
         let labels: Vec<&str> = got[mode]["label"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         let expected: Vec<String> = files.iter().map(|f| top_label(&digits, f)).collect();
@@ -108,7 +114,10 @@ fn tritonclient_calls_modeldeck_serve_and_gets_what_predict_gives() {
         for (row, result) in got[mode]["probabilities"].as_array().unwrap().iter().zip(&local.results) {
             let expected = &result.scores.as_ref().unwrap().probs;
             let row: Vec<f64> = row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-            assert!(row.iter().zip(expected).all(|(a, b)| (a - *b as f64).abs() < 1e-5), "{mode}: {row:?} vs {expected:?}");
+            assert!(
+                row.iter().zip(expected).all(|(a, b)| (a - *b as f64).abs() < 1e-5),
+                "{mode}: {row:?} vs {expected:?}"
+            );
         }
     }
     assert!(got["errors"]["wrong_input"]["message"].as_str().unwrap().contains("not valid UTF-8"), "{}", got["errors"]);
@@ -164,8 +173,14 @@ fn concurrent_requests_are_batched_without_mixing_answers_and_all_are_logged_and
         let probs = answer["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "probabilities").unwrap();
         assert_eq!(probs["shape"], json!([1, 10]));
         let row: Vec<f64> = probs["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        assert!(row.iter().zip(expected).all(|(a, b)| (a - *b as f64).abs() < 1e-6), "request {i} got another image's answer");
-        let top = answer["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "label").unwrap()["data"][0].as_str().unwrap().to_string();
+        assert!(
+            row.iter().zip(expected).all(|(a, b)| (a - *b as f64).abs() < 1e-6),
+            "request {i} got another image's answer"
+        );
+        let top = answer["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "label").unwrap()["data"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
         let _ = label; // the demo is right on most digits; the exact probabilities above are the check
         assert!(!top.is_empty());
     }
@@ -189,7 +204,8 @@ fn bad_requests_get_a_reason_and_pixels_binary_tensors_and_versions_work() {
     let base = format!("http://{}", server.addr());
     let infer = format!("{base}/v2/models/digits/infer");
     let error_of = |status: u16, body: &[u8]| -> (u16, String) {
-        let v: Value = serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)));
+        let v: Value =
+            serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)));
         (status, v["error"].as_str().unwrap_or_default().to_string())
     };
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
@@ -221,12 +237,14 @@ fn bad_requests_get_a_reason_and_pixels_binary_tensors_and_versions_work() {
     let expected = local_probs(&digits, &path);
     for shape in [json!([1, 192]), json!([1, 3, 8, 8])] {
         let body = json!({"inputs": [{"name": "pixel_values", "datatype": "FP32", "shape": shape, "data": pixels}], "outputs": [{"name": "probabilities"}]});
-        let (status, _, answer) = post(&format!("{base}/v2/models/digits/versions/2/infer"), body.to_string().into_bytes(), &[]);
+        let (status, _, answer) =
+            post(&format!("{base}/v2/models/digits/versions/2/infer"), body.to_string().into_bytes(), &[]);
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
         let answer: Value = serde_json::from_slice(&answer).unwrap();
         assert_eq!(answer["model_version"], "2");
         assert_eq!(answer["outputs"].as_array().unwrap().len(), 1);
-        let row: Vec<f64> = answer["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let row: Vec<f64> =
+            answer["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         assert!(row.iter().zip(&expected).all(|(a, b)| (a - *b as f64).abs() < 1e-6));
     }
 
@@ -240,7 +258,8 @@ fn bad_requests_get_a_reason_and_pixels_binary_tensors_and_versions_work() {
     .to_string();
     let mut body = header.clone().into_bytes();
     body.extend_from_slice(&raw);
-    let (status, headers, answer) = post(&infer, body, &[("Inference-Header-Content-Length", header.len().to_string())]);
+    let (status, headers, answer) =
+        post(&infer, body, &[("Inference-Header-Content-Length", header.len().to_string())]);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     let json_len: usize = headers.get("inference-header-content-length").unwrap().to_str().unwrap().parse().unwrap();
     let meta: Value = serde_json::from_slice(&answer[..json_len]).unwrap();
@@ -252,7 +271,10 @@ fn bad_requests_get_a_reason_and_pixels_binary_tensors_and_versions_work() {
     // A ModelDeck client on the other end: the remote arm predicts what the local one does.
     let remote = load(&format!("oip+{base}/digits@2"));
     assert_eq!(remote.labels(), digits.labels());
-    assert_eq!(remote.card().endpoint.as_ref().unwrap().server.as_deref(), Some(concat!("modeldeck ", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        remote.card().endpoint.as_ref().unwrap().server.as_deref(),
+        Some(concat!("modeldeck ", env!("CARGO_PKG_VERSION")))
+    );
     let image = NamedImage { name: "x".into(), image: Arc::new(image) };
     let out = predict::predict(&remote, &PredictRequest::images(vec![image])).unwrap();
     assert_eq!(out.results[0].scores.as_ref().unwrap().probs, expected);
@@ -266,10 +288,19 @@ fn a_full_queue_answers_503_and_loopback_is_the_default() {
         use common::http_stub::{json, Reply};
         match r.path.as_str() {
             "/v2/health/ready" | "/v2" => json(200, json!({"name": "stub"})),
-            "/v2/models/slow" => json(200, json!({"name": "slow", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
-                "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]})),
-            _ => Reply::After(Duration::from_millis(400), Box::new(json(200, json!({"outputs": [{"name": "probabilities",
-                "datatype": "FP32", "shape": [1, 2], "data": [0.5, 0.5]}]})))),
+            "/v2/models/slow" => json(
+                200,
+                json!({"name": "slow", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+                "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]}),
+            ),
+            _ => Reply::After(
+                Duration::from_millis(400),
+                Box::new(json(
+                    200,
+                    json!({"outputs": [{"name": "probabilities",
+                "datatype": "FP32", "shape": [1, 2], "data": [0.5, 0.5]}]}),
+                )),
+            ),
         }
     });
     let model = load(&format!("oip+{}/slow", slow.url()));

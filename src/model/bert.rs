@@ -296,14 +296,12 @@ fn text_batch(
     task: super::Task,
 ) -> Result<Batch, ModelError> {
     match request {
-        Request::Texts { texts, max_tokens } => {
-            Ok(Batch {
-                size: texts.len(),
-                pixel_values: None,
-                text: Some(encoder.encode(texts, *max_tokens, device)?),
-                raw: None,
-            })
-        }
+        Request::Texts { texts, max_tokens } => Ok(Batch {
+            size: texts.len(),
+            pixel_values: None,
+            text: Some(encoder.encode(texts, *max_tokens, device)?),
+            raw: None,
+        }),
         Request::Images(_) | Request::ZeroShot { .. } => {
             Err(ModelError::WrongInput { task, expected: "text", given: "images" })
         }

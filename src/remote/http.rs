@@ -90,8 +90,14 @@ impl Endpoint {
     }
 
     /// POST a JSON body to `path`; the status is checked (2xx) and the answer must be JSON.
-    pub fn post_json(&self, path: &str, body: &serde_json::Value, retry: Retry) -> Result<(serde_json::Value, Reply), RemoteError> {
-        let bytes = serde_json::to_vec(body).map_err(|e| RemoteError::Protocol { url: self.url(path), reason: e.to_string() })?;
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        retry: Retry,
+    ) -> Result<(serde_json::Value, Reply), RemoteError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| RemoteError::Protocol { url: self.url(path), reason: e.to_string() })?;
         let reply = self.call(reqwest::Method::POST, path, Some(bytes), retry)?;
         let json = self.json(path, &reply)?;
         Ok((json, reply))
@@ -99,7 +105,13 @@ impl Endpoint {
 
     /// One call: waits for a free slot under the concurrency limit, then sends with retries.
     /// A non-2xx answer is an error carrying the server's message.
-    pub fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>, retry: Retry) -> Result<Reply, RemoteError> {
+    pub fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        retry: Retry,
+    ) -> Result<Reply, RemoteError> {
         let url = self.url(path);
         let _slot = self.acquire();
         let mut attempt = 0;
@@ -148,8 +160,11 @@ impl Endpoint {
     }
 
     fn json(&self, path: &str, reply: &Reply) -> Result<serde_json::Value, RemoteError> {
-        serde_json::from_slice(&reply.body)
-            .map_err(|_| RemoteError::NotJson { url: self.url(path), status: reply.status, snippet: snippet(&reply.body) })
+        serde_json::from_slice(&reply.body).map_err(|_| RemoteError::NotJson {
+            url: self.url(path),
+            status: reply.status,
+            snippet: snippet(&reply.body),
+        })
     }
 
     fn acquire(&self) -> SlotGuard<'_> {
@@ -187,12 +202,9 @@ impl Endpoint {
         let message = server_message(&reply.body);
         let url = url.to_string();
         match StatusCode::from_u16(reply.status) {
-            Ok(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => RemoteError::Unauthorized {
-                url,
-                status: reply.status,
-                message,
-                has_token: self.token.is_some(),
-            },
+            Ok(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                RemoteError::Unauthorized { url, status: reply.status, message, has_token: self.token.is_some() }
+            }
             _ => RemoteError::Http { url, status: reply.status, message },
         }
     }
@@ -275,7 +287,11 @@ pub(crate) fn server_time_ms(headers: &reqwest::header::HeaderMap) -> Option<f64
             return Some(d);
         }
     }
-    headers.get("x-total-time").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite())
+    headers
+        .get("x-total-time")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
 }
 
 #[cfg(test)]
@@ -291,7 +307,10 @@ mod tests {
         assert_eq!(server_time_ms(&h), Some(12.0));
         h.insert("server-timing", HeaderValue::from_static("queue;dur=0.5, infer;dur=2.25"));
         assert_eq!(server_time_ms(&h), Some(2.25));
-        h.insert("server-timing", HeaderValue::from_static("queue;dur=0.5, total;desc=\"all\";dur=3.5, infer;dur=2.25"));
+        h.insert(
+            "server-timing",
+            HeaderValue::from_static("queue;dur=0.5, total;desc=\"all\";dur=3.5, infer;dur=2.25"),
+        );
         assert_eq!(server_time_ms(&h), Some(3.5));
     }
 

@@ -70,19 +70,15 @@ impl OipNetwork {
                 let labels = spec.options.labels.clone().or(declared_labels).or(card_labels);
                 match (labels, width) {
                     (Some(l), Some(w)) if l.len() != w => {
-                        return Err(setup(format!(
-                            "{} labels are given but the output has {w} columns",
-                            l.len()
-                        )))
+                        return Err(setup(format!("{} labels are given but the output has {w} columns", l.len())))
                     }
                     (Some(l), _) => l,
                     // Class indices, as scikit-learn's classes_ usually are.
                     (None, Some(w)) => (0..w).map(|i| i.to_string()).collect(),
-                    (None, None) => {
-                        return Err(setup(
-                            "the metadata does not say how many classes the output has: pass ?labels=a,b,c or ?card=DIR".into(),
-                        ))
-                    }
+                    (None, None) => return Err(setup(
+                        "the metadata does not say how many classes the output has: pass ?labels=a,b,c or ?card=DIR"
+                            .into(),
+                    )),
                 }
             }
         };
@@ -90,7 +86,9 @@ impl OipNetwork {
             (InputPlan::Bytes { kind: BytesKind::Text, .. }, OutputKind::Embedding) => Task::TextEmbedding,
             (InputPlan::Bytes { kind: BytesKind::Text, .. }, _) => Task::TextClassification,
             (_, OutputKind::Embedding) => {
-                return Err(setup("image embedding models are not supported; image models must answer class scores".into()))
+                return Err(setup(
+                    "image embedding models are not supported; image models must answer class scores".into(),
+                ))
             }
             _ => Task::ImageClassification,
         };
@@ -153,7 +151,8 @@ impl OipNetwork {
                 "parameters": {"content_type": "str"}, "data": texts,
             }),
             (InputPlan::Bytes { name, kind: BytesKind::Image, item_shape }, Some(RawInputs::Encoded(files)), _) => {
-                let data: Vec<String> = files.iter().map(|f| base64::engine::general_purpose::STANDARD.encode(f)).collect();
+                let data: Vec<String> =
+                    files.iter().map(|f| base64::engine::general_purpose::STANDARD.encode(f)).collect();
                 json!({
                     "name": name, "datatype": "BYTES", "shape": batch_shape(n, item_shape),
                     "parameters": {"content_type": "base64"}, "data": data,
@@ -180,12 +179,19 @@ impl OipNetwork {
             return Err(protocol("the answer has no `outputs` array".into()));
         };
         let tensor = match &self.output {
-            Some(name) => outputs.iter().find(|o| o.get("name").and_then(Value::as_str) == Some(name)).ok_or_else(|| {
-                protocol(format!("output `{name}` is missing (it sent {})", names(outputs)))
-            })?,
+            Some(name) => outputs
+                .iter()
+                .find(|o| o.get("name").and_then(Value::as_str) == Some(name))
+                .ok_or_else(|| protocol(format!("output `{name}` is missing (it sent {})", names(outputs))))?,
             None => match outputs.as_slice() {
                 [only] => only,
-                _ => return Err(protocol(format!("{} outputs ({}): name one with ?output=NAME", outputs.len(), names(outputs)))),
+                _ => {
+                    return Err(protocol(format!(
+                        "{} outputs ({}): name one with ?output=NAME",
+                        outputs.len(),
+                        names(outputs)
+                    )))
+                }
             },
         };
         let name = tensor.get("name").and_then(Value::as_str).unwrap_or("?").to_string();
@@ -323,7 +329,8 @@ fn tensors(meta: &Value, field: &str) -> Result<Vec<TensorMeta>, String> {
     let Value::Array(list) = list else { return Err(format!("the model metadata's `{field}` is not an array")) };
     list.iter()
         .map(|t| {
-            let name = t.get("name").and_then(Value::as_str).ok_or_else(|| format!("an entry of `{field}` has no name"))?;
+            let name =
+                t.get("name").and_then(Value::as_str).ok_or_else(|| format!("an entry of `{field}` has no name"))?;
             Ok(TensorMeta {
                 name: name.to_string(),
                 datatype: t.get("datatype").and_then(Value::as_str).unwrap_or("").to_ascii_uppercase(),
@@ -379,7 +386,12 @@ fn plan_input(spec: &RemoteSpec, inputs: &[TensorMeta]) -> Result<InputPlan, Str
                     .any(|k| lower.contains(k))
                     .then_some(BytesKind::Text)
             })
-            .ok_or_else(|| format!("cannot tell whether BYTES input `{}` takes text or images: add ?kind=text or ?kind=image", chosen.name))?;
+            .ok_or_else(|| {
+                format!(
+                    "cannot tell whether BYTES input `{}` takes text or images: add ?kind=text or ?kind=image",
+                    chosen.name
+                )
+            })?;
         let item_shape = item_shape.iter().map(|&d| if d < 0 { 1 } else { d }).collect::<Vec<_>>();
         if item_shape.iter().product::<i64>() != 1 {
             return Err(format!(
@@ -473,7 +485,8 @@ fn plan_output(spec: &RemoteSpec, outputs: &[TensorMeta]) -> Result<OutputPlan, 
             }
         },
         None => {
-            let numeric: Vec<&TensorMeta> = outputs.iter().filter(|t| oip::NUMERIC.contains(&t.datatype.as_str())).collect();
+            let numeric: Vec<&TensorMeta> =
+                outputs.iter().filter(|t| oip::NUMERIC.contains(&t.datatype.as_str())).collect();
             let preferred = [OutputKind::Probabilities, OutputKind::Logits, OutputKind::Embedding]
                 .iter()
                 .find_map(|k| numeric.iter().find(|t| by_name(&t.name) == Some(*k)).copied());
@@ -481,7 +494,12 @@ fn plan_output(spec: &RemoteSpec, outputs: &[TensorMeta]) -> Result<OutputPlan, 
                 (Some(t), _) => Some(t),
                 (None, [one]) => Some(*one),
                 (None, []) if outputs.is_empty() => None,
-                (None, []) => return Err(format!("none of the model's outputs ({}) holds numbers", outputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "))),
+                (None, []) => {
+                    return Err(format!(
+                        "none of the model's outputs ({}) holds numbers",
+                        outputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ))
+                }
                 (None, many) => {
                     return Err(format!(
                         "the model declares {} outputs ({}): choose one with ?output=NAME",
@@ -503,9 +521,9 @@ fn plan_output(spec: &RemoteSpec, outputs: &[TensorMeta]) -> Result<OutputPlan, 
         [_, w] if *w > 0 => Some(*w as usize),
         _ => None,
     });
-    let labels = chosen.and_then(|t| t.parameters.get("labels")).and_then(|l| {
-        l.as_array()?.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<Vec<String>>>()
-    });
+    let labels = chosen
+        .and_then(|t| t.parameters.get("labels"))
+        .and_then(|l| l.as_array()?.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<Vec<String>>>());
     Ok((name, kind, width, labels))
 }
 
@@ -521,7 +539,10 @@ fn describe_input(spec: &RemoteSpec, input: &InputPlan) -> String {
                 .or_else(|| spec.options.card.as_ref().map(|d| d.join("preprocessor_config.json")))
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            format!("{name} {datatype} {}: images preprocessed here by {from}", oip::shape_text(&batch_shape(-1, item_shape)))
+            format!(
+                "{name} {datatype} {}: images preprocessed here by {from}",
+                oip::shape_text(&batch_shape(-1, item_shape))
+            )
         }
     }
 }

@@ -101,7 +101,8 @@ impl Default for RemoteOptions {
     }
 }
 
-const KEYS: &str = "card, preprocessor, labels, input, output, kind, output_kind, token_env, timeout, concurrency, retries";
+const KEYS: &str =
+    "card, preprocessor, labels, input, output, kind, output_kind, token_env, timeout, concurrency, retries";
 
 /// A parsed remote source.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,7 +138,8 @@ impl RemoteSpec {
             return Err(format!("`{text}` is not a remote source (oip+http(s)://… or tei+http(s)://…)"));
         };
         let rest = &text[protocol.scheme_prefix().len()..];
-        let mut url = Url::parse(rest).map_err(|e| format!("`{text}` is not a valid URL after `{}`: {e}", protocol.scheme_prefix()))?;
+        let mut url = Url::parse(rest)
+            .map_err(|e| format!("`{text}` is not a valid URL after `{}`: {e}", protocol.scheme_prefix()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("`{text}`: the scheme after `{}` must be http or https", protocol.scheme_prefix()));
         }
@@ -205,7 +207,8 @@ impl RemoteSpec {
         let (model, version) = match protocol {
             Protocol::Tei => (None, None),
             Protocol::Oip => {
-                let segments: Vec<String> = url.path_segments().map(|s| s.map(str::to_string).collect()).unwrap_or_default();
+                let segments: Vec<String> =
+                    url.path_segments().map(|s| s.map(str::to_string).collect()).unwrap_or_default();
                 let Some(last) = segments.iter().rev().find(|s| !s.is_empty()).cloned() else {
                     return Err(format!("`{text}` names no model: write oip+http://HOST:PORT/MODEL[@VERSION]"));
                 };
@@ -289,7 +292,10 @@ mod tests {
         assert_eq!(s.base.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(s.model.as_deref(), Some("digits-sklearn"));
         assert_eq!(s.model_path(), "v2/models/digits-sklearn");
-        let s = RemoteSpec::parse("oip+https://gw.example.com/ns/kserve/my-model@3?labels=a,b&timeout=500ms&token_env=GW_TOKEN").unwrap();
+        let s = RemoteSpec::parse(
+            "oip+https://gw.example.com/ns/kserve/my-model@3?labels=a,b&timeout=500ms&token_env=GW_TOKEN",
+        )
+        .unwrap();
         assert_eq!(s.base.as_str(), "https://gw.example.com/ns/kserve/");
         assert_eq!((s.model.as_deref(), s.version.as_deref()), (Some("my-model"), Some("3")));
         assert_eq!(s.model_path(), "v2/models/my-model/versions/3");
@@ -297,7 +303,10 @@ mod tests {
         assert_eq!(s.options.timeout, Duration::from_millis(500));
         assert_eq!(s.options.token_env.as_deref(), Some("GW_TOKEN"));
         assert_eq!(s.endpoint(), "https://gw.example.com/ns/kserve/my-model@3");
-        assert_eq!(s.to_string(), "oip+https://gw.example.com/ns/kserve/my-model@3?labels=a,b&timeout=500ms&token_env=GW_TOKEN");
+        assert_eq!(
+            s.to_string(),
+            "oip+https://gw.example.com/ns/kserve/my-model@3?labels=a,b&timeout=500ms&token_env=GW_TOKEN"
+        );
         let t = RemoteSpec::parse("tei+http://localhost:3000").unwrap();
         assert_eq!((t.protocol, t.base.as_str(), t.model.clone()), (Protocol::Tei, "http://localhost:3000/", None));
         assert_eq!(t.endpoint(), "http://localhost:3000");

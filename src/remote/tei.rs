@@ -28,10 +28,17 @@ impl TeiNetwork {
         let (task, labels) = if model_type.get("embedding").is_some() {
             (Task::TextEmbedding, Vec::new())
         } else if let Some(classifier) = model_type.get("classifier") {
-            let map = classifier.get("id2label").and_then(Value::as_object).ok_or_else(|| setup("/info's classifier has no `id2label`".into()))?;
+            let map = classifier
+                .get("id2label")
+                .and_then(Value::as_object)
+                .ok_or_else(|| setup("/info's classifier has no `id2label`".into()))?;
             let mut labels = vec![None; map.len()];
             for (key, label) in map {
-                let i = key.parse::<usize>().ok().filter(|&i| i < labels.len()).ok_or_else(|| setup(format!("id2label key `{key}` is not a class index")))?;
+                let i = key
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&i| i < labels.len())
+                    .ok_or_else(|| setup(format!("id2label key `{key}` is not a class index")))?;
                 labels[i] = label.as_str().map(str::to_string);
             }
             let labels: Option<Vec<String>> = labels.into_iter().collect();
@@ -49,7 +56,8 @@ impl TeiNetwork {
             Some(given) if task == Task::TextClassification => given.clone(),
             _ => labels,
         };
-        let max_batch = info.get("max_client_batch_size").and_then(Value::as_u64).filter(|&n| n > 0).unwrap_or(32) as usize;
+        let max_batch =
+            info.get("max_client_batch_size").and_then(Value::as_u64).filter(|&n| n > 0).unwrap_or(32) as usize;
         let version = info.get("version").and_then(Value::as_str).unwrap_or("");
         let kind = if task == Task::TextEmbedding { OutputKind::Embedding } else { OutputKind::Probabilities };
         let card = RemoteCard {
@@ -120,8 +128,14 @@ impl TeiNetwork {
             let entries = row.as_array().ok_or_else(|| protocol("an answer is not a list of {label, score}".into()))?;
             let mut probs = vec![f64::NAN; self.labels.len()];
             for entry in entries {
-                let label = entry.get("label").and_then(Value::as_str).ok_or_else(|| protocol("an entry has no label".into()))?;
-                let score = entry.get("score").and_then(Value::as_f64).ok_or_else(|| protocol(format!("label `{label}` has no score")))?;
+                let label = entry
+                    .get("label")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| protocol("an entry has no label".into()))?;
+                let score = entry
+                    .get("score")
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| protocol(format!("label `{label}` has no score")))?;
                 let i = self
                     .labels
                     .iter()
@@ -130,7 +144,11 @@ impl TeiNetwork {
                 probs[i] = score;
             }
             if probs.iter().any(|p| p.is_nan()) {
-                return Err(protocol(format!("an answer scores {} of the {} labels", entries.len(), self.labels.len())));
+                return Err(protocol(format!(
+                    "an answer scores {} of the {} labels",
+                    entries.len(),
+                    self.labels.len()
+                )));
             }
             out.append(&mut super::scores_from_rows(vec![probs], OutputKind::Probabilities, &url, "score")?);
         }
@@ -141,9 +159,12 @@ impl TeiNetwork {
 impl Network for TeiNetwork {
     fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
         match request {
-            Request::Texts { texts, .. } if !texts.is_empty() => {
-                Ok(Batch { size: texts.len(), pixel_values: None, text: None, raw: Some(RawInputs::Texts(texts.to_vec())) })
-            }
+            Request::Texts { texts, .. } if !texts.is_empty() => Ok(Batch {
+                size: texts.len(),
+                pixel_values: None,
+                text: None,
+                raw: Some(RawInputs::Texts(texts.to_vec())),
+            }),
             Request::Texts { .. } => Err(ModelError::Input("no text given".into())),
             _ => Err(ModelError::WrongInput { task: self.task, expected: "text", given: "images" }),
         }

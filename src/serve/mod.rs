@@ -208,7 +208,8 @@ impl Server {
 
         let pixel_shape = pixel_shape(&model);
         let embedding_dims = embedding_dims(&model);
-        let metadata = wire::model_metadata(&model, &options.name, &options.version, pixel_shape.as_deref(), embedding_dims);
+        let metadata =
+            wire::model_metadata(&model, &options.name, &options.version, pixel_shape.as_deref(), embedding_dims);
         let metrics = Arc::new(PromMetrics::new());
         let model_label: Arc<str> = Arc::from(options.name.as_str());
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(options.queue.max(1));
@@ -415,7 +416,10 @@ impl Shared {
     /// `None` when the path names this model (and version, if given).
     fn wrong_model(&self, model: &str, version: Option<&str>) -> Option<Response> {
         if model != self.name {
-            return Some(error(StatusCode::NOT_FOUND, format!("model `{model}` is not served here (this server serves `{}`)", self.name)));
+            return Some(error(
+                StatusCode::NOT_FOUND,
+                format!("model `{model}` is not served here (this server serves `{}`)", self.name),
+            ));
         }
         match version {
             Some(v) if v != self.version => Some(error(
@@ -445,7 +449,9 @@ async fn model_ready_v(State(s): State<Arc<Shared>>, Path((model, version)): Pat
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     match s.metrics.encode() {
-        Ok(text) => ([(axum::http::header::CONTENT_TYPE, crate::monitor::prometheus::CONTENT_TYPE)], text).into_response(),
+        Ok(text) => {
+            ([(axum::http::header::CONTENT_TYPE, crate::monitor::prometheus::CONTENT_TYPE)], text).into_response()
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the metrics: {e}")),
     }
 }
@@ -479,7 +485,7 @@ async fn run_infer(s: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response 
     })
     .await;
     let mut request: ParsedRequest = match parsed {
-            Ok(Ok(r)) => r,
+        Ok(Ok(r)) => r,
         Ok(Err(message)) => {
             s.reject(None, &message);
             return error(StatusCode::BAD_REQUEST, message);
@@ -500,7 +506,9 @@ async fn run_infer(s: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response 
             s.log_rejection(&id, &message);
             return error(StatusCode::SERVICE_UNAVAILABLE, message);
         }
-        Err(TrySendError::Disconnected(_)) => return error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"),
+        Err(TrySendError::Disconnected(_)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down")
+        }
     }
     let Ok(result) = answer.await else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "the model worker stopped before answering");
@@ -622,7 +630,9 @@ fn run_group(model: &LoadedModel, group: Vec<Job>, sink: &Sink) {
                 let n = job.work.len();
                 let mine: Vec<_> = results.by_ref().take(n).collect();
                 let similarity = match mine.as_slice() {
-                    [a, b, ..] => a.embedding.as_deref().zip(b.embedding.as_deref()).map(|(a, b)| predict::cosine(a, b)),
+                    [a, b, ..] => {
+                        a.embedding.as_deref().zip(b.embedding.as_deref()).map(|(a, b)| predict::cosine(a, b))
+                    }
                     _ => None,
                 };
                 let total_ms = job.arrived.elapsed().as_secs_f64() * 1e3;
@@ -651,7 +661,13 @@ fn run_group(model: &LoadedModel, group: Vec<Job>, sink: &Sink) {
     }
 }
 
-fn finish(job: Job, outcome: Result<PredictOutput, (StatusCode, String)>, started: Instant, infer_ms: f64, sink: &Sink) {
+fn finish(
+    job: Job,
+    outcome: Result<PredictOutput, (StatusCode, String)>,
+    started: Instant,
+    infer_ms: f64,
+    sink: &Sink,
+) {
     let Sink { log, metrics, label, source } = *sink;
     let queue_ms = started.saturating_duration_since(job.arrived).as_secs_f64() * 1e3;
     match &outcome {
@@ -698,20 +714,30 @@ fn run_work(model: &LoadedModel, work: &Work) -> Result<PredictOutput, (StatusCo
 fn run_work_inner(model: &LoadedModel, work: &Work) -> Result<PredictOutput, (StatusCode, String)> {
     let status = |e: crate::Error| {
         let code = match &e {
-            crate::Error::Usage(_) | crate::Error::Model(crate::model::ModelError::Input(_) | crate::model::ModelError::WrongInput { .. } | crate::model::ModelError::Image(_)) => StatusCode::BAD_REQUEST,
+            crate::Error::Usage(_)
+            | crate::Error::Model(
+                crate::model::ModelError::Input(_)
+                | crate::model::ModelError::WrongInput { .. }
+                | crate::model::ModelError::Image(_),
+            ) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (code, e.to_string())
     };
     let all = model.labels().len().max(1);
     match work {
-        Work::Texts(texts) => predict::predict(model, &PredictRequest { top_k: all, ..PredictRequest::texts(texts.clone()) }).map_err(status),
+        Work::Texts(texts) => {
+            predict::predict(model, &PredictRequest { top_k: all, ..PredictRequest::texts(texts.clone()) })
+                .map_err(status)
+        }
         Work::Images(images) => {
-            let named = images.iter().map(|(name, image)| NamedImage { name: name.clone(), image: image.clone() }).collect();
+            let named =
+                images.iter().map(|(name, image)| NamedImage { name: name.clone(), image: image.clone() }).collect();
             predict::predict(model, &PredictRequest { top_k: all, ..PredictRequest::images(named) }).map_err(status)
         }
         Work::ZeroShot { images, labels, template } => {
-            let named = images.iter().map(|(name, image)| NamedImage { name: name.clone(), image: image.clone() }).collect();
+            let named =
+                images.iter().map(|(name, image)| NamedImage { name: name.clone(), image: image.clone() }).collect();
             let request = PredictRequest {
                 labels: labels.clone(),
                 template: template.clone(),
@@ -723,8 +749,7 @@ fn run_work_inner(model: &LoadedModel, work: &Work) -> Result<PredictOutput, (St
         Work::Pixels { tensor, count } => {
             let started = Instant::now();
             let batch = Batch { size: *count, pixel_values: Some(tensor.clone()), text: None, raw: None };
-            let (response, server_ms) =
-                model.forward_timed(&batch).map_err(|e| status(crate::Error::Model(e)))?;
+            let (response, server_ms) = model.forward_timed(&batch).map_err(|e| status(crate::Error::Model(e)))?;
             let answer = predict::ModelAnswer {
                 names: (0..*count).map(|i| format!("pixels[{i}]")).collect(),
                 input_features: vec![Default::default(); *count],

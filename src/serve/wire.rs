@@ -26,8 +26,15 @@ pub(crate) enum Work {
     Texts(Vec<String>),
     Images(Vec<(String, Arc<RgbImage>)>),
     /// Preprocessed pixels `[count, C, H, W]`.
-    Pixels { tensor: Tensor, count: usize },
-    ZeroShot { images: Vec<(String, Arc<RgbImage>)>, labels: Vec<String>, template: Option<String> },
+    Pixels {
+        tensor: Tensor,
+        count: usize,
+    },
+    ZeroShot {
+        images: Vec<(String, Arc<RgbImage>)>,
+        labels: Vec<String>,
+        template: Option<String>,
+    },
 }
 
 impl Work {
@@ -42,8 +49,12 @@ impl Work {
     /// Whether `other` can run in the same model call.
     pub fn joins(&self, other: &Work) -> bool {
         match (self, other) {
-            (Self::Texts(_), Self::Texts(_)) | (Self::Images(_), Self::Images(_)) | (Self::Pixels { .. }, Self::Pixels { .. }) => true,
-            (Self::ZeroShot { labels: a, template: ta, .. }, Self::ZeroShot { labels: b, template: tb, .. }) => a == b && ta == tb,
+            (Self::Texts(_), Self::Texts(_))
+            | (Self::Images(_), Self::Images(_))
+            | (Self::Pixels { .. }, Self::Pixels { .. }) => true,
+            (Self::ZeroShot { labels: a, template: ta, .. }, Self::ZeroShot { labels: b, template: tb, .. }) => {
+                a == b && ta == tb
+            }
             _ => false,
         }
     }
@@ -55,15 +66,25 @@ impl Work {
             return Ok((*first).clone());
         }
         Ok(match first {
-            Self::Texts(_) => Self::Texts(works.iter().flat_map(|w| if let Self::Texts(t) = w { t.clone() } else { Vec::new() }).collect()),
-            Self::Images(_) => Self::Images(works.iter().flat_map(|w| if let Self::Images(i) = w { i.clone() } else { Vec::new() }).collect()),
+            Self::Texts(_) => Self::Texts(
+                works.iter().flat_map(|w| if let Self::Texts(t) = w { t.clone() } else { Vec::new() }).collect(),
+            ),
+            Self::Images(_) => Self::Images(
+                works.iter().flat_map(|w| if let Self::Images(i) = w { i.clone() } else { Vec::new() }).collect(),
+            ),
             Self::ZeroShot { labels, template, .. } => Self::ZeroShot {
-                images: works.iter().flat_map(|w| if let Self::ZeroShot { images, .. } = w { images.clone() } else { Vec::new() }).collect(),
+                images: works
+                    .iter()
+                    .flat_map(|w| if let Self::ZeroShot { images, .. } = w { images.clone() } else { Vec::new() })
+                    .collect(),
                 labels: labels.clone(),
                 template: template.clone(),
             },
             Self::Pixels { .. } => {
-                let tensors: Vec<&Tensor> = works.iter().filter_map(|w| if let Self::Pixels { tensor, .. } = w { Some(tensor) } else { None }).collect();
+                let tensors: Vec<&Tensor> = works
+                    .iter()
+                    .filter_map(|w| if let Self::Pixels { tensor, .. } = w { Some(tensor) } else { None })
+                    .collect();
                 Self::Pixels { tensor: super::cat_pixels(&tensors)?, count: works.iter().map(|w| w.len()).sum() }
             }
         })
@@ -95,7 +116,8 @@ enum Data {
 
 impl Input {
     fn count(&self) -> Result<usize, String> {
-        oip::element_count(&self.shape).ok_or_else(|| format!("input `{}` has an invalid shape {}", self.name, oip::shape_text(&self.shape)))
+        oip::element_count(&self.shape)
+            .ok_or_else(|| format!("input `{}` has an invalid shape {}", self.name, oip::shape_text(&self.shape)))
     }
 
     /// BYTES elements; JSON strings are taken as they are (`base64`: decoded).
@@ -114,7 +136,10 @@ impl Input {
                         .map(|(i, s)| {
                             let s = s.split_once(";base64,").map(|(_, b)| b).unwrap_or(s);
                             base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(|e| {
-                                format!("input `{}` element {i} is not base64 ({e}); in JSON, images are base64 strings", self.name)
+                                format!(
+                                    "input `{}` element {i} is not base64 ({e}); in JSON, images are base64 strings",
+                                    self.name
+                                )
                             })
                         })
                         .collect::<Result<_, _>>()?
@@ -124,7 +149,12 @@ impl Input {
             }
         };
         if items.len() != self.count()? {
-            return Err(format!("input `{}` has shape {} but {} elements", self.name, oip::shape_text(&self.shape), items.len()));
+            return Err(format!(
+                "input `{}` has shape {} but {} elements",
+                self.name,
+                oip::shape_text(&self.shape),
+                items.len()
+            ));
         }
         Ok(items)
     }
@@ -133,7 +163,9 @@ impl Input {
         self.bytes(false)?
             .into_iter()
             .enumerate()
-            .map(|(i, b)| String::from_utf8(b).map_err(|_| format!("input `{}` element {i} is not valid UTF-8 text", self.name)))
+            .map(|(i, b)| {
+                String::from_utf8(b).map_err(|_| format!("input `{}` element {i} is not valid UTF-8 text", self.name))
+            })
             .collect()
     }
 
@@ -144,7 +176,12 @@ impl Input {
         }
         .map_err(|e| format!("input `{}`: {e}", self.name))?;
         if values.len() != self.count()? {
-            return Err(format!("input `{}` has shape {} but {} values", self.name, oip::shape_text(&self.shape), values.len()));
+            return Err(format!(
+                "input `{}` has shape {} but {} values",
+                self.name,
+                oip::shape_text(&self.shape),
+                values.len()
+            ));
         }
         Ok(values)
     }
@@ -155,14 +192,21 @@ impl Input {
             .enumerate()
             .map(|(i, bytes)| {
                 let name = format!("{}[{i}]", self.name);
-                crate::model::image::decode_image_bytes(bytes, Path::new(&name)).map(|img| (name, Arc::new(img))).map_err(|e| e.to_string())
+                crate::model::image::decode_image_bytes(bytes, Path::new(&name))
+                    .map(|img| (name, Arc::new(img)))
+                    .map_err(|e| e.to_string())
             })
             .collect()
     }
 }
 
 /// Reads an inference request. Errors are messages for a 400 answer.
-pub(crate) fn parse_request(headers: &HeaderMap, body: &[u8], task: Task, pixel_shape: Option<&[usize]>) -> Result<ParsedRequest, String> {
+pub(crate) fn parse_request(
+    headers: &HeaderMap,
+    body: &[u8],
+    task: Task,
+    pixel_shape: Option<&[usize]>,
+) -> Result<ParsedRequest, String> {
     let (json_part, mut binary_part) = match headers.get(binary::HEADER) {
         Some(v) => {
             let n = v
@@ -171,13 +215,18 @@ pub(crate) fn parse_request(headers: &HeaderMap, body: &[u8], task: Task, pixel_
                 .and_then(|s| s.trim().parse::<usize>().ok())
                 .ok_or_else(|| format!("header {} is not a byte count", binary::HEADER))?;
             if n > body.len() {
-                return Err(format!("header {} says {n} bytes of JSON but the body has {}", binary::HEADER, body.len()));
+                return Err(format!(
+                    "header {} says {n} bytes of JSON but the body has {}",
+                    binary::HEADER,
+                    body.len()
+                ));
             }
             body.split_at(n)
         }
         None => (body, &[][..]),
     };
-    let request: Value = serde_json::from_slice(json_part).map_err(|e| format!("the request is not valid JSON: {e}"))?;
+    let request: Value =
+        serde_json::from_slice(json_part).map_err(|e| format!("the request is not valid JSON: {e}"))?;
     let Some(Value::Array(raw_inputs)) = request.get("inputs") else {
         return Err("the request has no `inputs` array".into());
     };
@@ -187,7 +236,11 @@ pub(crate) fn parse_request(headers: &HeaderMap, body: &[u8], task: Task, pixel_
     let mut inputs = Vec::with_capacity(raw_inputs.len());
     for raw in raw_inputs {
         let name = raw.get("name").and_then(Value::as_str).ok_or("an input has no `name`")?.to_string();
-        let datatype = raw.get("datatype").and_then(Value::as_str).ok_or_else(|| format!("input `{name}` has no `datatype`"))?.to_ascii_uppercase();
+        let datatype = raw
+            .get("datatype")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("input `{name}` has no `datatype`"))?
+            .to_ascii_uppercase();
         let shape = oip::shape_of(raw).map_err(|e| format!("input `{name}` {e}"))?;
         if shape.iter().any(|&d| d < 0) {
             return Err(format!("input `{name}` has a negative dimension in {}", oip::shape_text(&shape)));
@@ -195,9 +248,15 @@ pub(crate) fn parse_request(headers: &HeaderMap, body: &[u8], task: Task, pixel_
         let size = raw.get("parameters").and_then(|p| p.get("binary_data_size"));
         let data = match size {
             Some(size) => {
-                let n = size.as_u64().map(|n| n as usize).ok_or_else(|| format!("input `{name}`: binary_data_size is not a byte count"))?;
+                let n = size
+                    .as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| format!("input `{name}`: binary_data_size is not a byte count"))?;
                 if n > binary_part.len() {
-                    return Err(format!("input `{name}` announces {n} binary bytes but only {} follow the JSON", binary_part.len()));
+                    return Err(format!(
+                        "input `{name}` announces {n} binary bytes but only {} follow the JSON",
+                        binary_part.len()
+                    ));
                 }
                 let (mine, rest) = binary_part.split_at(n);
                 binary_part = rest;
@@ -219,7 +278,8 @@ pub(crate) fn parse_request(headers: &HeaderMap, body: &[u8], task: Task, pixel_
             outputs.push((name.to_string(), binary.unwrap_or(false)));
         }
     }
-    let binary_all = request.get("parameters").and_then(|p| p.get("binary_data_output")).and_then(Value::as_bool).unwrap_or(false);
+    let binary_all =
+        request.get("parameters").and_then(|p| p.get("binary_data_output")).and_then(Value::as_bool).unwrap_or(false);
     if binary_all {
         // binary_data_output applies to outputs that did not say.
         if let Some(list) = request.get("outputs").and_then(Value::as_array) {
@@ -260,16 +320,15 @@ pub(crate) fn parse_request(headers: &HeaderMap, body: &[u8], task: Task, pixel_
         }
         Task::ZeroShotImageClassification => {
             let image = find(&["image", "images"]).ok_or("zero-shot models take a BYTES `image` input")?;
-            let labels = find(&["candidate_labels", "labels"]).ok_or("zero-shot models take a BYTES `candidate_labels` input")?;
-            let labels: Vec<String> = labels.texts()?.into_iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+            let labels = find(&["candidate_labels", "labels"])
+                .ok_or("zero-shot models take a BYTES `candidate_labels` input")?;
+            let labels: Vec<String> =
+                labels.texts()?.into_iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
             if labels.is_empty() {
                 return Err("`candidate_labels` holds no label".into());
             }
-            let template = request
-                .get("parameters")
-                .and_then(|p| p.get("template"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            let template =
+                request.get("parameters").and_then(|p| p.get("template")).and_then(Value::as_str).map(str::to_string);
             if let Some(t) = &template {
                 if t.matches("{}").count() != 1 {
                     return Err(format!("the template `{t}` must hold `{{}}` once, where each label goes"));
@@ -305,7 +364,11 @@ fn pixels(input: &Input, pixel_shape: Option<&[usize]>) -> Result<Work, String> 
     };
     let expected = format!("[N, {}] or [N, {want}]", item.iter().map(usize::to_string).collect::<Vec<_>>().join(", "));
     if !ok {
-        return Err(format!("input `{}` has shape {}; this model takes preprocessed pixels {expected}", input.name, oip::shape_text(&input.shape)));
+        return Err(format!(
+            "input `{}` has shape {}; this model takes preprocessed pixels {expected}",
+            input.name,
+            oip::shape_text(&input.shape)
+        ));
     }
     let count = dims[0];
     let values: Vec<f32> = input.numbers()?.into_iter().map(|v| v as f32).collect();
@@ -332,13 +395,24 @@ enum Payload {
 }
 
 /// The answer to one request, JSON or with binary outputs as asked.
-pub(crate) fn response(name: &str, version: &str, id: &str, request: &ParsedRequest, output: &PredictOutput) -> Response {
+pub(crate) fn response(
+    name: &str,
+    version: &str,
+    id: &str,
+    request: &ParsedRequest,
+    output: &PredictOutput,
+) -> Response {
     let n = output.results.len() as i64;
     let mut tensors: Vec<(&str, &str, Vec<i64>, Payload)> = Vec::new();
     if output.task == Task::TextEmbedding {
         let vectors: Vec<&Vec<f32>> = output.results.iter().filter_map(|r| r.embedding.as_ref()).collect();
         let d = vectors.first().map_or(0, |v| v.len()) as i64;
-        tensors.push(("embedding", "FP32", vec![n, d], Payload::Floats(vectors.into_iter().flatten().copied().collect())));
+        tensors.push((
+            "embedding",
+            "FP32",
+            vec![n, d],
+            Payload::Floats(vectors.into_iter().flatten().copied().collect()),
+        ));
     } else {
         let scores: Vec<&crate::model::Scores> = output.results.iter().filter_map(|r| r.scores.as_ref()).collect();
         let l = scores.first().map_or(0, |s| s.probs.len()) as i64;
@@ -347,7 +421,9 @@ pub(crate) fn response(name: &str, version: &str, id: &str, request: &ParsedRequ
         let labels = output
             .results
             .iter()
-            .map(|r| r.predictions.as_ref().and_then(|p| p.first()).map(|p| p.label.clone().into_bytes()).unwrap_or_default())
+            .map(|r| {
+                r.predictions.as_ref().and_then(|p| p.first()).map(|p| p.label.clone().into_bytes()).unwrap_or_default()
+            })
             .collect();
         tensors.push(("probabilities", "FP32", vec![n, l], Payload::Floats(probs)));
         tensors.push(("logits", "FP32", vec![n, l], Payload::Floats(logits)));
@@ -373,7 +449,9 @@ pub(crate) fn response(name: &str, version: &str, id: &str, request: &ParsedRequ
         } else {
             entry["data"] = match payload {
                 Payload::Floats(v) => json!(v),
-                Payload::Bytes(items) => json!(items.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect::<Vec<_>>()),
+                Payload::Bytes(items) => {
+                    json!(items.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect::<Vec<_>>())
+                }
             };
         }
         json_outputs.push(entry);
@@ -387,7 +465,8 @@ pub(crate) fn response(name: &str, version: &str, id: &str, request: &ParsedRequ
     });
     let text = body.to_string();
     if blobs.is_empty() {
-        return (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json".to_string())], text).into_response();
+        return (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json".to_string())], text)
+            .into_response();
     }
     let header_len = text.len();
     let mut all = text.into_bytes();
@@ -404,21 +483,31 @@ pub(crate) fn response(name: &str, version: &str, id: &str, request: &ParsedRequ
 }
 
 /// The model metadata: inputs and outputs by task, labels in the probabilities' parameters.
-pub(crate) fn model_metadata(model: &LoadedModel, name: &str, version: &str, pixel_shape: Option<&[usize]>, embedding_dims: Option<usize>) -> Value {
+pub(crate) fn model_metadata(
+    model: &LoadedModel,
+    name: &str,
+    version: &str,
+    pixel_shape: Option<&[usize]>,
+    embedding_dims: Option<usize>,
+) -> Value {
     let card = model.card();
     let labels = card.labels.len() as i64;
     let inputs = match card.task {
         Task::TextClassification | Task::TextEmbedding => {
             json!([{"name": "text", "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "str"}}])
         }
-        Task::ImageClassification => json!([{"name": "image", "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "base64"}}]),
+        Task::ImageClassification => {
+            json!([{"name": "image", "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "base64"}}])
+        }
         Task::ZeroShotImageClassification => json!([
             {"name": "image", "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "base64"}},
             {"name": "candidate_labels", "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "str"}},
         ]),
     };
     let outputs = match card.task {
-        Task::TextEmbedding => json!([{"name": "embedding", "datatype": "FP32", "shape": [-1, embedding_dims.map_or(-1, |d| d as i64)]}]),
+        Task::TextEmbedding => {
+            json!([{"name": "embedding", "datatype": "FP32", "shape": [-1, embedding_dims.map_or(-1, |d| d as i64)]}])
+        }
         Task::ZeroShotImageClassification => json!([
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, -1]},
             {"name": "logits", "datatype": "FP32", "shape": [-1, -1]},

@@ -20,11 +20,20 @@ pub use hub::{download, hub_cache_dir};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelSource {
-    Hub { repo_id: String, revision: Option<String> },
-    Local { path: PathBuf },
-    Demo { name: String },
+    Hub {
+        repo_id: String,
+        revision: Option<String>,
+    },
+    Local {
+        path: PathBuf,
+    },
+    Demo {
+        name: String,
+    },
     /// A served model, as written (validated by [`crate::remote::RemoteSpec::parse`]).
-    Remote { url: String },
+    Remote {
+        url: String,
+    },
 }
 
 impl ModelSource {

@@ -217,10 +217,7 @@ fn card_ui(ui: &mut egui::Ui, slot: Slot, card: &crate::model::ModelCard) {
                 row("Sends", e.input.clone());
                 row("Reads", e.output.clone());
                 row("Round trip", format!("{:.2} ms (median of 3 health checks at load)", e.rtt_ms));
-                row(
-                    "Limits",
-                    format!("timeout {} s, {} requests in flight", e.timeout_s, e.concurrency),
-                );
+                row("Limits", format!("timeout {} s, {} requests in flight", e.timeout_s, e.concurrency));
                 row("Token", e.token_env.as_ref().map_or("none".into(), |v| format!("from ${v}")));
                 row("Connect time", format!("{:.0} ms", card.load_ms));
             }

@@ -657,7 +657,8 @@ fn latency_distribution_chart(ui: &mut egui::Ui, snapshot: &MonitorSnapshot, hei
         .filter(|(_, d)| d.n > 0)
         .collect();
     // The x range: the occupied bins of every model, one bin of margin each side.
-    let occupied = models.iter().flat_map(|(_, d)| d.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(k, _)| k));
+    let occupied =
+        models.iter().flat_map(|(_, d)| d.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(k, _)| k));
     let (lo, hi) = occupied.fold((usize::MAX, 0), |(lo, hi), k| (lo.min(k), hi.max(k)));
     let edge = |k: usize| LatencyDistribution::edge_ms(k).log10();
     Plot::new("latency-distribution")

@@ -146,7 +146,13 @@ fn serve(stream: TcpStream, handler: &(dyn Fn(&Request) -> Reply + Send + Sync),
     }
 }
 
-fn write(w: &mut TcpStream, status: u16, content_type: &str, extra: &[(&str, String)], body: &[u8]) -> std::io::Result<()> {
+fn write(
+    w: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    extra: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in extra {
         head.push_str(&format!("{k}: {v}\r\n"));
