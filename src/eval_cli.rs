@@ -12,7 +12,7 @@ use modeldeck::eval::pipeline::{self, PipelineOptions, Progress};
 use modeldeck::eval::{self, Dataset, EvalOptions};
 use modeldeck::model::Task;
 
-use crate::{CommonSource, RetentionArgs};
+use crate::CommonSource;
 
 #[derive(Args)]
 pub struct BatchArgs {
@@ -49,14 +49,9 @@ pub struct BatchArgs {
     drift: Option<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// The prediction log the answers also go to, with origin `batch` (default: the app's).
-    #[arg(long)]
-    log: Option<PathBuf>,
-    /// Do not write the answers to the prediction log.
-    #[arg(long, conflicts_with = "log")]
-    no_log: bool,
+    /// The answers also go to the prediction log, with origin `batch`.
     #[command(flatten)]
-    retention: RetentionArgs,
+    log: crate::DefaultLogArgs,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -183,11 +178,7 @@ pub fn run_batch(args: BatchArgs) -> anyhow::Result<()> {
         fingerprint: Some(data.fingerprint()),
     };
     let mut writer = BatchWriter::open(&args.output, info, args.resume, args.overwrite)?;
-    let log = if args.no_log {
-        None
-    } else {
-        crate::open_log(Some(&args.log.clone().unwrap_or_else(crate::default_log_path)), args.retention)?
-    };
+    let log = args.log.open()?;
     let candidate_labels = match (model.task(), args.labels.is_empty()) {
         (Task::ZeroShotImageClassification, true) => data.labels(),
         (Task::ZeroShotImageClassification, false) => args.labels.clone(),

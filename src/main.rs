@@ -422,6 +422,30 @@ struct GuiArgs {
     metrics_allow_remote: bool,
 }
 
+/// The prediction log of a command that logs by default (`batch`, `serve`).
+#[derive(Args)]
+struct DefaultLogArgs {
+    /// The prediction log every answer also goes to (default: predictions.sqlite in the app's
+    /// data folder).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Write nothing to the prediction log.
+    #[arg(long, conflicts_with = "log")]
+    no_log: bool,
+    #[command(flatten)]
+    retention: RetentionArgs,
+}
+
+impl DefaultLogArgs {
+    /// The open log (`None` with `--no-log`).
+    fn open(&self) -> anyhow::Result<Option<store::PredictionLog>> {
+        if self.no_log {
+            return Ok(None);
+        }
+        open_log(Some(&self.log.clone().unwrap_or_else(default_log_path)), self.retention)
+    }
+}
+
 /// How much of the prediction log to keep; older rows are pruned in the background.
 #[derive(Args, Clone, Copy, Default)]
 struct RetentionArgs {

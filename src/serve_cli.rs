@@ -13,7 +13,7 @@ use modeldeck::predict::{self, NamedImage, PredictRequest};
 use modeldeck::serve::{ServeOptions, Server};
 use modeldeck::source::ModelSource;
 
-use crate::{CommonSource, RetentionArgs};
+use crate::CommonSource;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -42,13 +42,9 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address.
     #[arg(long)]
     allow_remote: bool,
-    /// The prediction log every request goes to (default: the app's predictions.sqlite).
-    #[arg(long)]
-    log: Option<PathBuf>,
-    #[arg(long)]
-    no_log: bool,
+    /// Every request also goes to the prediction log, with origin `serve`.
     #[command(flatten)]
-    retention: RetentionArgs,
+    log: crate::DefaultLogArgs,
     #[command(flatten)]
     common: CommonSource,
 }
@@ -58,11 +54,7 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let show = matches!(source, ModelSource::Hub { .. });
     let model = Arc::new(model::load_source(&source, &crate::resolve_options(&args.common, show))?);
     let name = args.name.clone().unwrap_or_else(|| url_name(&model.card().name));
-    let log = if args.no_log {
-        None
-    } else {
-        crate::open_log(Some(&args.log.clone().unwrap_or_else(crate::default_log_path)), args.retention)?
-    };
+    let log = args.log.open()?;
     let log_path = log.as_ref().map(|l| l.path().display().to_string());
     let options = ServeOptions {
         addr: args.addr,

@@ -37,6 +37,8 @@ pub(crate) struct OipNetwork {
     output: Option<String>,
     kind: OutputKind,
     labels: usize,
+    /// The task `connect` read from the metadata.
+    task: Task,
     next_id: AtomicU64,
 }
 
@@ -138,6 +140,7 @@ impl OipNetwork {
             output,
             kind,
             labels: labels.len(),
+            task,
             next_id: AtomicU64::new(1),
         };
         Ok((network, card))
@@ -238,16 +241,7 @@ impl OipNetwork {
 
 impl Network for OipNetwork {
     fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
-        let task = match self.input {
-            InputPlan::Bytes { kind: BytesKind::Text, .. } => {
-                if self.kind == OutputKind::Embedding {
-                    Task::TextEmbedding
-                } else {
-                    Task::TextClassification
-                }
-            }
-            _ => Task::ImageClassification,
-        };
+        let task = self.task;
         match (&self.input, request) {
             (InputPlan::Bytes { kind: BytesKind::Text, .. }, Request::Texts { texts, .. }) => {
                 if texts.is_empty() {

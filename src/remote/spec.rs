@@ -122,9 +122,7 @@ impl RemoteSpec {
     /// True when `text` names a remote source (so parsing errors are about the URL, not a path).
     pub fn is_remote(text: &str) -> bool {
         let lower = text.trim_start().to_ascii_lowercase();
-        ["oip+http://", "oip+https://", "tei+http://", "tei+https://"].iter().any(|p| lower.starts_with(p))
-            || lower.starts_with("oip+")
-            || lower.starts_with("tei+")
+        lower.starts_with("oip+") || lower.starts_with("tei+")
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {

@@ -156,6 +156,27 @@ impl TeiNetwork {
     }
 }
 
+impl TeiNetwork {
+    /// Runs `call` on chunks of at most the server's batch size; the answers in order and the
+    /// server times summed (when the server reports them).
+    fn in_chunks<T>(
+        &self,
+        texts: &[String],
+        call: impl Fn(&[String]) -> Result<(Vec<T>, Option<f64>), RemoteError>,
+    ) -> Result<(Vec<T>, Option<f64>), RemoteError> {
+        let mut all = Vec::with_capacity(texts.len());
+        let mut server_ms: Option<f64> = None;
+        for chunk in texts.chunks(self.max_batch) {
+            let (mut answers, ms) = call(chunk)?;
+            if let Some(ms) = ms {
+                server_ms = Some(server_ms.unwrap_or(0.0) + ms);
+            }
+            all.append(&mut answers);
+        }
+        Ok((all, server_ms))
+    }
+}
+
 impl Network for TeiNetwork {
     fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
         match request {
@@ -178,28 +199,12 @@ impl Network for TeiNetwork {
         let Some(RawInputs::Texts(texts)) = &batch.raw else {
             return Err(ModelError::Input("this batch was not prepared for a text-embeddings-inference model".into()));
         };
-        let mut server_ms: Option<f64> = None;
-        let mut add = |ms: Option<f64>| {
-            if let Some(ms) = ms {
-                server_ms = Some(server_ms.unwrap_or(0.0) + ms);
-            }
-        };
-        let response = if self.task == Task::TextEmbedding {
-            let mut all = Vec::with_capacity(texts.len());
-            for chunk in texts.chunks(self.max_batch) {
-                let (mut vectors, ms) = self.embed(chunk)?;
-                add(ms);
-                all.append(&mut vectors);
-            }
-            Response::Embeddings(all)
+        let (response, server_ms) = if self.task == Task::TextEmbedding {
+            let (all, ms) = self.in_chunks(texts, |chunk| self.embed(chunk))?;
+            (Response::Embeddings(all), ms)
         } else {
-            let mut all = Vec::with_capacity(texts.len());
-            for chunk in texts.chunks(self.max_batch) {
-                let (mut scores, ms) = self.predict(chunk)?;
-                add(ms);
-                all.append(&mut scores);
-            }
-            Response::Scores(all)
+            let (all, ms) = self.in_chunks(texts, |chunk| self.predict(chunk))?;
+            (Response::Scores(all), ms)
         };
         Ok((response, server_ms))
     }

@@ -120,6 +120,14 @@ impl Input {
             .ok_or_else(|| format!("input `{}` has an invalid shape {}", self.name, oip::shape_text(&self.shape)))
     }
 
+    /// The data holds as many elements as the shape says.
+    fn check_count(&self, n: usize, what: &str) -> Result<(), String> {
+        if n != self.count()? {
+            return Err(format!("input `{}` has shape {} but {n} {what}", self.name, oip::shape_text(&self.shape)));
+        }
+        Ok(())
+    }
+
     /// BYTES elements; JSON strings are taken as they are (`base64`: decoded).
     fn bytes(&self, base64: bool) -> Result<Vec<Vec<u8>>, String> {
         if self.datatype != "BYTES" {
@@ -148,14 +156,7 @@ impl Input {
                 }
             }
         };
-        if items.len() != self.count()? {
-            return Err(format!(
-                "input `{}` has shape {} but {} elements",
-                self.name,
-                oip::shape_text(&self.shape),
-                items.len()
-            ));
-        }
+        self.check_count(items.len(), "elements")?;
         Ok(items)
     }
 
@@ -175,14 +176,7 @@ impl Input {
             Data::Json(v) => oip::numbers(v),
         }
         .map_err(|e| format!("input `{}`: {e}", self.name))?;
-        if values.len() != self.count()? {
-            return Err(format!(
-                "input `{}` has shape {} but {} values",
-                self.name,
-                oip::shape_text(&self.shape),
-                values.len()
-            ));
-        }
+        self.check_count(values.len(), "values")?;
         Ok(values)
     }
 
