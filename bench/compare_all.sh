@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# Issue 5's targets side by side: each case runs `modeldeck bench` and bench/pytorch_bench.py in
-# turn, ROUNDS times (alternating, so both sides see the same machine), and the table shows the
-# best p50 of each side and their ratio, the load times and each process's resident memory after
-# the runs (and at its peak, loading included), and the floating-point work of one forward pass
-# (PyTorch's FlopCounterMode) over modeldeck's p50: the throughput to set against the machine's
-# matmul figure (`cargo run --release --example matmul_bench`).
-# On a busy machine take the best of several runs.
+# ModelDeck, PyTorch and ONNX Runtime side by side: each case runs `modeldeck bench`,
+# bench/pytorch_bench.py and bench/onnx_bench.py in turn, ROUNDS times (alternating, so all three
+# see the same machine), and the table shows the best p50 of each and ModelDeck's ratio to each,
+# the load times and each process's resident memory after the runs (and at its peak, loading
+# included), and the floating-point work of one forward pass (PyTorch's FlopCounterMode) over
+# modeldeck's p50: the throughput to set against the machine's matmul figure (`cargo run
+# --release --example matmul_bench`). On a busy machine take the best of several runs.
 #
 #   PYTHON=/work/venv-torch/bin/python bench/compare_all.sh
+#   PRECISION=int8 PYTHON=/work/venv-torch/bin/python bench/compare_all.sh
 #
+# PRECISION (f32, bf16 or int8; default f32) goes to all three: modeldeck's --precision,
+# PyTorch's bf16 cast or quantize_dynamic on nn.Linear, ONNX Runtime's quantize_dynamic (ONNX
+# Runtime has no bf16 CPU path: its column is empty for bf16). The venv needs torch,
+# transformers, onnx, onnxscript and onnxruntime (NO_ORT=1 leaves ONNX Runtime out).
 # MINILM (default target/fixtures/all-minilm-l6-v2), VIT, RESNET and CONVNEXT (default
 # /work/bench-models/vit-b16, resnet50 and convnext-tiny, made by `pytorch_bench.py
-# --make-random`) name the checkpoints; a missing one is skipped. THREADS (default 2), ROUNDS (default 3).
+# --make-random`) name the checkpoints; a missing one is skipped. THREADS (default 2), ROUNDS
+# (default 3), CASES (a regular expression over the case names, default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 threads=${THREADS:-2}
 rounds=${ROUNDS:-3}
+precision=${PRECISION:-f32}
+only=${CASES:-.}
 minilm=${MINILM:-target/fixtures/all-minilm-l6-v2}
 vit=${VIT:-/work/bench-models/vit-b16}
 resnet=${RESNET:-/work/bench-models/resnet50}
@@ -37,37 +45,58 @@ cases=(
 results=()
 for c in "${cases[@]}"; do
   IFS='|' read -r name model batch seq iters <<<"$c"
+  [[ "$name" =~ $only ]] || continue
   [ -e "$model/config.json" ] || { echo "skip $name: no $model" >&2; continue; }
+  common=(--model "$model" --batch "$batch" --seq-len "$seq" --iters "$iters" --threads "$threads" --precision "$precision" --json)
   for _ in $(seq "$rounds"); do
-    r=$("$bin" bench --model "$model" --batch "$batch" --seq-len "$seq" --iters "$iters" --threads "$threads" --json)
-    t=$("$python" bench/pytorch_bench.py --model "$model" --batch "$batch" --seq-len "$seq" --iters "$iters" --threads "$threads" --json)
-    results+=("$name|$r|$t")
+    r=$("$bin" bench "${common[@]}")
+    t=$("$python" bench/pytorch_bench.py "${common[@]}")
+    o=null
+    if [ "$precision" != bf16 ] && [ -z "${NO_ORT:-}" ]; then
+      o=$("$python" bench/onnx_bench.py "${common[@]}")
+    fi
+    results+=("$name|$r|$t|$o")
   done
 done
 "$python" - "${results[@]}" <<'PY'
 import json, sys
-best = {}
-order = []
+best, order, fidelity = {}, [], {}
+inf, nan = float("inf"), float("nan")
 for arg in sys.argv[1:]:
-    name, r, t = arg.split("|", 2)
-    r, t = json.loads(r), json.loads(t)
+    name, r, t, o = arg.split("|", 3)
+    r, t, o = json.loads(r), json.loads(t), json.loads(o)
     if name not in best:
         order.append(name)
-        best[name] = [float("inf")] * 8 + [t.get("flops") or 0]
+        best[name] = {"p50": [inf] * 3, "load": [inf] * 3, "rss": [inf] * 3, "peak": [inf] * 3,
+                      "flops": t.get("flops") or 0}
     b = best[name]
-    b[0] = min(b[0], r["latency_ms"]["p50"])
-    b[1] = min(b[1], t["latency_ms"]["p50"])
-    b[2] = min(b[2], r["load_ms"])
-    b[3] = min(b[3], t["load_ms"])
-    b[4] = min(b[4], r.get("peak_rss_mib") or float("nan"))
-    b[5] = min(b[5], t.get("peak_rss_mib") or float("nan"))
-    b[6] = min(b[6], r.get("rss_mib") or float("nan"))
-    b[7] = min(b[7], t.get("rss_mib") or float("nan"))
-print("| case | modeldeck p50 ms | pytorch p50 ms | ratio | GFLOP | modeldeck GFLOP/s | modeldeck load ms "
-      "| pytorch load ms | modeldeck RSS MiB (peak) | pytorch RSS MiB (peak) |")
+    for i, x in enumerate((r, t, o)):
+        if x is None:
+            continue
+        b["p50"][i] = min(b["p50"][i], x["latency_ms"]["p50"])
+        b["load"][i] = min(b["load"][i], x["load_ms"])
+        b["rss"][i] = min(b["rss"][i], x.get("rss_mib") or nan)
+        b["peak"][i] = min(b["peak"][i], x.get("peak_rss_mib") or nan)
+    if o is not None and "fidelity" in o:
+        fidelity[name] = o["fidelity"]
+
+def ms(v):
+    return "" if v == inf else f"{v:.3f}" if v < 10 else f"{v:.1f}"
+
+def ratio(a, b):
+    return "" if inf in (a, b) else f"{a / b:.2f}"
+
+print("| case | modeldeck p50 ms | pytorch p50 ms | onnxruntime p50 ms | vs pytorch | vs onnxruntime | GFLOP "
+      "| modeldeck GFLOP/s | load ms (md / pt / ort) | RSS MiB, peak (md / pt / ort) |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for name in order:
-    m, p, lm, lp, rm, rp, nm, np_, flops = best[name]
-    print(f"| {name} | {m:.3f} | {p:.3f} | {m / p:.2f} | {flops / 1e9:.3f} | {flops / m / 1e6:.0f} "
-          f"| {lm:.0f} | {lp:.0f} | {nm:.0f} ({rm:.0f}) | {np_:.0f} ({rp:.0f}) |")
+    b = best[name]
+    m, p, o = b["p50"]
+    loads = " / ".join("" if v == inf else f"{v:.0f}" for v in b["load"])
+    rss = " / ".join("" if v == inf else f"{v:.0f} ({k:.0f})" for v, k in zip(b["rss"], b["peak"]))
+    gflops = f"{b['flops'] / m / 1e6:.0f}" if b["flops"] and m != inf else ""
+    print(f"| {name} | {ms(m)} | {ms(p)} | {ms(o)} | {ratio(m, p)} | {ratio(m, o)} | {b['flops'] / 1e9:.3f} "
+          f"| {gflops} | {loads} | {rss} |")
+for name, f in fidelity.items():
+    print(f"onnxruntime int8 fidelity against its f32 on {name}: {f}")
 PY

@@ -212,6 +212,9 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=17)
     ap.add_argument("--image", default=str(REPO / "assets" / "samples" / "chelsea.png"))
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--precision", choices=["f32", "bf16", "int8"], default="f32",
+                    help="bf16: the model cast to torch.bfloat16 (oneDNN's bf16 kernels); int8: "
+                         "torch.ao.quantization.quantize_dynamic on the nn.Linear layers (qint8)")
     ap.add_argument("--make-random", nargs=2, metavar=("KIND", "OUT_DIR"),
                     help="write a random vit-b16 or resnet50 checkpoint and exit")
     args = ap.parse_args()
@@ -261,16 +264,21 @@ def main() -> None:
         model = AutoModel.from_pretrained(model_dir)
         tok = AutoTokenizer.from_pretrained(model_dir)
     model.eval()
+    if args.precision == "bf16":
+        model = model.to(torch.bfloat16)
+    elif args.precision == "int8":
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     load_ms = (time.perf_counter() - t0) * 1000.0
+    pixel_dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
 
     if task == "image-classification":
-        inputs = {"pixel_values": image_batch(proc, args.image, args.batch)}
+        inputs = {"pixel_values": image_batch(proc, args.image, args.batch).to(pixel_dtype)}
 
         def forward():
             return model(**inputs).logits
 
     elif task == "modeldeck-cnn":
-        pixels = image_batch(proc, args.image, args.batch)
+        pixels = image_batch(proc, args.image, args.batch).to(pixel_dtype)
 
         def forward():
             return model(pixels)
@@ -322,6 +330,7 @@ def main() -> None:
     result = {
         "framework": "pytorch",
         "model": args.model,
+        "precision": args.precision,
         "task": task,
         "batch": args.batch,
         "seq_len": seq_len,

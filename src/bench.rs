@@ -47,6 +47,11 @@ pub struct BenchReport {
     pub framework: &'static str,
     pub model: String,
     pub architecture: String,
+    /// What the linear and convolution layers ran in, and on which kernel.
+    pub precision: crate::model::Precision,
+    pub kernel: &'static str,
+    /// The prepared weights in memory, MiB.
+    pub weights_mib: f64,
     pub batch: usize,
     pub seq_len: Option<usize>,
     /// The image fed to image models: the `--image` path, or the embedded sample's name.
@@ -121,6 +126,9 @@ pub fn run(source: &ModelSource, options: &BenchOptions, resolve: &ResolveOption
         framework: "modeldeck",
         model: source.to_string(),
         architecture: model.card().architecture.clone(),
+        precision: model.card().precision,
+        kernel: model.card().precision.kernel(),
+        weights_mib: model.card().memory_bytes as f64 / (1 << 20) as f64,
         batch: options.batch,
         seq_len: (!task.takes_images()).then_some(options.seq_len),
         image: task.takes_images().then(|| match &options.image {

@@ -19,6 +19,8 @@ pub struct BatchArgs {
     /// Hub repo id, local folder or file, or demo:<name>.
     #[arg(long)]
     model: String,
+    #[command(flatten)]
+    precision: crate::PrecisionArgs,
     /// Image folder (DIR/<label>/*.png or a flat folder), CSV or JSONL with a `text` or `image`
     /// column (and optional `id`, `label`).
     #[arg(long)]
@@ -103,6 +105,8 @@ pub struct EvalArgs {
     #[arg(long)]
     model: String,
     #[command(flatten)]
+    precision: crate::PrecisionArgs,
+    #[command(flatten)]
     data: EvalDataArgs,
 }
 
@@ -117,6 +121,10 @@ pub struct CompareArgs {
     /// Disagreements to list (all of them with --json).
     #[arg(long, default_value_t = 10)]
     show: usize,
+    /// Per-model precision: the same checkpoint as f32 (A) and int8 (B) gives quantisation's
+    /// accuracy cost on the data set.
+    #[command(flatten)]
+    precision: crate::ArmPrecisionArgs,
     #[command(flatten)]
     data: EvalDataArgs,
 }
@@ -166,7 +174,7 @@ fn reason_kind(reason: &str) -> String {
 
 pub fn run_batch(args: BatchArgs) -> anyhow::Result<()> {
     let data = Dataset::load(&args.input)?;
-    let model = crate::replay_model(&args.model, &data, &args.common, args.json)?;
+    let model = crate::replay_model(&args.model, &data, &args.common, args.precision.precision, args.json)?;
     let drift = args.drift.as_deref().map(ImageDrift::parse).transpose()?.filter(|d| !d.is_identity());
     let info = RunInfo {
         run: pipeline::new_run_id(),
@@ -317,7 +325,7 @@ fn finish_log(options: &EvalOptions, json: bool) -> anyhow::Result<()> {
 pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     let a = &args.data;
     let data = Dataset::load(&a.data)?;
-    let model = crate::replay_model(&args.model, &data, &a.common, a.json)?;
+    let model = crate::replay_model(&args.model, &data, &a.common, args.precision.precision, a.json)?;
     let options = eval_options(a)?;
     let bar = progress_bar(data.examples.len(), "eval", a.json);
     let run = eval::evaluate(&model, &data, &options, |p| show_progress(&bar, p))?;
@@ -335,8 +343,8 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
 pub fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
     let d = &args.data;
     let data = Dataset::load(&d.data)?;
-    let a = crate::replay_model(&args.a, &data, &d.common, d.json)?;
-    let b = crate::replay_model(&args.b, &data, &d.common, d.json)?;
+    let a = crate::replay_model(&args.a, &data, &d.common, args.precision.a(), d.json)?;
+    let b = crate::replay_model(&args.b, &data, &d.common, args.precision.b(), d.json)?;
     let options = eval_options(d)?;
     let bar = progress_bar(data.examples.len(), "A", d.json);
     let (_, _, c) = eval::compare(&a, &b, &data, &options, |arm, p| {

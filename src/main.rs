@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use modeldeck::model::{self, Task};
+use modeldeck::model::{self, Precision, Task};
 use modeldeck::monitor::alerts::AlertEvent;
 use modeldeck::monitor::drift::DriftConfig;
 use modeldeck::monitor::prometheus::{Access, MetricsServer, PromMetrics};
@@ -270,6 +270,8 @@ struct MonitorArgs {
     json: bool,
     #[command(flatten)]
     common: CommonSource,
+    #[command(flatten)]
+    precision: PrecisionArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -373,6 +375,8 @@ struct SimulateArgs {
     json: bool,
     #[command(flatten)]
     common: CommonSource,
+    #[command(flatten)]
+    precision: ArmPrecisionArgs,
 }
 
 #[derive(Args)]
@@ -420,6 +424,8 @@ struct GuiArgs {
     /// Allow --metrics-addr to listen on a non-loopback address.
     #[arg(long)]
     metrics_allow_remote: bool,
+    #[command(flatten)]
+    precision: ArmPrecisionArgs,
 }
 
 /// The prediction log of a command that logs by default (`batch`, `serve`).
@@ -470,6 +476,43 @@ struct CommonSource {
     offline: bool,
 }
 
+/// The precision a command that loads one model runs it in.
+#[derive(Args, Clone, Copy)]
+struct PrecisionArgs {
+    /// Linear and convolution layers in f32, bf16, or int8 (dynamic quantisation: per-channel
+    /// weights, per-row activations); the rest stays f32.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
+}
+
+/// The precisions of a command's two models (A and B).
+#[derive(Args, Clone, Copy, Default)]
+struct ArmPrecisionArgs {
+    /// Both models' linear and convolution layers in f32 (default), bf16 or int8 (dynamic
+    /// quantisation).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// Model A's precision (default: --precision), e.g. f32 against B's int8.
+    #[arg(long, value_enum)]
+    precision_a: Option<Precision>,
+    /// Model B's precision (default: --precision).
+    #[arg(long, value_enum)]
+    precision_b: Option<Precision>,
+}
+
+impl ArmPrecisionArgs {
+    /// What was asked for A and B, if anything.
+    fn given(&self) -> [Option<Precision>; 2] {
+        [self.precision_a.or(self.precision), self.precision_b.or(self.precision)]
+    }
+    fn a(&self) -> Precision {
+        self.given()[0].unwrap_or_default()
+    }
+    fn b(&self) -> Precision {
+        self.given()[1].unwrap_or_default()
+    }
+}
+
 #[derive(Args)]
 struct PredictArgs {
     /// Hub repo id (org/name[@revision]), a local folder or file, or demo:<name>.
@@ -498,6 +541,8 @@ struct PredictArgs {
     json: bool,
     #[command(flatten)]
     common: CommonSource,
+    #[command(flatten)]
+    precision: PrecisionArgs,
 }
 
 #[derive(Args)]
@@ -538,6 +583,8 @@ struct BenchArgs {
     json: bool,
     #[command(flatten)]
     common: CommonSource,
+    #[command(flatten)]
+    precision: PrecisionArgs,
 }
 
 fn main() -> ExitCode {
@@ -592,7 +639,12 @@ fn init_logging() {
 }
 
 fn resolve_options(common: &CommonSource, progress: bool) -> ResolveOptions {
-    let mut options = ResolveOptions { offline: common.offline, ..Default::default() };
+    load_options(common, Precision::F32, progress)
+}
+
+/// `resolve_options` for loading a model in `precision`.
+fn load_options(common: &CommonSource, precision: Precision, progress: bool) -> ResolveOptions {
+    let mut options = ResolveOptions { offline: common.offline, precision, ..Default::default() };
     if progress {
         options.progress = Some(progress_bar());
     }
@@ -626,7 +678,7 @@ fn progress_bar() -> source::ProgressFn {
 fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
     let source = ModelSource::parse(&args.model)?;
     let show_progress = !args.json && matches!(source, ModelSource::Hub { .. });
-    let model = model::load_source(&source, &resolve_options(&args.common, show_progress))?;
+    let model = model::load_source(&source, &load_options(&args.common, args.precision.precision, show_progress))?;
     let input = PredictInput {
         images: args.image,
         texts: args.text,
@@ -709,12 +761,16 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         seq_len: args.seq_len,
         image: args.image,
     };
-    let report = modeldeck::bench::run(&source, &options, &resolve_options(&args.common, !args.json))?;
+    let report =
+        modeldeck::bench::run(&source, &options, &load_options(&args.common, args.precision.precision, !args.json))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let l = &report.latency_ms;
-        println!("{} ({}) batch {} threads {}", report.model, report.architecture, report.batch, report.threads);
+        println!(
+            "{} ({}, {} on {}) batch {} threads {}",
+            report.model, report.architecture, report.precision, report.kernel, report.batch, report.threads
+        );
         println!("  load        {:>9.1} ms", report.load_ms);
         println!("  preprocess  {:>9.1} ms", report.preprocess_ms);
         println!("  latency p50 {:>9.2} ms   p95 {:.2} ms   mean {:.2} ms", l.p50, l.p95, l.mean);
@@ -730,7 +786,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
 fn bench_on_data(args: &BenchArgs, path: &std::path::Path) -> anyhow::Result<()> {
     use modeldeck::eval::{pipeline, Dataset, EvalOptions};
     let data = Dataset::load(path)?;
-    let model = replay_model(&args.model, &data, &args.common, args.json)?;
+    let model = replay_model(&args.model, &data, &args.common, args.precision.precision, args.json)?;
     let eval_options = EvalOptions { batch_size: args.batch, ..Default::default() };
     let options = modeldeck::eval::pipeline_options(&model, &data, &eval_options);
     let mut best: Option<(usize, f64)> = None;
@@ -982,11 +1038,12 @@ fn replay_model(
     text: &str,
     data: &modeldeck::eval::Dataset,
     common: &CommonSource,
+    precision: Precision,
     json: bool,
 ) -> anyhow::Result<Arc<model::LoadedModel>> {
     let source = ModelSource::parse(text)?;
     let show_download = !json && matches!(source, ModelSource::Hub { .. });
-    let model = Arc::new(model::load_source(&source, &resolve_options(common, show_download))?);
+    let model = Arc::new(model::load_source(&source, &load_options(common, precision, show_download))?);
     let data_has_images = data.has_images();
     if data_has_images != model.task().takes_images() {
         anyhow::bail!(
@@ -1026,8 +1083,8 @@ fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
     use modeldeck::monitor::replay::{Fault, ReplayEvent, ReplayOptions};
 
     let data = Arc::new(Dataset::load(&args.data)?);
-    let a = replay_model(&args.a, &data, &args.common, args.json)?;
-    let b = replay_model(&args.b, &data, &args.common, args.json)?;
+    let a = replay_model(&args.a, &data, &args.common, args.precision.a(), args.json)?;
+    let b = replay_model(&args.b, &data, &args.common, args.precision.b(), args.json)?;
     warn_unused_drift(&data, args.drift.as_ref());
     let strategy = match args.strategy {
         StrategyArg::Ab => Strategy::Ab { weight_b: args.weight },
@@ -1158,7 +1215,7 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
     use modeldeck::monitor::replay::{Replay, ReplayEvent, ReplayOptions, Targets};
 
     let data = Arc::new(Dataset::load(&args.data)?);
-    let model = replay_model(&args.model, &data, &args.common, args.json)?;
+    let model = replay_model(&args.model, &data, &args.common, args.precision.precision, args.json)?;
     warn_unused_drift(&data, args.drift.as_ref());
     let log = open_log(args.log.as_deref(), args.retention)?;
 
@@ -1392,6 +1449,7 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
     let config = modeldeck::ui::AppConfig {
         a: parse(args.a)?,
         b: parse(args.b)?,
+        precisions: args.precision.given(),
         log,
         metrics_addr: args.metrics_addr.map(|a| (a, args.metrics_allow_remote)),
         retention: args.retention.into(),

@@ -46,13 +46,16 @@ pub struct ServeArgs {
     #[command(flatten)]
     log: crate::DefaultLogArgs,
     #[command(flatten)]
+    precision: crate::PrecisionArgs,
+    #[command(flatten)]
     common: CommonSource,
 }
 
 pub fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let source = ModelSource::parse(&args.model)?;
     let show = matches!(source, ModelSource::Hub { .. });
-    let model = Arc::new(model::load_source(&source, &crate::resolve_options(&args.common, show))?);
+    let model =
+        Arc::new(model::load_source(&source, &crate::load_options(&args.common, args.precision.precision, show))?);
     let name = args.name.clone().unwrap_or_else(|| url_name(&model.card().name));
     let log = args.log.open()?;
     let log_path = log.as_ref().map(|l| l.path().display().to_string());

@@ -53,7 +53,10 @@ fn card(name: &str, labels: &[String]) -> ModelCard {
         labels: labels.to_vec(),
         parameters: 1_234_567,
         dtype: "F32".into(),
+        precision: modeldeck::model::Precision::F32,
+        quantization: modeldeck::model::Precision::F32.scheme().into(),
         size_bytes: 4_938_268,
+        memory_bytes: 4_938_268,
         load_ms: 12.5,
         endpoint: None,
     }

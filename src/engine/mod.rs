@@ -121,6 +121,8 @@ pub struct Engine {
     events: Receiver<EngineEvent>,
     next_request: u64,
     resolve: ResolveOptions,
+    /// What each slot's next load builds its layers in.
+    precisions: [crate::model::Precision; 2],
 }
 
 impl Engine {
@@ -147,12 +149,22 @@ impl Engine {
                 }
             }
         }
-        Self { shared, events: rx, next_request: 1, resolve }
+        let precisions = [resolve.precision; 2];
+        Self { shared, events: rx, next_request: 1, resolve, precisions }
     }
 
     /// Events that arrived since the last call.
     pub fn poll(&self) -> Vec<EngineEvent> {
         self.events.try_iter().collect()
+    }
+
+    /// The precision `slot`'s next load uses (remote models always load as the server runs them).
+    pub fn set_precision(&mut self, slot: Slot, precision: crate::model::Precision) {
+        self.precisions[slot.index()] = precision;
+    }
+
+    pub fn precision(&self, slot: Slot) -> crate::model::Precision {
+        self.precisions[slot.index()]
     }
 
     /// Starts loading `source` into `slot`, cancelling a load already running there.
@@ -169,6 +181,10 @@ impl Engine {
         let shared = self.shared.clone();
         let mut options = self.resolve.clone();
         options.cancel = cancel.clone();
+        options.precision = match source {
+            ModelSource::Remote { .. } => crate::model::Precision::F32,
+            _ => self.precisions[slot.index()],
+        };
         let progress_shared = shared.clone();
         options.progress = Some(Arc::new(move |u: &DownloadUpdate| {
             progress_shared.emit(EngineEvent::Download { slot, update: u.clone() })

@@ -11,6 +11,8 @@
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
+use super::quant::{self, Precision};
+
 /// Worker threads for the maths (candle's own count: `RAYON_NUM_THREADS`, else all cores).
 pub fn threads() -> usize {
     candle_core::utils::get_num_threads()
@@ -190,24 +192,50 @@ pub enum Act {
     Tanh,
 }
 
-/// A fully connected layer `y = x Wᵀ + b`. The weight is kept transposed, `(in, out)` row-major,
-/// the layout `gemm` packs fastest (most so for few rows, as with one short sentence).
+/// A fully connected layer `y = x Wᵀ + b`. In f32 the weight is kept transposed, `(in, out)`
+/// row-major, the layout `gemm` packs fastest (most so for few rows, as with one short sentence);
+/// in bf16 and int8 it is packed for `quant`'s kernels.
 pub struct Dense {
-    /// `Wᵀ`: `inputs x outputs`, row-major.
-    wt: Vec<f32>,
+    weights: Packed,
     pub bias: Option<Vec<f32>>,
     pub inputs: usize,
     pub outputs: usize,
 }
 
+enum Packed {
+    /// `Wᵀ`: `inputs x outputs`, row-major.
+    F32(Vec<f32>),
+    Bf16(quant::Bf16Weights),
+    Int8(quant::Int8Weights),
+}
+
 impl Dense {
-    /// From a weight as PyTorch stores it, `(out, in)` row-major, and an optional bias `(out,)`.
+    /// From a weight as PyTorch stores it, `(out, in)` row-major, and an optional bias `(out,)`,
+    /// in the precision of the model load under way (`quant::with_load_precision`; f32 outside one).
     pub fn new(weight: &[f32], bias: Option<Vec<f32>>, outputs: usize, inputs: usize) -> Self {
+        Self::with_precision(weight, bias, outputs, inputs, quant::load_precision())
+    }
+
+    /// As `new`, in the given precision.
+    pub fn with_precision(
+        weight: &[f32],
+        bias: Option<Vec<f32>>,
+        outputs: usize,
+        inputs: usize,
+        precision: Precision,
+    ) -> Self {
         assert_eq!(weight.len(), outputs * inputs);
         if let Some(b) = &bias {
             assert_eq!(b.len(), outputs);
         }
-        Self { wt: transpose(weight, outputs, inputs), bias, inputs, outputs }
+        let weights = match precision {
+            Precision::F32 => Packed::F32(transpose(weight, outputs, inputs)),
+            Precision::Bf16 => Packed::Bf16(quant::Bf16Weights::new(weight, outputs, inputs)),
+            Precision::Int8 => Packed::Int8(quant::Int8Weights::quantize(weight, outputs, inputs)),
+        };
+        let dense = Self { weights, bias, inputs, outputs };
+        quant::record_layer(inputs * outputs + outputs * dense.bias.is_some() as usize, dense.bytes());
+        dense
     }
 
     /// From candle tensors: weight `(out, in)`, optional bias `(out,)`.
@@ -221,24 +249,42 @@ impl Dense {
         Self::from_tensors(linear.weight(), linear.bias())
     }
 
-    /// Stacks layers with the same input size into one (query/key/value in one product): the
+    /// Layers with the same input size stacked into one (query/key/value in one product): the
     /// outputs of `parts` side by side.
-    pub fn concat(parts: &[Dense]) -> Self {
-        let inputs = parts[0].inputs;
-        assert!(parts.iter().all(|p| p.inputs == inputs));
-        let outputs = parts.iter().map(|p| p.outputs).sum();
-        let mut wt = Vec::with_capacity(inputs * outputs);
-        for i in 0..inputs {
-            for p in parts {
-                wt.extend_from_slice(&p.wt[i * p.outputs..(i + 1) * p.outputs]);
-            }
-        }
-        let bias = if parts.iter().any(|p| p.bias.is_some()) {
-            Some(parts.iter().flat_map(|p| p.bias.clone().unwrap_or_else(|| vec![0.0; p.outputs])).collect())
+    pub fn stacked(parts: &[candle_nn::Linear]) -> Result<Self> {
+        let weights: Vec<&Tensor> = parts.iter().map(|p| p.weight()).collect();
+        let weight = Tensor::cat(&weights, 0)?;
+        let bias = if parts.iter().any(|p| p.bias().is_some()) {
+            let biases = parts
+                .iter()
+                .map(|p| match p.bias() {
+                    Some(b) => Ok(b.clone()),
+                    None => Tensor::zeros(p.weight().dim(0)?, p.weight().dtype(), p.weight().device()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(Tensor::cat(&biases, 0)?)
         } else {
             None
         };
-        Self { wt, bias, inputs, outputs }
+        Self::from_tensors(&weight, bias.as_ref())
+    }
+
+    pub fn precision(&self) -> Precision {
+        match self.weights {
+            Packed::F32(_) => Precision::F32,
+            Packed::Bf16(_) => Precision::Bf16,
+            Packed::Int8(_) => Precision::Int8,
+        }
+    }
+
+    /// The bytes the prepared weights and bias hold.
+    pub fn bytes(&self) -> usize {
+        let weights = match &self.weights {
+            Packed::F32(w) => w.len() * 4,
+            Packed::Bf16(w) => w.bytes(),
+            Packed::Int8(w) => w.bytes(),
+        };
+        weights + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
 
     /// `x`: `rows x inputs` row-major → `rows x outputs`, with bias and `act`.
@@ -346,6 +392,12 @@ impl Dense {
     /// `c0 + cols <= outputs`.
     unsafe fn block(&self, x: *const f32, rows: usize, dst: *mut f32, c0: usize, cols: usize) {
         let (k, n) = (self.inputs as isize, self.outputs);
+        let wt = match &self.weights {
+            Packed::F32(wt) => wt,
+            // SAFETY: the same contract; `split_for` hands out column ranges from multiples of 16.
+            Packed::Bf16(w) => return w.matmul(x, rows, dst, n, c0, cols, quant::isa(Precision::Bf16)),
+            Packed::Int8(w) => return w.matmul(x, rows, dst, n, c0, cols, quant::isa(Precision::Int8)),
+        };
         // SAFETY: `wt` is inputs x outputs, so from column c0 the right-hand view addresses
         // wt[i * n + c0 + j] for i < inputs, j < cols <= outputs - c0; `x` and `dst` are in bounds
         // by this function's contract, and `wt` is owned by `self`, apart from both.
@@ -356,7 +408,7 @@ impl Dense {
             dst,
             n,
             MatRef { ptr: x, rs: k, cs: 1 },
-            MatRef { ptr: self.wt.as_ptr().add(c0), rs: n as isize, cs: 1 },
+            MatRef { ptr: wt.as_ptr().add(c0), rs: n as isize, cs: 1 },
             1.0,
             false,
             gemm::Parallelism::None,
@@ -935,18 +987,48 @@ mod tests {
             let got = dense.forward_with(&to_vec(&x).unwrap(), Act::None, Some(&to_vec(&r).unwrap()));
             assert!(max_diff(&got, &to_vec(&want).unwrap()) < 1e-4);
         }
-        // Stacked layers give the parts side by side.
+        // Stacked layers give the parts side by side (one part without a bias).
         let x = rand(&[3, 8], 6);
-        let parts: Vec<Dense> = (0..3)
-            .map(|i| Dense::new(&to_vec(&rand(&[4, 8], 10 + i)).unwrap(), Some(vec![i as f32; 4]), 4, 8))
+        let linears: Vec<candle_nn::Linear> = (0..3)
+            .map(|i| candle_nn::Linear::new(rand(&[4, 8], 10 + i), (i != 1).then(|| rand(&[4], 20 + i))))
             .collect();
-        let singles: Vec<Vec<f32>> = parts.iter().map(|p| p.forward(&to_vec(&x).unwrap(), Act::None)).collect();
-        let fused = Dense::concat(&parts).forward(&to_vec(&x).unwrap(), Act::None);
+        let singles: Vec<Vec<f32>> =
+            linears.iter().map(|p| Dense::from_linear(p).unwrap().forward(&to_vec(&x).unwrap(), Act::None)).collect();
+        let fused = Dense::stacked(&linears).unwrap().forward(&to_vec(&x).unwrap(), Act::None);
         for r in 0..3 {
             for (i, s) in singles.iter().enumerate() {
                 assert_eq!(&fused[r * 12 + i * 4..r * 12 + i * 4 + 4], &s[r * 4..r * 4 + 4]);
             }
         }
+    }
+
+    #[test]
+    fn reduced_precision_layers_follow_f32_through_the_threaded_paths() {
+        // Shapes that take each split (none, by rows, by columns) and a gathered input, in every
+        // precision: the reduced ones within their rounding of f32.
+        for &(rows, k, n) in &[(3, 40, 24), (300, 128, 64), (4, 384, 1536), (17, 384, 384)] {
+            let x = to_vec(&rand(&[rows, k], 31)).unwrap();
+            let w = to_vec(&rand(&[n, k], 32)).unwrap();
+            let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+            let reference = Dense::with_precision(&w, Some(bias.clone()), n, k, Precision::F32).forward(&x, Act::Gelu);
+            let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (precision, tolerance) in [(Precision::Bf16, 0.01), (Precision::Int8, 0.03)] {
+                let dense = Dense::with_precision(&w, Some(bias.clone()), n, k, precision);
+                assert_eq!(dense.precision(), precision);
+                let got = dense.forward(&x, Act::Gelu);
+                let d = max_diff(&got, &reference);
+                assert!(d < tolerance * scale, "{precision} {rows}x{k}x{n}: {d} (scale {scale})");
+                let gathered = dense.forward_gathered(rows, Act::Gelu, None, |start, block| {
+                    block.copy_from_slice(&x[start * k..start * k + block.len()])
+                });
+                assert_eq!(gathered, got, "{precision}: gathered rows give the same result");
+            }
+        }
+        // Sizes in memory: int8 about a quarter of f32, bf16 half.
+        let w = vec![0.5f32; 64 * 256];
+        let f = Dense::with_precision(&w, None, 64, 256, Precision::F32).bytes();
+        assert_eq!(Dense::with_precision(&w, None, 64, 256, Precision::Bf16).bytes() * 2, f);
+        assert!(Dense::with_precision(&w, None, 64, 256, Precision::Int8).bytes() * 4 <= f + 64 * 8 * 4);
     }
 
     #[test]

@@ -179,11 +179,11 @@ impl Encoder {
         let layers = (0..spec.layers)
             .map(|i| {
                 let vb = vb.pp(i);
-                let q = dense(candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.query))?)?;
-                let k = dense(candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.key))?)?;
-                let v = dense(candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.value))?)?;
+                let q = candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.query))?;
+                let k = candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.key))?;
+                let v = candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.value))?;
                 Ok(EncoderLayer {
-                    qkv: Dense::concat(&[q, k, v]),
+                    qkv: Dense::stacked(&[q, k, v])?,
                     attn_out: dense(candle_nn::linear(h, h, vb.pp(names.attn_out))?)?,
                     attn_norm: Norm::from_layer_norm(&candle_nn::layer_norm(h, spec.eps, vb.pp(names.attn_norm))?)?,
                     ffn_in: dense(candle_nn::linear(h, spec.intermediate, vb.pp(names.ffn_in))?)?,

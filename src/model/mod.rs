@@ -15,6 +15,7 @@ mod head;
 pub mod image;
 pub mod kernels;
 pub(crate) mod layers;
+pub mod quant;
 mod resnet;
 pub mod text;
 mod vit;
@@ -28,6 +29,7 @@ use crate::source::{ModelFiles, ModelSource};
 pub use clip::HYPOTHESIS_TEMPLATE as ZERO_SHOT_TEMPLATE;
 pub use config::{Architecture, ModelConfig, Task};
 pub use image::{decode_image_file, ImageError, ImagePreprocessor};
+pub use quant::Precision;
 pub use text::TextEncoder;
 
 /// What a user sees about a loaded model.
@@ -40,9 +42,15 @@ pub struct ModelCard {
     pub task: Task,
     pub labels: Vec<String>,
     pub parameters: u64,
-    /// The dtype stored in the checkpoint (computation runs in f32).
+    /// The dtype stored in the checkpoint.
     pub dtype: String,
+    /// What the linear and convolution layers run in (`--precision`); the rest is f32.
+    pub precision: Precision,
+    /// How `precision` stores weights and activations, in words.
+    pub quantization: String,
     pub size_bytes: u64,
+    /// The weights as held in memory for inference (prepared, packed or quantised).
+    pub memory_bytes: u64,
     pub load_ms: f64,
     /// Remote models: where they are served and how they answer.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -213,27 +221,24 @@ impl LoadedModel {
     }
 }
 
-/// Loads a model from resolved files: reads config.json, picks the architecture, builds the
-/// network from the weights and the preprocessing from the checkpoint's own files.
+/// Loads a model from resolved files in f32: reads config.json, picks the architecture, builds
+/// the network from the weights and the preprocessing from the checkpoint's own files.
 pub fn load(files: &ModelFiles) -> Result<LoadedModel, ModelError> {
+    load_with(files, Precision::F32)
+}
+
+/// As `load`, with the linear and convolution layers in `precision`.
+pub fn load_with(files: &ModelFiles, precision: Precision) -> Result<LoadedModel, ModelError> {
     let started = Instant::now();
     let device = Device::Cpu;
     let config = ModelConfig::from_file(&files.config)?;
     let architecture = config.architecture(files)?;
     let weights = weights::Weights::open(files, &device)?;
-    let network: Box<dyn Network> = match architecture {
-        Architecture::Vit => Box::new(vit::VitClassifier::load(files, &config, &weights)?),
-        Architecture::ResNet => Box::new(resnet::ResNetClassifier::load(files, &config, &weights)?),
-        Architecture::ConvNext => Box::new(convnext::ConvNextClassifier::load(files, &config, &weights)?),
-        Architecture::Bert | Architecture::DistilBert | Architecture::Roberta | Architecture::XlmRoberta => {
-            Box::new(bert::TextClassifier::load(files, &config, &weights, architecture)?)
-        }
-        Architecture::SentenceBert => Box::new(bert::SentenceEmbedder::load(files, &config, &weights)?),
-        Architecture::Clip => Box::new(clip::ClipZeroShot::load(files, &config, &weights)?),
-        Architecture::Cnn => Box::new(cnn::CnnClassifier::load(files, &config, &weights)?),
-        Architecture::SentenceClassifier => Box::new(bert::SentenceClassifier::load(files, &config, &weights)?),
-    };
+    let (network, stats) =
+        quant::with_load_precision(precision, || build_network(files, &config, &weights, architecture));
+    let network = network?;
     let task = architecture.task();
+    let parameters = weights.parameter_count();
     let card = ModelCard {
         name: model_name(&files.source),
         source: files.source.to_string(),
@@ -241,27 +246,57 @@ pub fn load(files: &ModelFiles) -> Result<LoadedModel, ModelError> {
         architecture: architecture.name().to_string(),
         task,
         labels: if task.has_fixed_labels() { config.classes()?.labels } else { Vec::new() },
-        parameters: weights.parameter_count(),
+        parameters,
         dtype: weights.dtype_name(),
+        precision,
+        quantization: precision.scheme().to_string(),
         size_bytes: files.size_bytes(),
+        memory_bytes: stats.dense_bytes + parameters.saturating_sub(stats.dense_parameters) * 4,
         load_ms: started.elapsed().as_secs_f64() * 1e3,
         endpoint: None,
     };
     Ok(LoadedModel { card, network })
 }
 
-/// Resolves and loads in one call.
-/// Resolves and loads in one call; a remote source connects to its endpoint instead.
+fn build_network(
+    files: &ModelFiles,
+    config: &ModelConfig,
+    weights: &weights::Weights,
+    architecture: Architecture,
+) -> Result<Box<dyn Network>, ModelError> {
+    Ok(match architecture {
+        Architecture::Vit => Box::new(vit::VitClassifier::load(files, config, weights)?),
+        Architecture::ResNet => Box::new(resnet::ResNetClassifier::load(files, config, weights)?),
+        Architecture::ConvNext => Box::new(convnext::ConvNextClassifier::load(files, config, weights)?),
+        Architecture::Bert | Architecture::DistilBert | Architecture::Roberta | Architecture::XlmRoberta => {
+            Box::new(bert::TextClassifier::load(files, config, weights, architecture)?)
+        }
+        Architecture::SentenceBert => Box::new(bert::SentenceEmbedder::load(files, config, weights)?),
+        Architecture::Clip => Box::new(clip::ClipZeroShot::load(files, config, weights)?),
+        Architecture::Cnn => Box::new(cnn::CnnClassifier::load(files, config, weights)?),
+        Architecture::SentenceClassifier => Box::new(bert::SentenceClassifier::load(files, config, weights)?),
+    })
+}
+
+/// Resolves and loads in one call, in `options.precision`; a remote source connects to its
+/// endpoint instead (and refuses a precision other than f32: the server decides how it runs).
 pub fn load_source(source: &ModelSource, options: &crate::source::ResolveOptions) -> Result<LoadedModel, crate::Error> {
     if let ModelSource::Remote { url } = source {
         let spec = crate::remote::RemoteSpec::parse(url).map_err(crate::source::SourceError::InvalidSource)?;
         if options.cancel.is_cancelled() {
             return Err(crate::source::SourceError::Cancelled.into());
         }
+        if options.precision != Precision::F32 {
+            return Err(ModelError::Input(format!(
+                "--precision {} applies to models run here; a remote endpoint runs in whatever precision its server loaded",
+                options.precision
+            ))
+            .into());
+        }
         return Ok(crate::remote::load(&spec)?);
     }
     let files = crate::source::resolve(source, options)?;
-    Ok(load(&files)?)
+    Ok(load_with(&files, options.precision)?)
 }
 
 fn model_name(source: &ModelSource) -> String {

@@ -94,7 +94,10 @@ pub fn load(spec: &RemoteSpec) -> Result<LoadedModel, ModelError> {
         labels: card.labels,
         parameters: 0,
         dtype: card.dtype,
+        precision: crate::model::Precision::F32,
+        quantization: "decided by the server".into(),
         size_bytes: 0,
+        memory_bytes: 0,
         load_ms: started.elapsed().as_secs_f64() * 1e3,
         endpoint: Some(Box::new(card.endpoint)),
     };

@@ -185,6 +185,8 @@ pub struct ResolveOptions {
     pub cache_dir: Option<PathBuf>,
     /// Overrides the token (otherwise `HF_TOKEN`, `HF_TOKEN_PATH` or `HF_HOME/token`).
     pub token: Option<String>,
+    /// What `model::load_source` builds the linear and convolution layers in.
+    pub precision: crate::model::Precision,
 }
 
 impl ResolveOptions {

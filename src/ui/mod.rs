@@ -33,6 +33,9 @@ use playground::{InputImage, Playground};
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PersistedState {
     pub slots: [Option<ModelSource>; 2],
+    /// What each slot loads its model's layers in.
+    #[serde(default)]
+    pub precisions: [crate::model::Precision; 2],
     pub recent: Vec<String>,
     pub dark_mode: Option<bool>,
     pub tab: Tab,
@@ -53,6 +56,8 @@ pub struct AppConfig {
     /// Models for the slots; `None` restores the last session's, else the demos.
     pub a: Option<ModelSource>,
     pub b: Option<ModelSource>,
+    /// Precisions for the slots (`--precision-a/-b`); `None` keeps the last session's.
+    pub precisions: [Option<crate::model::Precision>; 2],
     pub dialogs: Arc<dyn FileDialogs>,
     pub resolve: ResolveOptions,
     /// Ignore saved state (tests).
@@ -71,6 +76,7 @@ impl Default for AppConfig {
         Self {
             a: None,
             b: None,
+            precisions: [None; 2],
             dialogs: Arc::new(NativeDialogs),
             resolve: ResolveOptions::default(),
             fresh: false,
@@ -85,6 +91,10 @@ impl Default for AppConfig {
 pub enum Command {
     Load(Slot, ModelSource),
     LoadText(Slot, String),
+    /// A slot's precision changed: its model is loaded again in it.
+    SetPrecision(Slot, crate::model::Precision),
+    /// Load the model of the first slot into the second (e.g. the same checkpoint as int8 in B).
+    CopySlot(Slot, Slot),
     PickFolder(Slot),
     PickFile(Slot),
     CancelLoad(Slot),
@@ -190,6 +200,10 @@ impl ModelDeckApp {
         ];
         let mut slots: [SlotView; 2] = Default::default();
         for slot in Slot::ALL {
+            if let Some(p) = config.precisions[slot.index()] {
+                state.precisions[slot.index()] = p;
+            }
+            engine.set_precision(slot, state.precisions[slot.index()]);
             if let Some(source) = &starting[slot.index()] {
                 engine.load(slot, source.clone());
                 slots[slot.index()].status =
@@ -560,6 +574,23 @@ impl ModelDeckApp {
                     Ok(source) => self.engine.load(slot, source),
                     Err(e) => self.log.error(format!("{}: {e}", slot.name())),
                 },
+                Command::SetPrecision(slot, precision) => {
+                    self.state.precisions[slot.index()] = precision;
+                    self.engine.set_precision(slot, precision);
+                    match self.state.slots[slot.index()].clone() {
+                        Some(
+                            source @ (ModelSource::Hub { .. } | ModelSource::Local { .. } | ModelSource::Demo { .. }),
+                        ) => {
+                            self.log.info(format!("{}: loading {source} again as {precision}", slot.name()));
+                            self.engine.load(slot, source);
+                        }
+                        _ => {}
+                    }
+                }
+                Command::CopySlot(from, to) => match self.state.slots[from.index()].clone() {
+                    Some(source) => self.engine.load(to, source),
+                    None => self.log.error(format!("slot {} has no model to copy", from.name())),
+                },
                 Command::PickFolder(slot) => self.open_dialog(DialogKind::ModelFolder, Some(slot)),
                 Command::PickFile(slot) => self.open_dialog(DialogKind::ModelFile, Some(slot)),
                 Command::CancelLoad(slot) => self.engine.cancel_load(slot),
@@ -792,7 +823,9 @@ impl eframe::App for ModelDeckApp {
             .and_then(|l| l.path().parent().map(Path::to_path_buf))
             .unwrap_or_else(crate::source::embedded::cache_dir);
         egui::CentralPanel::default_margins().show(ui, |ui| match self.state.tab {
-            Tab::Models => self.models.ui(ui, &self.slots, &self.state.recent, &mut self.commands),
+            Tab::Models => {
+                self.models.ui(ui, &self.slots, &self.state.recent, self.state.precisions, &mut self.commands)
+            }
             Tab::Playground => self.playground.ui(ui, &self.slots, &mut self.commands),
             Tab::Monitor => {
                 let snapshot = self.monitor.snapshot();

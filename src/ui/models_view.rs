@@ -8,6 +8,7 @@ use egui::RichText;
 
 use super::{Command, SlotStatus, SlotView};
 use crate::engine::Slot;
+use crate::model::Precision;
 use crate::source::{self, DownloadUpdate, ModelSource};
 
 /// What the user is typing in a slot's form.
@@ -30,11 +31,18 @@ impl ModelsView {
         Self { forms: Default::default(), demos: source::list_demo_models() }
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, slots: &[SlotView; 2], recent: &[String], commands: &mut Vec<Command>) {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        slots: &[SlotView; 2],
+        recent: &[String],
+        precisions: [Precision; 2],
+        commands: &mut Vec<Command>,
+    ) {
         ui.columns(2, |columns| {
             for slot in Slot::ALL {
                 let ui = &mut columns[slot.index()];
-                self.slot_ui(ui, slot, &slots[slot.index()], commands);
+                self.slot_ui(ui, slot, &slots[slot.index()], precisions[slot.index()], commands);
             }
         });
         ui.separator();
@@ -61,7 +69,14 @@ impl ModelsView {
         });
     }
 
-    fn slot_ui(&mut self, ui: &mut egui::Ui, slot: Slot, view: &SlotView, commands: &mut Vec<Command>) {
+    fn slot_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        slot: Slot,
+        view: &SlotView,
+        precision: Precision,
+        commands: &mut Vec<Command>,
+    ) {
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.set_min_height(ui.available_height().min(520.0));
             ui.heading(format!("Model {}", slot.name()));
@@ -125,10 +140,41 @@ impl ModelsView {
                 });
             }
             ui.weak("…or drop a model folder or weights file on this side of the window.");
+            precision_ui(ui, slot, precision, commands);
             ui.separator();
             status_ui(ui, slot, view, commands);
         });
     }
+}
+
+/// The slot's precision (changing it loads the model again) and, in B, A's model in one click:
+/// the same checkpoint as f32 in A and int8 in B is the quantisation comparison.
+fn precision_ui(ui: &mut egui::Ui, slot: Slot, precision: Precision, commands: &mut Vec<Command>) {
+    ui.horizontal(|ui| {
+        let label = ui.label(format!("Precision ({})", slot.name()));
+        let mut chosen = precision;
+        egui::ComboBox::from_id_salt(("precision", slot.index()))
+            .selected_text(chosen.name())
+            .show_ui(ui, |ui| {
+                for p in Precision::ALL {
+                    ui.selectable_value(&mut chosen, p, p.name()).on_hover_text(p.scheme());
+                }
+            })
+            .response
+            .labelled_by(label.id)
+            .on_hover_text(format!(
+                "The linear and convolution layers in f32, bf16 or int8 (dynamic quantisation); \
+                 the rest stays f32. Kernels here: {}, {}.",
+                Precision::Bf16.kernel(),
+                Precision::Int8.kernel()
+            ));
+        if chosen != precision {
+            commands.push(Command::SetPrecision(slot, chosen));
+        }
+        if slot == Slot::B && ui.button("Same model as A").on_hover_text("Load slot A's model into B").clicked() {
+            commands.push(Command::CopySlot(Slot::A, Slot::B));
+        }
+    });
 }
 
 fn status_ui(ui: &mut egui::Ui, slot: Slot, view: &SlotView, commands: &mut Vec<Command>) {
@@ -224,7 +270,9 @@ fn card_ui(ui: &mut egui::Ui, slot: Slot, card: &crate::model::ModelCard) {
             None => {
                 row("Parameters", format_count(card.parameters));
                 row("Stored as", card.dtype.clone());
+                row("Runs in", format!("{} ({})", card.precision, card.precision.kernel()));
                 row("Size on disk", human_bytes(card.size_bytes));
+                row("In memory", human_bytes(card.memory_bytes));
                 row("Load time", format!("{:.0} ms", card.load_ms));
             }
         }
