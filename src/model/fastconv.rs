@@ -5,7 +5,6 @@
 //! kernel that runs along the contiguous channel axis. Tested against candle's NCHW `conv2d`.
 
 use candle_core::{Result, Tensor};
-use rayon::prelude::*;
 
 use super::kernels::{self, Act, Dense};
 
@@ -26,7 +25,8 @@ impl Nhwc {
         let src = kernels::to_vec(t)?;
         let hw = h * w;
         let mut data = kernels::alloc(b * hw * c);
-        data.par_chunks_mut(hw * c).zip(src.par_chunks(c * hw)).for_each(|(dst, img)| {
+        kernels::par_chunks(&mut data, hw * c, |i, dst| {
+            let img = &src[i * c * hw..(i + 1) * c * hw];
             for (ch, plane) in img.chunks(hw).enumerate() {
                 for (p, v) in plane.iter().enumerate() {
                     dst[p * c + ch] = *v;
@@ -49,7 +49,7 @@ impl Nhwc {
     pub fn global_mean(&self) -> Vec<f32> {
         let (hw, c) = (self.h * self.w, self.c);
         let mut out = vec![0f32; self.b * c];
-        out.par_chunks_mut(c).enumerate().for_each(|(b, row)| {
+        kernels::par_chunks(&mut out, c, |b, row| {
             for p in 0..hw {
                 let src = &self.data[(b * hw + p) * c..(b * hw + p + 1) * c];
                 row.iter_mut().zip(src).for_each(|(o, v)| *o += *v);
@@ -69,7 +69,7 @@ impl Nhwc {
         out.fill(f32::NEG_INFINITY);
         // Several output rows per task: thin maps have short rows.
         let rows_per_task = (16 * 1024usize).div_ceil(ow * c).max(1);
-        out.par_chunks_mut(rows_per_task * ow * c).enumerate().for_each(|(ti, block)| {
+        kernels::par_chunks(&mut out, rows_per_task * ow * c, |ti, block| {
             for (r, orow) in block.chunks_mut(ow * c).enumerate() {
                 let row_idx = ti * rows_per_task + r;
                 let (b, oy) = (row_idx / oh, row_idx % oh);
@@ -263,7 +263,7 @@ impl DepthwiseConv {
         let mut out = kernels::alloc(x.b * oh * ow * c);
         // Several output rows per task: late stages have short rows.
         let rows_per_task = (8 * 1024usize).div_ceil(ow * c).max(1);
-        out.par_chunks_mut(rows_per_task * ow * c).enumerate().for_each(|(ti, block)| {
+        kernels::par_chunks(&mut out, rows_per_task * ow * c, |ti, block| {
             for (r, orow) in block.chunks_mut(ow * c).enumerate() {
                 self.row(x, ti * rows_per_task + r, orow);
             }

@@ -18,6 +18,38 @@ pub fn threads() -> usize {
     candle_core::utils::get_num_threads()
 }
 
+/// Runs `f(0)..f(tasks - 1)` on `threads()` threads of the kernels' spinning pool (`pool.rs`),
+/// each task once; returns when all are done.
+pub fn par_for(tasks: usize, f: impl Fn(usize) + Sync) {
+    super::pool::run(threads(), tasks, f)
+}
+
+/// `data.par_chunks_mut(chunk).enumerate().for_each(f)` on the kernels' pool.
+pub fn par_chunks<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let (len, chunk) = (data.len(), chunk.max(1));
+    let base = Shared(data.as_mut_ptr());
+    par_for(len.div_ceil(chunk), |i| {
+        let start = i * chunk;
+        // SAFETY: chunk i is elements start..min(start + chunk, len) of `data`, disjoint from every
+        // other task's, and `data` stays mutably borrowed until `par_for` has returned.
+        let block = unsafe { std::slice::from_raw_parts_mut(base.get().add(start), chunk.min(len - start)) };
+        f(i, block)
+    })
+}
+
+/// A mutable buffer's base address shared with the tasks that each write their own part of it.
+struct Shared<T>(*mut T);
+// SAFETY: only an address; see `par_chunks`.
+unsafe impl<T: Send> Send for Shared<T> {}
+// SAFETY: as for Send: the tasks only copy the address out.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
 /// A contiguous f32 copy of `t`.
 pub fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
@@ -316,7 +348,7 @@ impl Dense {
             Split::Cols(_) => {
                 let mut x = alloc(rows * k);
                 let per_task = rows.div_ceil(threads()).max(1);
-                x.par_chunks_mut(per_task * k).enumerate().for_each(|(t, block)| gather(t * per_task, block));
+                par_chunks(&mut x, per_task * k, |t, block| gather(t * per_task, block));
                 self.run(&x, rows, &mut out, &epilogue);
                 recycle(x);
                 return out;
@@ -348,7 +380,7 @@ impl Dense {
         if per >= rows {
             block(0, rows);
         } else {
-            (0..rows.div_ceil(per)).into_par_iter().for_each(|t| block(t * per, ((t + 1) * per).min(rows)));
+            par_for(rows.div_ceil(per), |t| block(t * per, ((t + 1) * per).min(rows)));
         }
         out
     }
@@ -375,12 +407,8 @@ impl Dense {
         let dst = SendPtr(out.as_mut_ptr());
         match split(rows, n, k) {
             Split::None => block(0, rows, 0, n, dst),
-            Split::Rows(per) => (0..rows.div_ceil(per))
-                .into_par_iter()
-                .for_each(|t| block(t * per, ((t + 1) * per).min(rows), 0, n, dst)),
-            Split::Cols(per) => {
-                (0..n.div_ceil(per)).into_par_iter().for_each(|t| block(0, rows, t * per, ((t + 1) * per).min(n), dst))
-            }
+            Split::Rows(per) => par_for(rows.div_ceil(per), |t| block(t * per, ((t + 1) * per).min(rows), 0, n, dst)),
+            Split::Cols(per) => par_for(n.div_ceil(per), |t| block(0, rows, t * per, ((t + 1) * per).min(n), dst)),
         }
     }
 
@@ -535,7 +563,7 @@ pub fn activate_par(x: &mut [f32], act: Act) {
         return;
     }
     let chunk = (x.len().div_ceil(threads().max(1) * 4)).max(16 * 1024);
-    x.par_chunks_mut(chunk).for_each(|c| activate(c, act));
+    par_chunks(x, chunk, |_, c| activate(c, act));
 }
 
 /// Applies `act` to every element of `x` on this thread.
@@ -552,7 +580,7 @@ pub fn layer_norm_in_place(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32)
     let width = gamma.len();
     let rows = x.len() / width;
     let chunk = rows_per_task(rows, width, 8 * 1024);
-    x.par_chunks_mut(chunk * width).for_each(|block| {
+    par_chunks(x, chunk * width, |_, block| {
         for row in block.chunks_mut(width) {
             layer_norm_row(row, gamma, beta, eps);
         }
@@ -565,7 +593,8 @@ pub fn add_layer_norm_in_place(x: &mut [f32], y: &[f32], gamma: &[f32], beta: &[
     let rows = x.len() / width;
     assert_eq!(x.len(), y.len());
     let chunk = rows_per_task(rows, width, 8 * 1024);
-    x.par_chunks_mut(chunk * width).zip(y.par_chunks(chunk * width)).for_each(|(block, yb)| {
+    par_chunks(x, chunk * width, |i, block| {
+        let yb = &y[i * chunk * width..];
         for (row, yr) in block.chunks_mut(width).zip(yb.chunks(width)) {
             add_assign(row, yr);
             layer_norm_row(row, gamma, beta, eps);
@@ -682,7 +711,10 @@ pub fn attention(
             );
         }
     };
-    (0..tasks).into_par_iter().for_each_init(Vec::new, |scores, task| work(task, scores));
+    thread_local! {
+        static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    par_for(tasks, |task| SCORES.with(|scores| work(task, &mut scores.borrow_mut())));
     out
 }
 

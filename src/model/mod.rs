@@ -15,6 +15,7 @@ mod head;
 pub mod image;
 pub mod kernels;
 pub(crate) mod layers;
+mod pool;
 pub mod quant;
 mod resnet;
 pub mod text;

@@ -293,10 +293,10 @@ impl Int8Weights {
                     let rows_of =
                         Int8Rows { a: a.as_ptr().add(r0 * lda), lda, scales: sx.as_ptr().add(r0 * groups), groups };
                     int8_tile(isa, mr, nr, &rows_of, &panel, &mut tile);
-                    for i in 0..mr {
+                    for (i, trow) in tile.iter().enumerate().take(mr) {
                         let out = dst.add((r0 + i) * dst_rs);
                         for c in b0 * NB..((b0 + nr) * NB).min(c0 + cols) {
-                            *out.add(c - c0) = tile[i][c - b0 * NB] * self.scale[c];
+                            *out.add(c - c0) = trow[c - b0 * NB] * self.scale[c];
                         }
                     }
                 }
@@ -571,6 +571,7 @@ impl Bf16Weights {
     ///
     /// # Safety
     /// As `Int8Weights::matmul`.
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn matmul(
         &self,
         x: *const f32,
@@ -602,10 +603,10 @@ impl Bf16Weights {
                 for r0 in (0..rows).step_by(MR) {
                     let mr = MR.min(rows - r0);
                     bf16_tile(isa, mr, nr, a.as_ptr().add(r0 * lda), lda, panel, self.k2, &mut tile);
-                    for i in 0..mr {
+                    for (i, trow) in tile.iter().enumerate().take(mr) {
                         let out = dst.add((r0 + i) * dst_rs);
                         for c in b0 * NB..((b0 + nr) * NB).min(c0 + cols) {
-                            *out.add(c - c0) = tile[i][c - b0 * NB];
+                            *out.add(c - c0) = trow[c - b0 * NB];
                         }
                     }
                 }

@@ -577,14 +577,12 @@ impl ModelDeckApp {
                 Command::SetPrecision(slot, precision) => {
                     self.state.precisions[slot.index()] = precision;
                     self.engine.set_precision(slot, precision);
-                    match self.state.slots[slot.index()].clone() {
-                        Some(
-                            source @ (ModelSource::Hub { .. } | ModelSource::Local { .. } | ModelSource::Demo { .. }),
-                        ) => {
-                            self.log.info(format!("{}: loading {source} again as {precision}", slot.name()));
-                            self.engine.load(slot, source);
-                        }
-                        _ => {}
+                    if let Some(
+                        source @ (ModelSource::Hub { .. } | ModelSource::Local { .. } | ModelSource::Demo { .. }),
+                    ) = self.state.slots[slot.index()].clone()
+                    {
+                        self.log.info(format!("{}: loading {source} again as {precision}", slot.name()));
+                        self.engine.load(slot, source);
                     }
                 }
                 Command::CopySlot(from, to) => match self.state.slots[from.index()].clone() {
