@@ -50,7 +50,7 @@ impl Precision {
             Precision::F32 => "f32 weights and activations",
             Precision::Bf16 => "bf16 weights and activations of linear and convolution layers, f32 accumulation",
             Precision::Int8 => {
-                "int8 dynamic quantisation of linear and convolution layers: symmetric per-output-channel weights, per-row activations at run time, exact int32 accumulation"
+                "int8 dynamic quantisation of linear and convolution layers: symmetric per-output-channel weights, activations per row and group of 64 inputs at run time, exact int32 sums"
             }
         }
     }

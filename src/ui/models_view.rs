@@ -241,8 +241,9 @@ fn card_ui(ui: &mut egui::Ui, slot: Slot, card: &crate::model::ModelCard) {
     egui::Grid::new(("card", slot.index())).num_columns(2).striped(true).show(ui, |ui| {
         let mut row = |k: &str, v: String| {
             ui.label(k);
-            ui.label(v);
+            let value = ui.label(v);
             ui.end_row();
+            value
         };
         row("Source", card.source.clone());
         row("Revision", card.revision.clone().unwrap_or_else(|| "—".into()));
@@ -271,6 +272,14 @@ fn card_ui(ui: &mut egui::Ui, slot: Slot, card: &crate::model::ModelCard) {
                 row("Parameters", format_count(card.parameters));
                 row("Stored as", card.dtype.clone());
                 row("Runs in", format!("{} ({})", card.precision, card.precision.kernel()));
+                let short = match card.precision {
+                    Precision::F32 => None,
+                    Precision::Bf16 => Some("bf16 weights and activations, f32 sums"),
+                    Precision::Int8 => Some("int8 weights per channel, activations per row and 64 inputs"),
+                };
+                if let Some(short) = short {
+                    row("Scheme", short.into()).on_hover_text(&card.quantization);
+                }
                 row("Size on disk", human_bytes(card.size_bytes));
                 row("In memory", human_bytes(card.memory_bytes));
                 row("Load time", format!("{:.0} ms", card.load_ms));
