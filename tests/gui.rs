@@ -723,3 +723,36 @@ fn a_remote_model_connects_from_the_models_view_answers_beside_the_local_one_and
     });
     assert_eq!(harness.state().card(Slot::A).unwrap().name, "digits-v1");
 }
+
+#[test]
+fn the_models_view_loads_a_as_f32_and_the_same_model_as_int8_in_b_and_both_answer() {
+    let mut harness = app(demo_config());
+    wait_until(&mut harness, "both demos", |h| h.state().card(Slot::A).is_some() && h.state().card(Slot::B).is_some());
+    harness.get_by_label("Models").click();
+    harness.step();
+    harness.get_by_label("Same model as A").click();
+    wait_until(&mut harness, "A's model in B", |h| h.state().card(Slot::B).is_some_and(|c| c.name == "digits-v1"));
+    harness.get_by_label("Precision (B)").click();
+    wait_until(&mut harness, "the precision list", |h| h.query_by_label("int8").is_some());
+    harness.get_by_label("int8").click();
+    wait_until(&mut harness, "B loaded again as int8", |h| {
+        h.state()
+            .card(Slot::B)
+            .is_some_and(|c| c.name == "digits-v1" && c.precision == modeldeck::model::Precision::Int8)
+    });
+    let (a, b) = (harness.state().card(Slot::A).unwrap().clone(), harness.state().card(Slot::B).unwrap().clone());
+    assert_eq!(a.precision, modeldeck::model::Precision::F32);
+    assert_eq!(a.size_bytes, b.size_bytes, "the same file on disk");
+    assert!(b.memory_bytes < a.memory_bytes, "int8 {} vs f32 {} in memory", b.memory_bytes, a.memory_bytes);
+    // Each card says how its slot runs; B's names the scheme (in full on hover).
+    assert!(has_text(&harness, "Runs in"));
+    assert!(has_text(&harness, "int8 weights per channel, activations per row and 64 inputs"));
+    assert_eq!(harness.query_all_by_label("Scheme").count(), 1, "only the reduced-precision card has a scheme row");
+
+    harness.get_by_label("Playground").click();
+    wait_until(&mut harness, "the gallery", |h| h.query_by_label("digit 7").is_some());
+    harness.get_by_label("digit 7").click();
+    wait_until(&mut harness, "both answers", |h| answered(h, Slot::A, "digit 7") && answered(h, Slot::B, "digit 7"));
+    assert_eq!(harness.state().top_label(Slot::A).as_deref(), Some("7"));
+    assert_eq!(harness.state().top_label(Slot::B).as_deref(), Some("7"));
+}

@@ -27,7 +27,7 @@ pub fn par_for(tasks: usize, f: impl Fn(usize) + Sync) {
 /// `data.par_chunks_mut(chunk).enumerate().for_each(f)` on the kernels' pool.
 pub fn par_chunks<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     let (len, chunk) = (data.len(), chunk.max(1));
-    let base = Shared(data.as_mut_ptr());
+    let base = SendPtr(data.as_mut_ptr());
     par_for(len.div_ceil(chunk), |i| {
         let start = i * chunk;
         // SAFETY: chunk i is elements start..min(start + chunk, len) of `data`, disjoint from every
@@ -35,19 +35,6 @@ pub fn par_chunks<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &mut 
         let block = unsafe { std::slice::from_raw_parts_mut(base.get().add(start), chunk.min(len - start)) };
         f(i, block)
     })
-}
-
-/// A mutable buffer's base address shared with the tasks that each write their own part of it.
-struct Shared<T>(*mut T);
-// SAFETY: only an address; see `par_chunks`.
-unsafe impl<T: Send> Send for Shared<T> {}
-// SAFETY: as for Send: the tasks only copy the address out.
-unsafe impl<T: Send> Sync for Shared<T> {}
-
-impl<T> Shared<T> {
-    fn get(&self) -> *mut T {
-        self.0
-    }
 }
 
 /// A contiguous f32 copy of `t`.
@@ -719,17 +706,25 @@ pub fn attention(
 }
 
 /// A buffer's pointer shared with the threads that each write their own block of it.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+struct SendPtr<T = f32>(*mut T);
 // SAFETY: a raw pointer is only an address; every user writes a block no other thread touches,
-// and the buffer outlives the rayon scope that shares it (rayon joins before the owner returns).
-unsafe impl Send for SendPtr {}
+// and the buffer outlives the parallel loop that shares it (`par_for` returns only when all its
+// tasks are done), so moving or sharing the address is sound for elements that may cross threads.
+unsafe impl<T: Send> Send for SendPtr<T> {}
 // SAFETY: as for Send: shared references to it only copy the address out.
-unsafe impl Sync for SendPtr {}
+unsafe impl<T: Send> Sync for SendPtr<T> {}
 
-impl SendPtr {
+// By hand: a derive would ask `T: Copy`, and the address is copyable whatever it points to.
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
     /// The pointer (a method, so that closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
+    fn get(self) -> *mut T {
         self.0
     }
 }

@@ -55,6 +55,15 @@ impl Precision {
         }
     }
 
+    /// `scheme` in a few words, for a model card's row (none for f32).
+    pub fn short_scheme(self) -> Option<&'static str> {
+        match self {
+            Precision::F32 => None,
+            Precision::Bf16 => Some("bf16 weights and activations, f32 sums"),
+            Precision::Int8 => Some("int8 weights per channel, activations per row and 64 inputs"),
+        }
+    }
+
     /// The kernel that runs this precision on this CPU.
     pub fn kernel(self) -> &'static str {
         match (self, isa(self)) {
@@ -294,15 +303,28 @@ impl Int8Weights {
                     let rows_of =
                         Int8Rows { a: a.as_ptr().add(r0 * lda), lda, scales: sx.as_ptr().add(r0 * groups), groups };
                     int8_tile(isa, mr, nr, &rows_of, &panel, &mut tile);
-                    let (lo, hi) = (b0 * NB, ((b0 + nr) * NB).min(c0 + cols));
-                    for (i, trow) in tile.iter().enumerate().take(mr) {
-                        // SAFETY: row r0 + i < rows of `dst`, columns lo - c0..hi - c0 <= cols.
-                        std::slice::from_raw_parts_mut(dst.add((r0 + i) * dst_rs + lo - c0), hi - lo)
-                            .copy_from_slice(&trow[..hi - lo]);
-                    }
+                    // SAFETY: rows r0..r0 + mr < rows of `dst`, columns b0 · NB - c0.. up to cols.
+                    store_tile(
+                        &tile[..mr],
+                        dst.add(r0 * dst_rs),
+                        dst_rs,
+                        b0 * NB - c0,
+                        ((b0 + nr) * NB).min(c0 + cols) - b0 * NB,
+                    );
                 }
             }
         });
+    }
+}
+
+/// Copies the first `width` columns of each tile row to `dst` (row stride `dst_rs`) from column
+/// `col`.
+///
+/// # Safety
+/// `dst` must hold `tile.len()` rows of `dst_rs >= col + width`, apart from `tile`.
+unsafe fn store_tile<const W: usize>(tile: &[[f32; W]], dst: *mut f32, dst_rs: usize, col: usize, width: usize) {
+    for (i, row) in tile.iter().enumerate() {
+        std::slice::from_raw_parts_mut(dst.add(i * dst_rs + col), width).copy_from_slice(&row[..width]);
     }
 }
 
@@ -653,12 +675,14 @@ impl Bf16Weights {
                 for r0 in (0..rows).step_by(MR) {
                     let mr = MR.min(rows - r0);
                     bf16_tile(isa, mr, nr, a.as_ptr().add(r0 * lda), lda, panel, self.k2, &mut tile);
-                    for (i, trow) in tile.iter().enumerate().take(mr) {
-                        let out = dst.add((r0 + i) * dst_rs);
-                        for c in b0 * NB..((b0 + nr) * NB).min(c0 + cols) {
-                            *out.add(c - c0) = trow[c - b0 * NB];
-                        }
-                    }
+                    // SAFETY: rows r0..r0 + mr < rows of `dst`, columns b0 · NB - c0.. up to cols.
+                    store_tile(
+                        &tile[..mr],
+                        dst.add(r0 * dst_rs),
+                        dst_rs,
+                        b0 * NB - c0,
+                        ((b0 + nr) * NB).min(c0 + cols) - b0 * NB,
+                    );
                 }
             }
         });

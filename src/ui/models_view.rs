@@ -272,12 +272,7 @@ fn card_ui(ui: &mut egui::Ui, slot: Slot, card: &crate::model::ModelCard) {
                 row("Parameters", format_count(card.parameters));
                 row("Stored as", card.dtype.clone());
                 row("Runs in", format!("{} ({})", card.precision, card.precision.kernel()));
-                let short = match card.precision {
-                    Precision::F32 => None,
-                    Precision::Bf16 => Some("bf16 weights and activations, f32 sums"),
-                    Precision::Int8 => Some("int8 weights per channel, activations per row and 64 inputs"),
-                };
-                if let Some(short) = short {
+                if let Some(short) = card.precision.short_scheme() {
                     row("Scheme", short.into()).on_hover_text(&card.quantization);
                 }
                 row("Size on disk", human_bytes(card.size_bytes));
