@@ -303,26 +303,31 @@ impl Int8Weights {
                     let rows_of =
                         Int8Rows { a: a.as_ptr().add(r0 * lda), lda, scales: sx.as_ptr().add(r0 * groups), groups };
                     int8_tile(isa, mr, nr, &rows_of, &panel, &mut tile);
-                    // SAFETY: rows r0..r0 + mr < rows of `dst`, columns b0 · NB - c0.. up to cols.
-                    store_tile(
-                        &tile[..mr],
-                        dst.add(r0 * dst_rs),
-                        dst_rs,
-                        b0 * NB - c0,
-                        ((b0 + nr) * NB).min(c0 + cols) - b0 * NB,
-                    );
+                    // SAFETY: rows r0..r0 + mr < rows of `dst`; the blocks lie in c0..c0 + cols.
+                    store_tile(&tile[..mr], dst.add(r0 * dst_rs), dst_rs, c0, cols, b0, nr);
                 }
             }
         });
     }
 }
 
-/// Copies the first `width` columns of each tile row to `dst` (row stride `dst_rs`) from column
-/// `col`.
+/// Copies a tile of `nr` column blocks from block `b0` into `dst` (row stride `dst_rs`), whose
+/// columns are the weight's `c0..c0 + cols` (`c0` a multiple of `NB`): the last block may be cut.
 ///
 /// # Safety
-/// `dst` must hold `tile.len()` rows of `dst_rs >= col + width`, apart from `tile`.
-unsafe fn store_tile<const W: usize>(tile: &[[f32; W]], dst: *mut f32, dst_rs: usize, col: usize, width: usize) {
+/// `dst` must hold `tile.len()` rows of `dst_rs >= cols`, apart from `tile`, and `b0 * NB` must lie
+/// in `c0..c0 + cols`.
+unsafe fn store_tile<const W: usize>(
+    tile: &[[f32; W]],
+    dst: *mut f32,
+    dst_rs: usize,
+    c0: usize,
+    cols: usize,
+    b0: usize,
+    nr: usize,
+) {
+    let col = b0 * NB - c0;
+    let width = ((b0 + nr) * NB).min(c0 + cols) - b0 * NB;
     for (i, row) in tile.iter().enumerate() {
         std::slice::from_raw_parts_mut(dst.add(i * dst_rs + col), width).copy_from_slice(&row[..width]);
     }
@@ -675,14 +680,8 @@ impl Bf16Weights {
                 for r0 in (0..rows).step_by(MR) {
                     let mr = MR.min(rows - r0);
                     bf16_tile(isa, mr, nr, a.as_ptr().add(r0 * lda), lda, panel, self.k2, &mut tile);
-                    // SAFETY: rows r0..r0 + mr < rows of `dst`, columns b0 · NB - c0.. up to cols.
-                    store_tile(
-                        &tile[..mr],
-                        dst.add(r0 * dst_rs),
-                        dst_rs,
-                        b0 * NB - c0,
-                        ((b0 + nr) * NB).min(c0 + cols) - b0 * NB,
-                    );
+                    // SAFETY: rows r0..r0 + mr < rows of `dst`; the blocks lie in c0..c0 + cols.
+                    store_tile(&tile[..mr], dst.add(r0 * dst_rs), dst_rs, c0, cols, b0, nr);
                 }
             }
         });
