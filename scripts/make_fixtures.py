@@ -122,9 +122,15 @@ from transformers import (
     ConvNextConfig,
     ConvNextForImageClassification,
     ConvNextImageProcessor,
+    DebertaV2Config,
+    DebertaV2ForSequenceClassification,
+    DebertaV2TokenizerFast,
     DistilBertConfig,
     DistilBertForSequenceClassification,
     DistilBertTokenizerFast,
+    ModernBertConfig,
+    ModernBertForSequenceClassification,
+    PreTrainedTokenizerFast,
     RobertaConfig,
     RobertaForSequenceClassification,
     RobertaTokenizerFast,
@@ -577,14 +583,17 @@ def make_roberta_bpe(n_merges=330) -> Tokenizer:
     return tok
 
 
-def make_unigram(n_pieces=330) -> Tokenizer:
+def make_unigram(n_pieces=330, specials=("<s>", "<pad>", "</s>", "<unk>", "<mask>"), normalizer=None) -> Tokenizer:
     """Unigram model: every character plus the most frequent multi-character
-    substrings of the Metaspace-split words, scored log(count / total)."""
+    substrings of the Metaspace-split words, scored log(count / total). The unknown
+    token is specials[3]; the post-processor is XLM-R's unless the caller replaces it."""
     from collections import Counter
 
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    specials = list(specials)
     tok = Tokenizer(models.Unigram([(s, 0.0) for s in specials], unk_id=3, byte_fallback=False))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.normalizer = normalizer or normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
+    )
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
     words = word_counts(tok)
@@ -601,10 +610,47 @@ def make_unigram(n_pieces=330) -> Tokenizer:
     vocab = [(s, 0.0) for s in specials] + [(p, math.log(c / total)) for p, c in pieces]
     tok.model = models.Unigram(vocab, unk_id=3, byte_fallback=False)
     tok.add_special_tokens([AddedToken(s, special=True) for s in specials])
+    if specials[0] == "<s>":
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>",
+            pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", 0), ("</s>", 2)],
+        )
+    return tok
+
+
+def make_deberta_v3_unigram() -> Tokenizer:
+    """Laid out like DeBERTa-v3's tokenizer.json (transformers' DebertaV2Converter of spm.model):
+    [PAD] 0, [CLS] 1, [SEP] 2, [UNK] 3, Unigram + Metaspace, `` and '' to ", NFKC standing in for
+    the spm charsmap, spaces collapsed; [CLS] $A [SEP] and, for pairs, [CLS] $A [SEP] $B:1 [SEP]:1."""
+    norm = normalizers.Sequence([
+        normalizers.Replace("``", '"'), normalizers.Replace("''", '"'), normalizers.NFKC(),
+        normalizers.Replace(Regex(" {2,}"), " "),
+    ])
+    tok = make_unigram(specials=("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"), normalizer=norm)
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>",
-        pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", 0), ("</s>", 2)],
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 1), ("[SEP]", 2)],
+    )
+    return tok
+
+
+def make_modernbert_bpe() -> Tokenizer:
+    """Laid out like ModernBERT's tokenizer.json: byte-level BPE (as RoBERTa's) with the BERT-style
+    special tokens after the vocabulary ([UNK], [CLS], [SEP], [PAD], [MASK]) and a
+    [CLS] $A [SEP] template."""
+    tok = make_roberta_bpe()
+    vocab = tok.get_vocab()
+    n = len(vocab)
+    specials = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+    tok.add_special_tokens([AddedToken(s, special=True) for s in specials])
+    ids = {s: tok.token_to_id(s) for s in specials}
+    assert ids["[UNK]"] == n and ids["[MASK]"] == n + 4, ids
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:0 [SEP]:0",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
     )
     return tok
 
@@ -1081,6 +1127,62 @@ def build_xlmr(name, seed):
     return model, tok
 
 
+def build_deberta(name, seed, labels, v3=True):
+    """DeBERTa-v3 layout (relative attention with log position buckets, shared attention keys,
+    no absolute positions, no token types) or, with v3=False, the v2 options: separate
+    pos_key_proj/pos_query_proj, no buckets (plain clamped distances), absolute positions added
+    to the input and two token types (NLI pairs use type 1 for the hypothesis)."""
+    torch.manual_seed(seed)
+    ut = make_deberta_v3_unigram()
+    tok = DebertaV2TokenizerFast(
+        tokenizer_object=ut, bos_token="[CLS]", eos_token="[SEP]", unk_token="[UNK]", sep_token="[SEP]",
+        pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]", model_max_length=48,
+    )
+    assert tok.pad_token_id == 0 and tok.cls_token_id == 1 and tok.sep_token_id == 2
+    common = dict(
+        vocab_size=ut.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, hidden_act="gelu", max_position_embeddings=48, layer_norm_eps=1e-7,
+        relative_attention=True, pos_att_type=["p2c", "c2p"], pooler_hidden_size=32, pooler_hidden_act="gelu",
+        pad_token_id=0, initializer_range=0.3,
+        id2label=named_labels(labels), label2id={v: k for k, v in enumerate(labels)},
+    )
+    if v3:
+        cfg = DebertaV2Config(**common, position_buckets=8, max_relative_positions=-1, share_att_key=True,
+                              norm_rel_ebd="layer_norm", position_biased_input=False, type_vocab_size=0)
+    else:
+        cfg = DebertaV2Config(**common, position_buckets=-1, max_relative_positions=12, share_att_key=False,
+                              norm_rel_ebd="none", position_biased_input=True, type_vocab_size=2)
+    model = DebertaV2ForSequenceClassification(cfg)
+    perturb(model)
+    return model, tok
+
+
+def build_modernbert(name, seed, pooling, biases):
+    """Three layers, global attention on layers 0 and 2 and a sliding window of +-4 tokens on
+    layer 1 (local_attention 8), GeGLU MLP, RoPE; `pooling` cls or mean; `biases` turns on every
+    optional bias (attention, MLP, norms, classifier head) that ModernBERT-base leaves off."""
+    torch.manual_seed(seed)
+    bt = make_modernbert_bpe()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bt, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+        mask_token="[MASK]", model_max_length=64,
+    )
+    labels = ["negative", "neutral", "positive", "mixed"]
+    cfg = ModernBertConfig(
+        vocab_size=bt.get_vocab_size(), hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+        num_attention_heads=4, hidden_activation="gelu", max_position_embeddings=64, norm_eps=1e-5,
+        norm_bias=biases, attention_bias=biases, mlp_bias=biases, classifier_bias=biases,
+        classifier_activation="gelu", classifier_pooling=pooling, global_attn_every_n_layers=2,
+        local_attention=8, global_rope_theta=160000.0, local_rope_theta=10000.0, initializer_range=0.3,
+        pad_token_id=tok.pad_token_id, cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id,
+        bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+        id2label=named_labels(labels), label2id={v: k for k, v in enumerate(labels)},
+    )
+    model = ModernBertForSequenceClassification(cfg)
+    perturb(model)
+    return model, tok
+
+
 TEXT_MODELS = {
     "bert-cls-5": (lambda n, s: build_bert(n, s, 5, EMOTIONS, 64), 201,
                    "BERT, WordPiece lowercase, [CLS] $A [SEP]; pooler tanh on CLS -> classifier; model_max_length 64"),
@@ -1098,6 +1200,15 @@ TEXT_MODELS = {
     "xlm-roberta-cls": (build_xlmr, 206,
                         "XLM-R, Unigram + Metaspace(prepend always), NFKC; <s> $A </s>; pad 1, positions start at 2; "
                         "max_position_embeddings 34, model_max_length 32"),
+    "deberta-v3-cls": (lambda n, s: build_deberta(n, s, ["negative", "neutral", "positive"]), 207,
+                       "DeBERTa-v3 layout: Unigram [CLS] $A [SEP]; relative attention c2p+p2c with 8 log "
+                       "position buckets, shared keys, layer-normed relative embeddings, no absolute positions "
+                       "or token types; pooler gelu; model_max_length 48"),
+    "modernbert-cls": (lambda n, s: build_modernbert(n, s, "mean", False), 208,
+                       "ModernBERT: byte-level BPE [CLS] $A [SEP]; RoPE, GeGLU, global attention on layers 0 "
+                       "and 2 and a +-4 sliding window on layer 1; no biases; mean pooling; model_max_length 64"),
+    "modernbert-cls-b": (lambda n, s: build_modernbert(n, s, "cls", True), 209,
+                         "ModernBERT with every optional bias on and cls pooling; otherwise as modernbert-cls"),
 }
 
 
@@ -1112,6 +1223,101 @@ def make_text_model(name):
     enc = tok(TEXT_CASES[0], truncation=True, return_tensors="pt")
     save_and_check(model, mdir, AutoModelForSequenceClassification, dict(enc))
     text_reference(name, mdir, notes)
+
+
+# ---------------------------------------------------------------------------
+# Zero-shot text classification: NLI sequence classifiers under transformers'
+# zero-shot-classification pipeline (premise = the text, hypothesis = the template with a label).
+NLI_TEXTS = [
+    "I absolutely loved this film; the acting was wonderful and the music made me smile.",
+    "The train leaves at 7:45 from platform 3 on Tuesday morning.",
+    "The service was terrible, the food arrived cold, and nobody apologized.",
+]
+NLI_LABELS_2 = ["positive", "negative"]
+NLI_LABELS_5 = ["travel", "food", "movies", "politics", "a complaint about bad service"]
+NLI_TEMPLATE = "This example is {}."  # the pipeline's default hypothesis_template
+# (text, labels, template or None for the default, multi_label)
+NLI_CASES = (
+    [(t, NLI_LABELS_2, None, m) for t in NLI_TEXTS[:2] for m in (False, True)]
+    + [(t, NLI_LABELS_5, None, m) for t in NLI_TEXTS[1:] for m in (False, True)]
+    + [(NLI_TEXTS[0], NLI_LABELS_5, "The topic of this review is {}.", False),
+       (LONG_TEXT, NLI_LABELS_2, None, False),  # the premise alone is truncated (only_first)
+       (NLI_TEXTS[2], ["complaint"], None, False)]  # one label: entailment vs contradiction
+)
+
+NLI_MODELS = {
+    "deberta-nli": (lambda n, s: build_deberta(n, s, ["entailment", "neutral", "contradiction"], v3=False), 211,
+                    "DeBERTa-v2 layout as an NLI model: entailment is label 0 (so contradiction is the last); "
+                    "separate pos_key_proj/pos_query_proj, distances clamped to 12, absolute positions, two token "
+                    "types; [CLS] premise [SEP] hypothesis [SEP] with type 1 on the hypothesis"),
+    "bert-nli": (lambda n, s: build_bert(n, s, 3, ["contradiction", "neutral", "entailment"], 48), 212,
+                 "BERT as an NLI model: entailment is label 2 (contradiction label 0); WordPiece pairs "
+                 "[CLS] premise [SEP] hypothesis [SEP] with token type 1 on the hypothesis; model_max_length 48"),
+}
+
+
+def nli_pairs(tok, text, labels, template):
+    return [tok(text, template.format(label), truncation="only_first", return_tensors="pt") for label in labels]
+
+
+def make_nli_model(name):
+    builder, seed, notes = NLI_MODELS[name]
+    model, tok = builder(name, seed)
+    inputs = [dict(e) for t, labels, tpl, _ in NLI_CASES for e in nli_pairs(tok, t, labels, tpl or NLI_TEMPLATE)]
+    calibrate_head(model, model.classifier, inputs, seed)
+    mdir = MODELS / name
+    clean_dir(mdir)
+    tok.save_pretrained(mdir)
+    save_and_check(model, mdir, AutoModelForSequenceClassification, inputs[0])
+    nli_reference(name, mdir, notes)
+
+
+def nli_reference(name: str, mdir: Path, notes: str):
+    """One case per NLI_CASES entry: the pairs as the pipeline tokenizes them, each pair's logits
+    (run alone, as the pipeline runs them), and the pipeline's ranking."""
+    model = AutoModelForSequenceClassification.from_pretrained(mdir).eval()
+    tok = AutoTokenizer.from_pretrained(mdir)
+    assert tok.is_fast
+    pipe = pipeline("zero-shot-classification", model=model, tokenizer=tok)
+    entail = pipe.entailment_id
+    contra = -1 if entail == 0 else 0
+    assert entail >= 0
+    cases = []
+    for text, labels, template, multi in NLI_CASES:
+        used = template or NLI_TEMPLATE
+        encs = nli_pairs(tok, text, labels, used)
+        with torch.inference_mode():
+            logits = torch.cat([model(**e).logits for e in encs])
+        if multi or len(labels) == 1:
+            pair = logits[:, [contra, entail]]
+            probs = torch.softmax(pair, dim=-1)[:, 1]
+        else:
+            probs = torch.softmax(logits[:, entail], dim=-1)
+        kw = {"multi_label": multi}
+        if template:
+            kw["hypothesis_template"] = template
+        out = pipe(text, candidate_labels=labels, **kw)
+        for label, score in zip(out["labels"], out["scores"]):
+            assert abs(score - float(probs[labels.index(label)])) < 1e-6, (name, text[:20], label)
+        inp = {"text": text, "labels": labels, "multi_label": multi}
+        if template:
+            inp["template"] = template
+        cases.append({
+            "input": inp,
+            "hypothesis_template": used,
+            "input_ids": [e["input_ids"][0].tolist() for e in encs],
+            "token_type_ids": [e["token_type_ids"][0].tolist() if "token_type_ids" in e else None for e in encs],
+            "nli_logits": [f32list(row) for row in logits],
+            "entailment_logits": f32list(logits[:, entail]),
+            "probs": f32list(probs),
+            "pipeline": [{"label": l, "score": float(sc)} for l, sc in zip(out["labels"], out["scores"])],
+        })
+    assert any(len(ids) == tok.model_max_length for c in cases for ids in c["input_ids"]), "no truncated pair"
+    check_variety(name, [c for c in cases if len(c["probs"]) > 1 and not c["input"]["multi_label"]])
+    write_reference(name, {
+        "model": name, "task": "zero-shot-text-classification", **versions(), "notes": notes,
+        "entailment_id": entail, "contradiction_id": contra % model.config.num_labels, "cases": cases,
+    })
 
 
 # ---------------------------------------------------------------------------
@@ -1498,6 +1704,15 @@ def verify(names, minilm: Path):
                 assert enc["input_ids"][0].tolist() == c["input_ids"]
                 with torch.inference_mode():
                     err = max(err, _close(f32list(model(**enc).logits[0]), c["logits"], 1e-4, name))
+        elif task == "zero-shot-text-classification":
+            model = AutoModelForSequenceClassification.from_pretrained(mdir).eval()
+            tok = AutoTokenizer.from_pretrained(mdir)
+            for c in ref["cases"]:
+                encs = nli_pairs(tok, c["input"]["text"], c["input"]["labels"], c["hypothesis_template"])
+                assert [e["input_ids"][0].tolist() for e in encs] == c["input_ids"], (name, c["input"]["text"][:30])
+                with torch.inference_mode():
+                    for e, want in zip(encs, c["nli_logits"]):
+                        err = max(err, _close(f32list(model(**e).logits[0]), want, 1e-4, name))
         elif task == "embedding":
             st = SentenceTransformer(str(mdir), device="cpu")
             for c in ref["cases"]:
@@ -1525,7 +1740,8 @@ def verify(names, minilm: Path):
 
 
 # ---------------------------------------------------------------------------
-ALL = list(IMAGE_MODELS) + list(TEXT_MODELS) + list(ST_MODELS) + ["clip-a", "clip-b", "all-minilm-l6-v2"]
+ALL = (list(IMAGE_MODELS) + list(TEXT_MODELS) + list(NLI_MODELS) + list(ST_MODELS)
+       + ["clip-a", "clip-b", "all-minilm-l6-v2"])
 
 
 def main():
@@ -1565,6 +1781,8 @@ def main():
                 image_reference(n, mdir, notes)
             elif n in TEXT_MODELS:
                 text_reference(n, mdir, notes)
+            elif n in NLI_MODELS:
+                nli_reference(n, mdir, notes)
             elif n in ST_MODELS:
                 st_reference(n, mdir, EMBED_CASES, notes)
             else:
@@ -1573,6 +1791,8 @@ def main():
             make_image_model(n)
         elif n in TEXT_MODELS:
             make_text_model(n)
+        elif n in NLI_MODELS:
+            make_nli_model(n)
         elif n.startswith("st-"):
             make_st_model(n)
         elif n.startswith("clip-"):
