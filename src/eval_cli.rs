@@ -10,7 +10,7 @@ use modeldeck::eval::output::{BatchWriter, RunInfo};
 use modeldeck::eval::perturb::ImageDrift;
 use modeldeck::eval::pipeline::{self, PipelineOptions, Progress};
 use modeldeck::eval::{self, Dataset, EvalOptions};
-use modeldeck::model::Task;
+
 
 use crate::CommonSource;
 
@@ -188,8 +188,8 @@ pub fn run_batch(args: BatchArgs) -> anyhow::Result<()> {
     let mut writer = BatchWriter::open(&args.output, info, args.resume, args.overwrite)?;
     let log = args.log.open()?;
     let candidate_labels = match (model.task(), args.labels.is_empty()) {
-        (Task::ZeroShotImageClassification, true) => data.labels(),
-        (Task::ZeroShotImageClassification, false) => args.labels.clone(),
+        (task, true) if task.takes_candidate_labels() => data.labels(),
+        (task, false) if task.takes_candidate_labels() => args.labels.clone(),
         (_, true) => Vec::new(),
         (_, false) => anyhow::bail!(
             "candidate labels (--labels) are for zero-shot models; {} answers with its own labels",

@@ -524,13 +524,18 @@ struct PredictArgs {
     /// Text input(s); give two to an embedding model for their cosine similarity.
     #[arg(long)]
     text: Vec<String>,
-    /// Candidate labels for zero-shot (CLIP) models, comma-separated.
+    /// Candidate labels for zero-shot models (CLIP images, NLI text classifiers), comma-separated.
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
     /// Zero-shot template, `{}` standing for each label: "a photo of a {}.", or "{}" for labels
-    /// that are already sentences (default: "This is a photo of {}.").
+    /// that are already sentences (default: "This is a photo of {}." for images, "This example is
+    /// {}." for text).
     #[arg(long)]
     template: Option<String>,
+    /// Zero-shot text: score each label on its own (entailment vs contradiction), so several can
+    /// be true; without it the scores are one distribution over the labels.
+    #[arg(long)]
+    multi_label: bool,
     /// How many labels to show.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
@@ -684,6 +689,7 @@ fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
         texts: args.text,
         labels: args.labels,
         template: args.template,
+        multi_label: args.multi_label,
         top_k: args.top_k,
     };
     let log = args.log.as_deref().map(|p| store::PredictionLog::open(p, store::Retention::default())).transpose()?;
@@ -1117,7 +1123,7 @@ fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
         stop_when_decided: canary && !args.keep_going,
     };
     let candidate_labels =
-        if a.task() == Task::ZeroShotImageClassification || b.task() == Task::ZeroShotImageClassification {
+        if a.task().takes_candidate_labels() || b.task().takes_candidate_labels() {
             data.labels()
         } else {
             Vec::new()
@@ -1259,7 +1265,7 @@ fn run_monitor(args: MonitorArgs) -> anyhow::Result<()> {
         monitor.set_reference(&series, &samples);
     }
 
-    let candidate_labels = if model.task() == Task::ZeroShotImageClassification { data.labels() } else { Vec::new() };
+    let candidate_labels = if model.task().takes_candidate_labels() { data.labels() } else { Vec::new() };
     let options = ReplayOptions {
         candidate_labels,
         rate_per_s: args.rate,

@@ -48,16 +48,18 @@ pub struct PredictRequest {
     pub labels: Vec<String>,
     /// Zero-shot hypothesis template with `{}` for the label; `None` is the pipeline's default.
     pub template: Option<String>,
+    /// Zero-shot text: score each candidate label on its own (several may be true).
+    pub multi_label: bool,
     /// How many labels to return; 0 means 5.
     pub top_k: usize,
 }
 
 impl PredictRequest {
     pub fn images(images: Vec<NamedImage>) -> Self {
-        Self { inputs: Inputs::Images(images), labels: Vec::new(), template: None, top_k: 5 }
+        Self { inputs: Inputs::Images(images), labels: Vec::new(), template: None, multi_label: false, top_k: 5 }
     }
     pub fn texts(texts: Vec<String>) -> Self {
-        Self { inputs: Inputs::Texts(texts), labels: Vec::new(), template: None, top_k: 5 }
+        Self { inputs: Inputs::Texts(texts), labels: Vec::new(), template: None, multi_label: false, top_k: 5 }
     }
 }
 
@@ -68,8 +70,11 @@ pub struct PredictInput {
     pub texts: Vec<String>,
     /// Candidate labels for zero-shot models.
     pub labels: Vec<String>,
-    /// Zero-shot template with one `{}` for the label (None: "This is a photo of {}.").
+    /// Zero-shot template with one `{}` for the label (None: the pipeline's default, "This is a
+    /// photo of {}." for images and "This example is {}." for text).
     pub template: Option<String>,
+    /// Zero-shot text: each label scored on its own.
+    pub multi_label: bool,
     pub top_k: usize,
 }
 
@@ -188,8 +193,20 @@ pub fn predict_files(model: &LoadedModel, input: &PredictInput) -> Result<Predic
         }
         (true, false) => Inputs::Texts(input.texts.clone()),
     };
-    let request =
-        PredictRequest { inputs, labels: input.labels.clone(), template: input.template.clone(), top_k: input.top_k };
+    if input.labels.iter().any(|l| !l.trim().is_empty()) && !model.task().takes_candidate_labels() {
+        return Err(Error::Usage(format!(
+            "candidate labels (--labels) are for zero-shot models; {} is a {} model with its own labels",
+            model.card().name,
+            model.task()
+        )));
+    }
+    let request = PredictRequest {
+        inputs,
+        labels: input.labels.clone(),
+        template: input.template.clone(),
+        multi_label: input.multi_label,
+        top_k: input.top_k,
+    };
     predict(model, &request)
 }
 
@@ -199,10 +216,22 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
     let top_k = if request.top_k == 0 { 5 } else { request.top_k };
     let wrong_kind =
         || Error::Usage(format!("{} is for {task} and does not take {}", model.card().name, request.inputs.kind()));
-    if request.template.is_some() && task != Task::ZeroShotImageClassification {
+    if request.template.is_some() && !task.takes_candidate_labels() {
         return Err(Error::Usage(format!("a template (--template) is for zero-shot models, not {task} models")));
     }
+    if request.multi_label && task != Task::ZeroShotTextClassification {
+        return Err(Error::Usage(format!(
+            "multi-label scoring (--multi-label) is for zero-shot text models (NLI), not {task} models"
+        )));
+    }
     let labels: Vec<String> = request.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    if task.takes_candidate_labels() && labels.is_empty() {
+        return Err(Error::Usage(format!(
+            "{task} models need candidate labels: pass --labels \"{}\"",
+            if task.takes_images() { "a cat,a dog" } else { "sports,politics,technology" }
+        )));
+    }
+
     let (names, input_features, response, latency_ms, server_ms) = match &request.inputs {
         Inputs::Images(images) => {
             if !task.takes_images() {
@@ -222,11 +251,6 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
             };
             let started = Instant::now();
             let (response, server_ms) = if task == Task::ZeroShotImageClassification {
-                if labels.is_empty() {
-                    return Err(Error::Usage(
-                        "zero-shot models need candidate labels: pass --labels \"a cat,a dog\"".into(),
-                    ));
-                }
                 model.run_timed(&Request::ZeroShot {
                     images: pixels,
                     labels: &labels,
@@ -249,7 +273,16 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
                 return Err(Error::Usage(format!("{task} models need text")));
             }
             let started = Instant::now();
-            let batch = model.prepare(&Request::Texts { texts, max_tokens: None })?;
+            let batch = if task == Task::ZeroShotTextClassification {
+                model.prepare(&Request::ZeroShotTexts {
+                    texts,
+                    labels: &labels,
+                    template: request.template.as_deref(),
+                    multi_label: request.multi_label,
+                })?
+            } else {
+                model.prepare(&Request::Texts { texts, max_tokens: None })?
+            };
             let (response, server_ms) = model.forward_timed(&batch)?;
             let latency_ms = started.elapsed().as_secs_f64() * 1e3;
             // The text features come from the tokenization the model just ran on. A remote
@@ -261,7 +294,7 @@ pub fn predict(model: &LoadedModel, request: &PredictRequest) -> Result<PredictO
             (texts.clone(), input_features, response, latency_ms, server_ms)
         }
     };
-    let label_names: &[String] = if task == Task::ZeroShotImageClassification { &labels } else { model.labels() };
+    let label_names: &[String] = if task.takes_candidate_labels() { &labels } else { model.labels() };
     let answer = ModelAnswer { names, input_features, response, latency_ms, server_ms };
     Ok(shape_output(model, label_names, answer, top_k))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use modeldeck::eval::{Dataset, ExampleInput};
-use modeldeck::model::{self, Task};
+use modeldeck::model;
 use modeldeck::predict::{self, NamedImage, PredictRequest};
 use modeldeck::serve::{ServeOptions, Server};
 use modeldeck::source::ModelSource;
@@ -156,7 +156,7 @@ pub fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
     if inputs.iter().any(|i| matches!(i, Input::Image(_))) != model.task().takes_images() {
         anyhow::bail!("{} is for {} but {} holds other inputs", model.card().name, model.task(), args.data.display());
     }
-    if model.task() == Task::ZeroShotImageClassification {
+    if model.task().takes_candidate_labels() {
         anyhow::bail!("loadtest does not run zero-shot models (they need candidate labels per request)");
     }
     let inputs = Arc::new(inputs);

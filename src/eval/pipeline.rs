@@ -188,13 +188,13 @@ pub fn run(
 ) -> Result<Summary, Error> {
     let started = Instant::now();
     let task = model.task();
-    if task == Task::ZeroShotImageClassification && options.candidate_labels.is_empty() {
+    if task.takes_candidate_labels() && options.candidate_labels.is_empty() {
         return Err(Error::Usage(format!(
             "{} is a zero-shot model: it needs candidate labels (the data set's labels, or --labels)",
             model.card().name
         )));
     }
-    let labels: Vec<String> = if task == Task::ZeroShotImageClassification {
+    let labels: Vec<String> = if task.takes_candidate_labels() {
         options.candidate_labels.clone()
     } else {
         model.labels().to_vec()
@@ -326,7 +326,9 @@ fn decode(model: &LoadedModel, example: &Example, options: &PipelineOptions, ind
 }
 
 fn request<'a>(task: Task, labels: &'a [String], images: &'a [RgbImage], texts: &'a [String]) -> Request<'a> {
-    if !task.takes_images() {
+    if task == Task::ZeroShotTextClassification {
+        Request::ZeroShotTexts { texts, labels, template: None, multi_label: false }
+    } else if !task.takes_images() {
         Request::Texts { texts, max_tokens: None }
     } else if task == Task::ZeroShotImageClassification {
         Request::ZeroShot { images, labels, template: None }
@@ -538,7 +540,7 @@ fn answer(
 /// first (untimed), then the forward passes run back to back. Returns the records run and the
 /// seconds in the forward passes: the throughput the pipeline is measured against.
 pub fn model_only(model: &LoadedModel, data: &Dataset, options: &PipelineOptions) -> Result<(usize, f64), Error> {
-    let labels: Vec<String> = if model.task() == Task::ZeroShotImageClassification {
+    let labels: Vec<String> = if model.task().takes_candidate_labels() {
         options.candidate_labels.clone()
     } else {
         model.labels().to_vec()

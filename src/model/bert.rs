@@ -18,7 +18,8 @@ use crate::source::ModelFiles;
 struct TextEmbeddings {
     word: Embedding,
     position: Embedding,
-    token_type: Option<Tensor>,
+    /// The token-type table; rows past 0 are read only for text pairs that mark the second text.
+    token_type: Option<Embedding>,
     norm: LayerNorm,
     /// RoBERTa numbers positions from `padding_idx + 1`, skipping padding.
     roberta_padding_idx: Option<u32>,
@@ -52,8 +53,13 @@ impl TextEmbeddings {
         };
         let positions = Tensor::from_vec(positions, (b, t), device)?;
         let mut x = (words + self.position.forward(&positions)?)?;
-        if let Some(token_type) = &self.token_type {
-            x = x.broadcast_add(token_type)?;
+        if let Some(table) = &self.token_type {
+            x = match &batch.type_ids {
+                // A table of one row (RoBERTa) has no second segment: its tokenizers leave types out.
+                Some(types) if table.embeddings().dim(0)? > 1 => (x + table.forward(types)?)?,
+                // Every input a single segment: add row 0.
+                _ => x.broadcast_add(&table.embeddings().narrow(0, 0, 1)?)?,
+            };
         }
         self.norm.forward(&x)
     }
@@ -186,9 +192,8 @@ fn load_backbone(
     let h = spec.hidden;
     let build = || -> candle_core::Result<BertBackbone> {
         let e = vb.pp("embeddings");
-        // Every input is a single segment: add row 0 of the token-type table.
         let token_type =
-            token_types.map(|types| e.get((types, h), "token_type_embeddings.weight")?.narrow(0, 0, 1)).transpose()?;
+            token_types.map(|types| candle_nn::embedding(types, h, e.pp("token_type_embeddings"))).transpose()?;
         let layer_prefix = if architecture == Architecture::DistilBert { "transformer.layer" } else { "encoder.layer" };
         let names =
             if architecture == Architecture::DistilBert { &layers::DISTILBERT_NAMES } else { &layers::BERT_NAMES };
@@ -289,7 +294,7 @@ impl TextClassifier {
     }
 }
 
-fn text_batch(
+pub(crate) fn text_batch(
     encoder: &TextEncoder,
     request: &Request,
     device: &Device,
@@ -301,6 +306,12 @@ fn text_batch(
             pixel_values: None,
             text: Some(encoder.encode(texts, *max_tokens, device)?),
             raw: None,
+            pairs: None,
+        }),
+        Request::ZeroShotTexts { .. } => Err(ModelError::WrongInput {
+            task,
+            expected: "text alone",
+            given: "candidate labels (zero-shot classification takes an NLI model, whose labels include entailment)",
         }),
         Request::Images(_) | Request::ZeroShot { .. } => {
             Err(ModelError::WrongInput { task, expected: "text", given: "images" })
@@ -308,7 +319,7 @@ fn text_batch(
     }
 }
 
-fn take_text(batch: &Batch) -> Result<&EncodedBatch, ModelError> {
+pub(crate) fn take_text(batch: &Batch) -> Result<&EncodedBatch, ModelError> {
     batch.text.as_ref().ok_or_else(|| ModelError::Input("this batch holds no text".into()))
 }
 

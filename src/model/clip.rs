@@ -14,24 +14,11 @@ use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::layers::{self, Activation, Encoder, EncoderSpec};
 use super::text::TextEncoder;
 use super::weights::Weights;
-use super::{softmax, Batch, ModelError, Network, Request, Response, Scores, Task};
+use super::{prompts, softmax, Batch, ModelError, Network, Request, Response, Scores, Task};
 use crate::source::ModelFiles;
 
 /// The pipeline's default `hypothesis_template`.
 pub const HYPOTHESIS_TEMPLATE: &str = "This is a photo of {}.";
-
-/// Puts each label into `template` at its one `{}`, as the pipeline's `template.format(label)`.
-fn prompts(template: &str, labels: &[String]) -> Result<Vec<String>, ModelError> {
-    match template.matches("{}").count() {
-        1 => Ok(labels.iter().map(|l| template.replacen("{}", l, 1)).collect()),
-        0 => Err(ModelError::Input(format!(
-            "the zero-shot template `{template}` has no `{{}}` to put the label in (for example \"a photo of a {{}}.\", or \"{{}}\" for the label alone)"
-        ))),
-        n => Err(ModelError::Input(format!(
-            "the zero-shot template `{template}` has {n} `{{}}`; it takes exactly one, where the label goes"
-        ))),
-    }
-}
 
 pub struct ClipZeroShot {
     // Vision tower.

@@ -30,6 +30,9 @@ pub enum Task {
     TextClassification,
     TextEmbedding,
     ZeroShotImageClassification,
+    /// An NLI classifier scoring candidate labels the user gives (the `zero-shot-classification`
+    /// pipeline).
+    ZeroShotTextClassification,
 }
 
 impl Task {
@@ -39,11 +42,16 @@ impl Task {
             Self::TextClassification => "text-classification",
             Self::TextEmbedding => "text-embedding",
             Self::ZeroShotImageClassification => "zero-shot-image-classification",
+            Self::ZeroShotTextClassification => "zero-shot-text-classification",
         }
     }
     /// Whether the model's labels come from its config (not from the user, not embeddings).
     pub fn has_fixed_labels(self) -> bool {
         matches!(self, Self::ImageClassification | Self::TextClassification)
+    }
+    /// Whether the user names the labels (zero-shot models).
+    pub fn takes_candidate_labels(self) -> bool {
+        matches!(self, Self::ZeroShotImageClassification | Self::ZeroShotTextClassification)
     }
     pub fn takes_images(self) -> bool {
         matches!(self, Self::ImageClassification | Self::ZeroShotImageClassification)
@@ -72,10 +80,13 @@ pub enum Architecture {
     Cnn,
     /// A sentence-transformers embedder with a trained linear head.
     SentenceClassifier,
+    /// DeBERTa-v2 and DeBERTa-v3.
+    DebertaV2,
+    ModernBert,
 }
 
 /// Architecture names as they appear in config.json, for matching and for error messages.
-const SUPPORTED: [(&str, Architecture); 11] = [
+const SUPPORTED: [(&str, Architecture); 13] = [
     ("ViTForImageClassification", Architecture::Vit),
     ("ResNetForImageClassification", Architecture::ResNet),
     ("ConvNextForImageClassification", Architecture::ConvNext),
@@ -87,6 +98,8 @@ const SUPPORTED: [(&str, Architecture); 11] = [
     ("CLIPModel", Architecture::Clip),
     ("ModelDeckCnnForImageClassification", Architecture::Cnn),
     ("ModelDeckSentenceClassifier", Architecture::SentenceClassifier),
+    ("DebertaV2ForSequenceClassification", Architecture::DebertaV2),
+    ("ModernBertForSequenceClassification", Architecture::ModernBert),
 ];
 
 pub fn supported_list() -> String {
@@ -105,9 +118,13 @@ impl Architecture {
     pub fn task(self) -> Task {
         match self {
             Self::Vit | Self::ResNet | Self::ConvNext | Self::Cnn => Task::ImageClassification,
-            Self::Bert | Self::DistilBert | Self::Roberta | Self::XlmRoberta | Self::SentenceClassifier => {
-                Task::TextClassification
-            }
+            Self::Bert
+            | Self::DistilBert
+            | Self::Roberta
+            | Self::XlmRoberta
+            | Self::SentenceClassifier
+            | Self::DebertaV2
+            | Self::ModernBert => Task::TextClassification,
             Self::SentenceBert => Task::TextEmbedding,
             Self::Clip => Task::ZeroShotImageClassification,
         }

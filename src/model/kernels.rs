@@ -706,7 +706,7 @@ pub fn attention(
 }
 
 /// A buffer's pointer shared with the threads that each write their own block of it.
-struct SendPtr<T = f32>(*mut T);
+pub(crate) struct SendPtr<T = f32>(pub(crate) *mut T);
 // SAFETY: a raw pointer is only an address; every user writes a block no other thread touches,
 // and the buffer outlives the parallel loop that shares it (`par_for` returns only when all its
 // tasks are done), so moving or sharing the address is sound for elements that may cross threads.
@@ -724,7 +724,7 @@ impl<T> Copy for SendPtr<T> {}
 
 impl<T> SendPtr<T> {
     /// The pointer (a method, so that closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut T {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }
@@ -750,8 +750,9 @@ impl AttnMask {
         Ok(Self { data: to_vec(mask)?, batch: mb, rows: mr, seq })
     }
 
+    /// The additive mask of query row `i` in sequence `b`.
     #[inline]
-    fn row(&self, b: usize, i: usize) -> &[f32] {
+    pub(crate) fn row(&self, b: usize, i: usize) -> &[f32] {
         let b = if self.batch == 1 { 0 } else { b };
         let i = if self.rows == 1 { 0 } else { i };
         let start = (b * self.rows + i) * self.seq;

@@ -1,20 +1,27 @@
 //! Models: one trait for every architecture, a registry that picks the architecture from
 //! config.json, and the preprocessing each checkpoint declares (image processor, tokenizer).
 //!
-//! Networks are written here against Hugging Face tensor names (candle-transformers lacks the
-//! sequence-classification heads and uses timm names for ResNet/ConvNeXt), on one shared
-//! transformer encoder so that speed work happens in one place.
+//! Networks are written here against Hugging Face tensor names on one set of fused kernels, so
+//! that speed work and `--precision` happen in one place. candle-transformers was weighed per
+//! family and not used: it lacks the sequence-classification heads of the BERT family and uses
+//! timm names for ResNet/ConvNeXt; for DeBERTa-v2/v3 and ModernBERT each module's docs say why
+//! (configs read differently from transformers, no logits, options hard-coded, plain candle ops
+//! outside the quantised kernels). Zero-shot text classification ([`nli`]) wraps whichever text
+//! classifier family the NLI checkpoint is.
 
 mod bert;
 mod clip;
 pub mod cnn;
 pub mod config;
 mod convnext;
+mod deberta;
 pub mod fastconv;
 mod head;
+pub mod nli;
 pub mod image;
 pub mod kernels;
 pub(crate) mod layers;
+mod modernbert;
 mod pool;
 pub mod quant;
 mod resnet;
@@ -28,6 +35,7 @@ use candle_core::{Device, Tensor};
 
 use crate::source::{ModelFiles, ModelSource};
 pub use clip::HYPOTHESIS_TEMPLATE as ZERO_SHOT_TEMPLATE;
+pub use nli::HYPOTHESIS_TEMPLATE as ZERO_SHOT_TEXT_TEMPLATE;
 pub use config::{Architecture, ModelConfig, Task};
 pub use image::{decode_image_file, ImageError, ImagePreprocessor};
 pub use quant::Precision;
@@ -73,6 +81,15 @@ pub enum Request<'a> {
         images: &'a [::image::RgbImage],
         labels: &'a [String],
         template: Option<&'a str>,
+    },
+    /// Zero-shot text classification with an NLI model: every text (the premise) against the
+    /// same candidate labels, each put into `template` at `{}` as the hypothesis (`None` = "This
+    /// example is {}."). `multi_label`: score each label on its own instead of one distribution.
+    ZeroShotTexts {
+        texts: &'a [String],
+        labels: &'a [String],
+        template: Option<&'a str>,
+        multi_label: bool,
     },
 }
 
@@ -120,6 +137,8 @@ pub struct Batch {
     pub text: Option<text::EncodedBatch>,
     /// Inputs a remote model sends as they are.
     pub raw: Option<RawInputs>,
+    /// Zero-shot text: `text` holds one (text, hypothesis) pair per text and label.
+    pub pairs: Option<nli::PairLayout>,
 }
 
 /// What a remote model's request carries besides tensors.
@@ -237,8 +256,7 @@ pub fn load_with(files: &ModelFiles, precision: Precision) -> Result<LoadedModel
     let weights = weights::Weights::open(files, &device)?;
     let (network, stats) =
         quant::with_load_precision(precision, || build_network(files, &config, &weights, architecture));
-    let network = network?;
-    let task = architecture.task();
+    let (network, task) = with_zero_shot_text(network?, architecture, &config)?;
     let parameters = weights.parameter_count();
     let card = ModelCard {
         name: model_name(&files.source),
@@ -259,6 +277,23 @@ pub fn load_with(files: &ModelFiles, precision: Precision) -> Result<LoadedModel
     Ok(LoadedModel { card, network })
 }
 
+/// A text classifier whose labels name entailment is an NLI model: it answers zero-shot requests
+/// (`nli`), the task its family is used for on the Hub.
+fn with_zero_shot_text(
+    network: Box<dyn Network>,
+    architecture: Architecture,
+    config: &ModelConfig,
+) -> Result<(Box<dyn Network>, Task), ModelError> {
+    let task = architecture.task();
+    if task != Task::TextClassification || architecture == Architecture::SentenceClassifier {
+        return Ok((network, task));
+    }
+    Ok(match nli::NliLabels::find(&config.classes()?.labels) {
+        Some(labels) => (Box::new(nli::ZeroShotText::new(network, labels)), Task::ZeroShotTextClassification),
+        None => (network, task),
+    })
+}
+
 fn build_network(
     files: &ModelFiles,
     config: &ModelConfig,
@@ -276,6 +311,8 @@ fn build_network(
         Architecture::Clip => Box::new(clip::ClipZeroShot::load(files, config, weights)?),
         Architecture::Cnn => Box::new(cnn::CnnClassifier::load(files, config, weights)?),
         Architecture::SentenceClassifier => Box::new(bert::SentenceClassifier::load(files, config, weights)?),
+        Architecture::DebertaV2 => Box::new(deberta::DebertaClassifier::load(files, config, weights)?),
+        Architecture::ModernBert => Box::new(modernbert::ModernBertClassifier::load(files, config, weights)?),
     })
 }
 
@@ -316,6 +353,19 @@ fn model_name(source: &ModelSource) -> String {
     }
 }
 
+/// Puts each label into `template` at its one `{}`, as the pipeline's `template.format(label)`.
+pub(crate) fn prompts(template: &str, labels: &[String]) -> Result<Vec<String>, ModelError> {
+    match template.matches("{}").count() {
+        1 => Ok(labels.iter().map(|l| template.replacen("{}", l, 1)).collect()),
+        0 => Err(ModelError::Input(format!(
+            "the zero-shot template `{template}` has no `{{}}` to put the label in (for example \"a photo of a {{}}.\", or \"{{}}\" for the label alone)"
+        ))),
+        n => Err(ModelError::Input(format!(
+            "the zero-shot template `{template}` has {n} `{{}}`; it takes exactly one, where the label goes"
+        ))),
+    }
+}
+
 /// Preprocesses the images of a request for an image model.
 pub(crate) fn image_batch(
     preprocessor: &ImagePreprocessor,
@@ -333,9 +383,12 @@ pub(crate) fn image_batch(
                 pixel_values: Some(preprocessor.batch_tensor(images, device)?),
                 text: None,
                 raw: None,
+                pairs: None,
             })
         }
-        Request::Texts { .. } => Err(ModelError::WrongInput { task, expected: "images", given: "text" }),
+        Request::Texts { .. } | Request::ZeroShotTexts { .. } => {
+            Err(ModelError::WrongInput { task, expected: "images", given: "text" })
+        }
         Request::ZeroShot { .. } => {
             Err(ModelError::WrongInput { task, expected: "images without candidate labels", given: "candidate labels" })
         }

@@ -20,6 +20,9 @@ pub struct EncodedBatch {
     pub input_ids: Tensor,
     /// `(batch, seq)` f32, 1 for real tokens and 0 for padding.
     pub attention_mask: Tensor,
+    /// `(batch, seq)` u32 segment ids, for text pairs whose tokenizer marks the second text (BERT's
+    /// and DeBERTa's 1 on the hypothesis); `None` when every id is 0.
+    pub type_ids: Option<Tensor>,
     /// Token ids per text, before padding.
     pub ids: Vec<Vec<u32>>,
     pub has_padding: bool,
@@ -49,6 +52,8 @@ pub struct TextEncoder {
     pad_id: u32,
     /// Special tokens the post-processor adds to one text ([CLS] and [SEP]: 2).
     added_tokens: usize,
+    /// ... and to a pair of texts ([CLS] a [SEP] b [SEP]: 3).
+    added_pair_tokens: usize,
     unknown_id: Option<u32>,
 }
 
@@ -79,8 +84,9 @@ impl TextEncoder {
             .map_err(|e| ModelError::Tokenizer { path: path.into(), reason: e.to_string() })?;
         tokenizer.with_padding(None);
         let added_tokens = tokenizer.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        let added_pair_tokens = tokenizer.get_post_processor().map_or(0, |p| p.added_tokens(true));
         let unknown_id = unknown_token_id(&tokenizer);
-        Ok(Self { tokenizer, max_len, pad_id, added_tokens, unknown_id })
+        Ok(Self { tokenizer, max_len, pad_id, added_tokens, added_pair_tokens, unknown_id })
     }
 
     pub fn max_len(&self) -> usize {
@@ -159,22 +165,90 @@ impl TextEncoder {
                 .map_err(|e| ModelError::Input(format!("cannot tokenize the text: {e}")))?;
             ids.push(encoding.get_ids().to_vec());
         }
+        self.padded(ids, None, lengths, device)
+    }
+
+    /// Tokenizes (premise, hypothesis) pairs as transformers' tokenizers do with
+    /// `truncation="only_first"` (the zero-shot-classification pipeline): special tokens for a pair,
+    /// and a premise too long for the model cut from its end so that the hypothesis stays whole.
+    /// `lengths` describe the premises.
+    pub fn encode_pairs(&self, pairs: &[(&str, &str)], device: &Device) -> Result<EncodedBatch, ModelError> {
+        if pairs.is_empty() {
+            return Err(ModelError::Input("no text given".into()));
+        }
+        let budget = self.char_budget(self.max_len);
+        let tokenize = |text: &str| {
+            self.tokenizer
+                .encode(text, false)
+                .map_err(|e| ModelError::Input(format!("cannot tokenize the text: {e}")))
+        };
+        let mut ids = Vec::with_capacity(pairs.len());
+        let mut type_ids = Vec::with_capacity(pairs.len());
+        let mut lengths = Vec::with_capacity(pairs.len());
+        for &(premise, hypothesis) in pairs {
+            if premise.trim().is_empty() {
+                return Err(ModelError::Input("empty text: there is nothing to run the model on".into()));
+            }
+            let kept = truncate_chars(premise, budget);
+            let mut first = tokenize(kept)?;
+            lengths.push(self.length(premise, kept, &first));
+            let second = tokenize(hypothesis)?;
+            let total = first.len() + second.len() + self.added_pair_tokens;
+            if total > self.max_len {
+                let excess = total - self.max_len;
+                if excess >= first.len() {
+                    return Err(ModelError::Input(format!(
+                        "the hypothesis \"{hypothesis}\" takes {} of the model's {} tokens, leaving none for the text; use a shorter label or template",
+                        second.len() + self.added_pair_tokens,
+                        self.max_len
+                    )));
+                }
+                first.truncate(first.len() - excess, 0, TruncationDirection::Right);
+                drop(first.take_overflowing());
+            }
+            let encoding = self
+                .tokenizer
+                .post_process(first, Some(second), true)
+                .map_err(|e| ModelError::Input(format!("cannot tokenize the text pair: {e}")))?;
+            ids.push(encoding.get_ids().to_vec());
+            type_ids.push(encoding.get_type_ids().to_vec());
+        }
+        let types = type_ids.iter().flatten().any(|&t| t != 0).then_some(type_ids);
+        self.padded(ids, types, lengths, device)
+    }
+
+    /// Pads token ids (and segment ids) to the longest sequence, with the attention mask.
+    fn padded(
+        &self,
+        ids: Vec<Vec<u32>>,
+        type_ids: Option<Vec<Vec<u32>>>,
+        lengths: Vec<TextLength>,
+        device: &Device,
+    ) -> Result<EncodedBatch, ModelError> {
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
         if longest == 0 {
             return Err(ModelError::Input("the tokenizer produced no tokens for this text".into()));
         }
-        let mut flat_ids = Vec::with_capacity(ids.len() * longest);
+        let pad = |rows: &[Vec<u32>], value: u32| -> Vec<u32> {
+            let mut flat = Vec::with_capacity(rows.len() * longest);
+            for seq in rows {
+                flat.extend_from_slice(seq);
+                flat.extend(std::iter::repeat_n(value, longest - seq.len()));
+            }
+            flat
+        };
         let mut mask = Vec::with_capacity(ids.len() * longest);
         for seq in &ids {
-            flat_ids.extend_from_slice(seq);
-            flat_ids.extend(std::iter::repeat_n(self.pad_id, longest - seq.len()));
             mask.extend(std::iter::repeat_n(1f32, seq.len()));
             mask.extend(std::iter::repeat_n(0f32, longest - seq.len()));
         }
         let has_padding = ids.iter().any(|s| s.len() < longest);
+        let type_ids =
+            type_ids.map(|t| Tensor::from_vec(pad(&t, 0), (t.len(), longest), device)).transpose()?;
         Ok(EncodedBatch {
-            input_ids: Tensor::from_vec(flat_ids, (ids.len(), longest), device)?,
+            input_ids: Tensor::from_vec(pad(&ids, self.pad_id), (ids.len(), longest), device)?,
             attention_mask: Tensor::from_vec(mask, (ids.len(), longest), device)?,
+            type_ids,
             ids,
             has_padding,
             lengths,

@@ -936,6 +936,7 @@ impl Runner {
                     inputs,
                     labels: self.options.candidate_labels.clone(),
                     template: None,
+                    multi_label: false,
                     top_k: self.options.top_k,
                 };
                 (Some(replay_input), Ok(request))

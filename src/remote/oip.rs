@@ -285,7 +285,7 @@ impl Network for OipNetwork {
 }
 
 fn raw_batch(size: usize, raw: RawInputs) -> Batch {
-    Batch { size, pixel_values: None, text: None, raw: Some(raw) }
+    Batch { size, pixel_values: None, text: None, raw: Some(raw), pairs: None }
 }
 
 fn encode_png(image: &::image::RgbImage) -> Result<Vec<u8>, ModelError> {

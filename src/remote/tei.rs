@@ -185,6 +185,7 @@ impl Network for TeiNetwork {
                 pixel_values: None,
                 text: None,
                 raw: Some(RawInputs::Texts(texts.to_vec())),
+                pairs: None,
             }),
             Request::Texts { .. } => Err(ModelError::Input("no text given".into())),
             _ => Err(ModelError::WrongInput { task: self.task, expected: "text", given: "images" }),

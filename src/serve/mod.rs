@@ -746,9 +746,19 @@ fn run_work_inner(model: &LoadedModel, work: &Work) -> Result<PredictOutput, (St
             };
             predict::predict(model, &request).map_err(status)
         }
+        Work::ZeroShotTexts { texts, labels, template, multi_label } => {
+            let request = PredictRequest {
+                labels: labels.clone(),
+                template: template.clone(),
+                multi_label: *multi_label,
+                top_k: labels.len().max(1),
+                ..PredictRequest::texts(texts.clone())
+            };
+            predict::predict(model, &request).map_err(status)
+        }
         Work::Pixels { tensor, count } => {
             let started = Instant::now();
-            let batch = Batch { size: *count, pixel_values: Some(tensor.clone()), text: None, raw: None };
+            let batch = Batch { size: *count, pixel_values: Some(tensor.clone()), text: None, raw: None, pairs: None };
             let (response, server_ms) = model.forward_timed(&batch).map_err(|e| status(crate::Error::Model(e)))?;
             let answer = predict::ModelAnswer {
                 names: (0..*count).map(|i| format!("pixels[{i}]")).collect(),

@@ -35,12 +35,19 @@ pub(crate) enum Work {
         labels: Vec<String>,
         template: Option<String>,
     },
+    /// Zero-shot text classification with an NLI model.
+    ZeroShotTexts {
+        texts: Vec<String>,
+        labels: Vec<String>,
+        template: Option<String>,
+        multi_label: bool,
+    },
 }
 
 impl Work {
     pub fn len(&self) -> usize {
         match self {
-            Self::Texts(t) => t.len(),
+            Self::Texts(t) | Self::ZeroShotTexts { texts: t, .. } => t.len(),
             Self::Images(i) | Self::ZeroShot { images: i, .. } => i.len(),
             Self::Pixels { count, .. } => *count,
         }
@@ -55,6 +62,10 @@ impl Work {
             (Self::ZeroShot { labels: a, template: ta, .. }, Self::ZeroShot { labels: b, template: tb, .. }) => {
                 a == b && ta == tb
             }
+            (
+                Self::ZeroShotTexts { labels: a, template: ta, multi_label: ma, .. },
+                Self::ZeroShotTexts { labels: b, template: tb, multi_label: mb, .. },
+            ) => a == b && ta == tb && ma == mb,
             _ => false,
         }
     }
@@ -79,6 +90,15 @@ impl Work {
                     .collect(),
                 labels: labels.clone(),
                 template: template.clone(),
+            },
+            Self::ZeroShotTexts { labels, template, multi_label, .. } => Self::ZeroShotTexts {
+                texts: works
+                    .iter()
+                    .flat_map(|w| if let Self::ZeroShotTexts { texts, .. } = w { texts.clone() } else { Vec::new() })
+                    .collect(),
+                labels: labels.clone(),
+                template: template.clone(),
+                multi_label: *multi_label,
             },
             Self::Pixels { .. } => {
                 let tensors: Vec<&Tensor> = works
@@ -312,8 +332,7 @@ pub(crate) fn parse_request(
                 pixels(input, pixel_shape)?
             }
         }
-        Task::ZeroShotImageClassification => {
-            let image = find(&["image", "images"]).ok_or("zero-shot models take a BYTES `image` input")?;
+        Task::ZeroShotImageClassification | Task::ZeroShotTextClassification => {
             let labels = find(&["candidate_labels", "labels"])
                 .ok_or("zero-shot models take a BYTES `candidate_labels` input")?;
             let labels: Vec<String> =
@@ -321,14 +340,25 @@ pub(crate) fn parse_request(
             if labels.is_empty() {
                 return Err("`candidate_labels` holds no label".into());
             }
-            let template =
-                request.get("parameters").and_then(|p| p.get("template")).and_then(Value::as_str).map(str::to_string);
+            let parameter = |name: &str| request.get("parameters").and_then(|p| p.get(name));
+            let template = parameter("template").and_then(Value::as_str).map(str::to_string);
             if let Some(t) = &template {
                 if t.matches("{}").count() != 1 {
                     return Err(format!("the template `{t}` must hold `{{}}` once, where each label goes"));
                 }
             }
-            Work::ZeroShot { images: image.images()?, labels, template }
+            if task == Task::ZeroShotImageClassification {
+                let image = find(&["image", "images"]).ok_or("zero-shot image models take a BYTES `image` input")?;
+                Work::ZeroShot { images: image.images()?, labels, template }
+            } else {
+                let text = find(&["text", "texts", "inputs"]).ok_or("zero-shot text models take a BYTES `text` input")?;
+                let multi_label = match parameter("multi_label") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(other) => return Err(format!("the `multi_label` parameter must be true or false, not {other}")),
+                };
+                Work::ZeroShotTexts { texts: text.texts()?, labels, template, multi_label }
+            }
         }
     };
     if work.len() == 0 {
@@ -497,12 +527,16 @@ pub(crate) fn model_metadata(
             {"name": "image", "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "base64"}},
             {"name": "candidate_labels", "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "str"}},
         ]),
+        Task::ZeroShotTextClassification => json!([
+            {"name": "text", "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "str"}},
+            {"name": "candidate_labels", "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "str"}},
+        ]),
     };
     let outputs = match card.task {
         Task::TextEmbedding => {
             json!([{"name": "embedding", "datatype": "FP32", "shape": [-1, embedding_dims.map_or(-1, |d| d as i64)]}])
         }
-        Task::ZeroShotImageClassification => json!([
+        Task::ZeroShotImageClassification | Task::ZeroShotTextClassification => json!([
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, -1]},
             {"name": "logits", "datatype": "FP32", "shape": [-1, -1]},
             {"name": "label", "datatype": "BYTES", "shape": [-1]},

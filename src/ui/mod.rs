@@ -663,13 +663,21 @@ impl ModelDeckApp {
                 let image = NamedImage { name: current.name.clone(), image: current.image.clone() };
                 (PredictRequest::images(vec![image]), current.name.clone())
             }
-            Task::TextClassification => (PredictRequest::texts(vec![pg.text.clone()]), text_name()),
+            Task::TextClassification | Task::ZeroShotTextClassification => {
+                (PredictRequest::texts(vec![pg.text.clone()]), text_name())
+            }
             Task::TextEmbedding => (PredictRequest::texts(vec![pg.text.clone(), pg.text_b.clone()]), text_name()),
         };
         if task == Task::ZeroShotImageClassification {
             request.labels = pg.labels.split(',').map(|s| s.trim().to_string()).collect();
             let template = pg.template.trim();
             request.template = (!template.is_empty()).then(|| template.to_string());
+        }
+        if task == Task::ZeroShotTextClassification {
+            request.labels = pg.text_labels.split(',').map(|s| s.trim().to_string()).collect();
+            let template = pg.text_template.trim();
+            request.template = (!template.is_empty()).then(|| template.to_string());
+            request.multi_label = pg.multi_label;
         }
         request.top_k = pg.top_k;
         Some((request, name))

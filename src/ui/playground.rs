@@ -71,6 +71,12 @@ pub struct Playground {
     pub labels: String,
     /// Zero-shot hypothesis template (`{}` stands for each label).
     pub template: String,
+    /// Candidate labels for zero-shot text (NLI) models, comma-separated.
+    pub text_labels: String,
+    /// Their hypothesis template.
+    pub text_template: String,
+    /// Zero-shot text: each label scored on its own.
+    pub multi_label: bool,
     pub results: [SlotResult; 2],
     pub continuous: bool,
     pub top_k: usize,
@@ -88,6 +94,9 @@ impl Playground {
             text_b: "What a great movie, brilliant performances.".into(),
             labels: "a cat, a dog, a cup of coffee".into(),
             template: crate::model::ZERO_SHOT_TEMPLATE.into(),
+            text_labels: "movies, food, travel, politics".into(),
+            text_template: crate::model::ZERO_SHOT_TEXT_TEMPLATE.into(),
+            multi_label: false,
             results: Default::default(),
             continuous: false,
             top_k: 5,
@@ -118,7 +127,7 @@ impl Playground {
             return;
         }
         let wants_image = tasks.iter().any(|t| t.takes_images());
-        let wants_text = tasks.iter().any(|t| matches!(t, Task::TextClassification | Task::TextEmbedding));
+        let wants_text = tasks.iter().any(|t| !t.takes_images());
         ui.columns(2, |cols| {
             let ui = &mut cols[0];
             egui::ScrollArea::vertical().id_salt("inputs").show(ui, |ui| {
@@ -227,6 +236,26 @@ impl Playground {
             let edit = ui.add(egui::TextEdit::multiline(&mut self.text_b).desired_rows(2).desired_width(f32::INFINITY));
             let edit = edit.labelled_by(label.id);
             run |= edit.has_focus() && ui.input(|i| i.modifiers.command && i.key_pressed(egui::Key::Enter));
+        }
+        if tasks.contains(&Task::ZeroShotTextClassification) {
+            ui.horizontal(|ui| {
+                let label = ui.label("Text labels");
+                let edit = ui.add(egui::TextEdit::singleline(&mut self.text_labels).desired_width(260.0));
+                let edit = edit.labelled_by(label.id).on_hover_text(
+                    "Candidate labels for the NLI model, comma-separated: each becomes a hypothesis the text is tested against",
+                );
+                run |= edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            });
+            ui.horizontal(|ui| {
+                let label = ui.label("Hypothesis");
+                let edit = ui.add(egui::TextEdit::singleline(&mut self.text_template).desired_width(260.0));
+                let edit = edit.labelled_by(label.id).on_hover_text("Each label is put in place of {}");
+                run |= edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            });
+            let multi = ui.checkbox(&mut self.multi_label, "Several labels can be true").on_hover_text(
+                "Score each label on its own (entailment against contradiction) instead of one distribution over the labels",
+            );
+            run |= multi.changed();
         }
         if ui.button("Run text").clicked() || run {
             commands.push(Command::PredictText);
