@@ -135,6 +135,9 @@ from transformers import (
     RobertaForSequenceClassification,
     RobertaTokenizerFast,
     ResNetConfig,
+    SiglipConfig,
+    SiglipImageProcessor,
+    SiglipModel,
     ResNetForImageClassification,
     ViTConfig,
     ViTForImageClassification,
@@ -1654,6 +1657,133 @@ def clip_reference(name: str, mdir: Path, notes: str):
 
 
 # ---------------------------------------------------------------------------
+# SigLIP: zero-shot image classification with sigmoid scores; the pipeline pads every prompt to
+# max_length 64 and the text tower pools the LAST position (a pad token for short prompts), so
+# padding changes the answer and must be reproduced exactly.
+def make_siglip_tokenizer(masked: bool):
+    """Unigram + Metaspace laid out like SigLIP 2's Gemma tokenizer.json ids: <pad> 0, <eos> 1,
+    <bos> 2, <unk> 3; `<bos> $A <eos>`. masked=False leaves the attention mask out of
+    model_input_names (as SigLIP v1's tokenizer does: pads are attended to)."""
+    ut = make_unigram(specials=("<pad>", "<eos>", "<bos>", "<unk>", "<mask>"))
+    ut.post_processor = processors.TemplateProcessing(
+        single="<bos> $A <eos>", pair="<bos> $A <eos> $B <eos>", special_tokens=[("<bos>", 2), ("<eos>", 1)],
+    )
+    names = ["input_ids", "attention_mask"] if masked else ["input_ids"]
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=ut, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>",
+        mask_token="<mask>", model_max_length=64, model_input_names=names,
+    )
+    assert tok.pad_token_id == 0 and tok.eos_token_id == 1 and tok.bos_token_id == 2
+    return ut, tok
+
+
+def build_siglip(name, seed):
+    torch.manual_seed(seed)
+    masked = name == "siglip-a"
+    ut, tok = make_siglip_tokenizer(masked)
+    size, patch = (32, 8) if masked else (24, 4)
+    vis = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+               image_size=size, patch_size=patch, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6)
+    text = dict(vocab_size=ut.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=64, hidden_act="gelu_pytorch_tanh",
+                layer_norm_eps=1e-6, pad_token_id=0, bos_token_id=2, eos_token_id=1,
+                projection_size=32)
+    model = SiglipModel(SiglipConfig(text_config=text, vision_config=vis))
+    perturb(model)
+    scale_params(model, 3.0, "token_embedding")
+    scale_params(model, 3.0, "patch_embedding")
+    with torch.no_grad():
+        # The values trained SigLIP checkpoints end near (base-patch16-224: exp(t) ~ 112, b ~ -16.5),
+        # scaled down so that the random embeddings give sigmoid scores away from 0 and 1.
+        model.logit_scale.fill_(math.log(10.0))
+        model.logit_bias.fill_(-1.5)
+    proc = SiglipImageProcessor(
+        do_resize=True, size={"height": size, "width": size}, resample=3, do_rescale=True,
+        rescale_factor=1 / 255, do_normalize=True, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+    )
+    notes = (f"SigLIP, gelu tanh; vision {size}px patch {patch}, attention-pooling head; text pooled at the "
+             f"last of 64 positions (prompts padded to max_length 64 with <pad>); attention mask "
+             f"{'passed (tokenizer model_input_names has attention_mask)' if masked else 'NOT passed (model_input_names = [input_ids], as SigLIP v1: pads are attended)'}; "
+             f"logits = exp(logit_scale) * cos + logit_bias; sigmoid scores")
+    return model, tok, proc, notes
+
+
+def make_siglip_model(name):
+    seed = {"siglip-a": 403, "siglip-b": 404}[name]
+    model, tok, proc, notes = build_siglip(name, seed)
+    # Calibrate scale and bias on the test images and prompts (as calibrate_head does for
+    # classifiers): the random towers give cosines in a narrow band, so exp(logit_scale) spreads
+    # them to a logit std of 2 and logit_bias centres them; the weights stay arbitrary.
+    # First the image embeddings are re-centred (the attention-pooling head's last bias shifted by
+    # minus their mean) so that they point in clearly different directions, as for CLIP.
+    prompts = [t.format(l) for t, labels in [(ZS_TEMPLATE, ZS_LABELS)] + ZS_TEMPLATE_CASES for l in labels]
+    tin = tok(prompts, padding="max_length", max_length=64, truncation=True, return_tensors="pt")
+
+    def image_features():
+        return torch.cat([model.get_image_features(**proc(images=load_image(str(ROOT / p)), return_tensors="pt"))
+                          for p in IMAGE_CASES])
+
+    with torch.inference_mode():
+        model.vision_model.head.mlp.fc2.bias.sub_(image_features().mean(0))
+        txt = model.get_text_features(**tin)
+        img = image_features()
+    cos = (img / img.norm(dim=-1, keepdim=True)) @ (txt / txt.norm(dim=-1, keepdim=True)).T
+    scale = 2.0 / float(cos.std())
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(scale))
+        model.logit_bias.fill_(-scale * float(cos.mean()))
+    mdir = MODELS / name
+    clean_dir(mdir)
+    tok.save_pretrained(mdir)
+    proc.save_pretrained(mdir)
+    model.eval().save_pretrained(mdir, safe_serialization=True)
+    siglip_reference(name, mdir, notes)
+
+
+def siglip_reference(name: str, mdir: Path, notes: str):
+    model = SiglipModel.from_pretrained(mdir).eval()
+    tok = AutoTokenizer.from_pretrained(mdir)
+    proc = AutoImageProcessor.from_pretrained(mdir, use_fast=False)
+    pipe = pipeline("zero-shot-image-classification", model=model, tokenizer=tok, image_processor=proc)
+    runs = [(p, None, ZS_LABELS) for p in IMAGE_CASES]
+    runs += [(p, template, labels) for template, labels in ZS_TEMPLATE_CASES for p in IMAGE_CASES[:2]]
+    cases = []
+    for p, template, labels in runs:
+        used = template if template is not None else ZS_TEMPLATE
+        texts = [used.format(l) for l in labels]
+        img = load_image(str(ROOT / p))
+        pv = proc(images=img, return_tensors="pt")["pixel_values"]
+        tin = tok(texts, padding="max_length", max_length=64, truncation=True, return_tensors="pt")
+        assert tin["input_ids"].shape[1] == 64
+        with torch.inference_mode():
+            out = model(**tin, pixel_values=pv)
+        lpi = out.logits_per_image[0]
+        probs = torch.sigmoid(lpi)
+        kw = {} if template is None else {"hypothesis_template": template}
+        pl = pipe(str(ROOT / p), candidate_labels=labels, **kw)
+        case = {"input": {"image": p, "labels": labels, **({} if template is None else {"template": template})}}
+        case.update({"hypothesis_template": used, "texts": texts, "input_ids": tin["input_ids"].tolist(),
+                     "image_size": list(img.size)})
+        if template is None:
+            case.update(pixel_fields(pv[0]))
+        case["logits_per_image"] = f32list(lpi)
+        case["probs"] = f32list(probs)
+        case["logit_scale"] = float(model.logit_scale.detach())
+        case["logit_bias"] = float(model.logit_bias.detach())
+        case["image_embeds"] = f32list(out.image_embeds[0])
+        case["text_embeds"] = [f32list(t) for t in out.text_embeds]
+        case["pipeline"] = [{"label": r["label"], "score": float(r["score"])} for r in pl]
+        for r in pl:
+            assert abs(r["score"] - case["probs"][labels.index(r["label"])]) < 1e-5, (name, p, r)
+        cases.append(case)
+    check_variety(name, cases[: len(IMAGE_CASES)])
+    write_reference(
+        name,
+        {"model": name, "task": "zero-shot-image-classification", **versions(), "notes": notes, "cases": cases},
+    )
+
+
+# ---------------------------------------------------------------------------
 # --verify: reload every saved folder from disk, recompute, compare with the
 # stored JSON; also re-tokenize with the bare `tokenizers` library (the same
 # core as the Rust crate) straight from tokenizer.json.
@@ -1720,6 +1850,19 @@ def verify(names, minilm: Path):
                 assert _raw_ids(mdir, text, ref["max_seq_length"]) == c["input_ids"], (name, text[:30])
                 emb = st.encode([text], convert_to_numpy=True)[0]
                 err = max(err, _close(emb, c["embedding"], 1e-5, name))
+        elif name.startswith("siglip-"):
+            model = SiglipModel.from_pretrained(mdir).eval()
+            tok = AutoTokenizer.from_pretrained(mdir)
+            proc = AutoImageProcessor.from_pretrained(mdir, use_fast=False)
+            for c in ref["cases"]:
+                for text, ids in zip(c["texts"], c["input_ids"]):
+                    unpadded = _raw_ids(mdir, text, None)
+                    assert ids[: len(unpadded)] == unpadded and set(ids[len(unpadded):]) <= {tok.pad_token_id}
+                tin = tok(c["texts"], padding="max_length", max_length=64, truncation=True, return_tensors="pt")
+                pv = proc(images=load_image(str(ROOT / c["input"]["image"])), return_tensors="pt")["pixel_values"]
+                with torch.inference_mode():
+                    lpi = model(**tin, pixel_values=pv).logits_per_image
+                err = max(err, _close(f32list(lpi[0]), c["logits_per_image"], 1e-4, name))
         else:
             model = CLIPModel.from_pretrained(mdir).eval()
             proc = AutoImageProcessor.from_pretrained(mdir, use_fast=False)
@@ -1741,7 +1884,7 @@ def verify(names, minilm: Path):
 
 # ---------------------------------------------------------------------------
 ALL = (list(IMAGE_MODELS) + list(TEXT_MODELS) + list(NLI_MODELS) + list(ST_MODELS)
-       + ["clip-a", "clip-b", "all-minilm-l6-v2"])
+       + ["clip-a", "clip-b", "siglip-a", "siglip-b", "all-minilm-l6-v2"])
 
 
 def main():
@@ -1785,6 +1928,8 @@ def main():
                 nli_reference(n, mdir, notes)
             elif n in ST_MODELS:
                 st_reference(n, mdir, EMBED_CASES, notes)
+            elif n.startswith("siglip-"):
+                siglip_reference(n, mdir, notes)
             else:
                 clip_reference(n, mdir, notes)
         elif n in IMAGE_MODELS:
@@ -1797,6 +1942,8 @@ def main():
             make_st_model(n)
         elif n.startswith("clip-"):
             make_clip_model(n)
+        elif n.startswith("siglip-"):
+            make_siglip_model(n)
         elif n == "all-minilm-l6-v2":
             make_minilm_reference(args.minilm or default_minilm())
     print("done")
