@@ -83,10 +83,11 @@ pub enum Architecture {
     /// DeBERTa-v2 and DeBERTa-v3.
     DebertaV2,
     ModernBert,
+    Siglip,
 }
 
 /// Architecture names as they appear in config.json, for matching and for error messages.
-const SUPPORTED: [(&str, Architecture); 13] = [
+const SUPPORTED: [(&str, Architecture); 14] = [
     ("ViTForImageClassification", Architecture::Vit),
     ("ResNetForImageClassification", Architecture::ResNet),
     ("ConvNextForImageClassification", Architecture::ConvNext),
@@ -100,6 +101,7 @@ const SUPPORTED: [(&str, Architecture); 13] = [
     ("ModelDeckSentenceClassifier", Architecture::SentenceClassifier),
     ("DebertaV2ForSequenceClassification", Architecture::DebertaV2),
     ("ModernBertForSequenceClassification", Architecture::ModernBert),
+    ("SiglipModel", Architecture::Siglip),
 ];
 
 pub fn supported_list() -> String {
@@ -126,7 +128,7 @@ impl Architecture {
             | Self::DebertaV2
             | Self::ModernBert => Task::TextClassification,
             Self::SentenceBert => Task::TextEmbedding,
-            Self::Clip => Task::ZeroShotImageClassification,
+            Self::Clip | Self::Siglip => Task::ZeroShotImageClassification,
         }
     }
 }
@@ -236,6 +238,7 @@ impl ModelConfig {
             Some(name) => SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, a)| *a),
             None => match model_type {
                 Some("clip") => Some(Architecture::Clip),
+                Some("siglip") => Some(Architecture::Siglip),
                 Some("bert") if files.st_modules.is_some() => Some(Architecture::SentenceBert),
                 _ => None,
             },

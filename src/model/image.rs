@@ -380,6 +380,8 @@ pub enum ProcessorFamily {
     Vit,
     ConvNext,
     Clip,
+    /// SiglipImageProcessor: a square resize (bicubic), no crop, mean and std 0.5.
+    Siglip,
 }
 
 impl ImagePreprocessor {
@@ -399,6 +401,13 @@ impl ImagePreprocessor {
                 crop: None,
                 rescale: Some(1.0 / 255.0),
                 normalize: Some((IMAGENET_MEAN, IMAGENET_STD)),
+            },
+            ProcessorFamily::Siglip => Self {
+                resize: ResizeRule::Exact { width: image_size, height: image_size },
+                resample: Resample::Bicubic,
+                crop: None,
+                rescale: Some(1.0 / 255.0),
+                normalize: Some(([0.5; 3], [0.5; 3])),
             },
             ProcessorFamily::Clip => Self {
                 resize: ResizeRule::ShortestEdge(image_size),
@@ -428,8 +437,10 @@ impl ImagePreprocessor {
             .unwrap_or("");
         let is_convnext = kind.starts_with("ConvNext") || (kind.is_empty() && family == ProcessorFamily::ConvNext);
         // `size: 224` means a square for ViT-style processors and the short side for the others.
-        let square_ints =
-            kind.starts_with("ViT") || kind.starts_with("DeiT") || (kind.is_empty() && family == ProcessorFamily::Vit);
+        let square_ints = kind.starts_with("ViT")
+            || kind.starts_with("DeiT")
+            || kind.starts_with("Siglip")
+            || (kind.is_empty() && matches!(family, ProcessorFamily::Vit | ProcessorFamily::Siglip));
         let flag = |key: &str, default: bool| json.get(key).and_then(Value::as_bool).unwrap_or(default);
         let size = match json.get("size") {
             None | Some(Value::Null) => None,

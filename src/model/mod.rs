@@ -25,6 +25,7 @@ mod modernbert;
 mod pool;
 pub mod quant;
 mod resnet;
+mod siglip;
 pub mod text;
 mod vit;
 pub mod weights;
@@ -313,6 +314,7 @@ fn build_network(
         Architecture::SentenceClassifier => Box::new(bert::SentenceClassifier::load(files, config, weights)?),
         Architecture::DebertaV2 => Box::new(deberta::DebertaClassifier::load(files, config, weights)?),
         Architecture::ModernBert => Box::new(modernbert::ModernBertClassifier::load(files, config, weights)?),
+        Architecture::Siglip => Box::new(siglip::SiglipZeroShot::load(files, config, weights)?),
     })
 }
 

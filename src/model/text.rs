@@ -133,6 +133,22 @@ impl TextEncoder {
         max_tokens: Option<usize>,
         device: &Device,
     ) -> Result<EncodedBatch, ModelError> {
+        self.encode_to(texts, max_tokens, 0, device)
+    }
+
+    /// As `encode` with `padding="max_length"`: truncated to `length` tokens and padded to exactly
+    /// `length` (SigLIP's pipeline pads every prompt to 64).
+    pub fn encode_padded(&self, texts: &[String], length: usize, device: &Device) -> Result<EncodedBatch, ModelError> {
+        self.encode_to(texts, Some(length), length, device)
+    }
+
+    fn encode_to(
+        &self,
+        texts: &[String],
+        max_tokens: Option<usize>,
+        pad_to: usize,
+        device: &Device,
+    ) -> Result<EncodedBatch, ModelError> {
         if texts.is_empty() {
             return Err(ModelError::Input("no text given".into()));
         }
@@ -165,7 +181,7 @@ impl TextEncoder {
                 .map_err(|e| ModelError::Input(format!("cannot tokenize the text: {e}")))?;
             ids.push(encoding.get_ids().to_vec());
         }
-        self.padded(ids, None, lengths, device)
+        self.padded(ids, None, lengths, pad_to, device)
     }
 
     /// Tokenizes (premise, hypothesis) pairs as transformers' tokenizers do with
@@ -214,21 +230,24 @@ impl TextEncoder {
             type_ids.push(encoding.get_type_ids().to_vec());
         }
         let types = type_ids.iter().flatten().any(|&t| t != 0).then_some(type_ids);
-        self.padded(ids, types, lengths, device)
+        self.padded(ids, types, lengths, 0, device)
     }
 
-    /// Pads token ids (and segment ids) to the longest sequence, with the attention mask.
+    /// Pads token ids (and segment ids) to the longest sequence or `pad_to` if longer, with the
+    /// attention mask.
     fn padded(
         &self,
         ids: Vec<Vec<u32>>,
         type_ids: Option<Vec<Vec<u32>>>,
         lengths: Vec<TextLength>,
+        pad_to: usize,
         device: &Device,
     ) -> Result<EncodedBatch, ModelError> {
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
         if longest == 0 {
             return Err(ModelError::Input("the tokenizer produced no tokens for this text".into()));
         }
+        let longest = longest.max(pad_to);
         let pad = |rows: &[Vec<u32>], value: u32| -> Vec<u32> {
             let mut flat = Vec::with_capacity(rows.len() * longest);
             for seq in rows {
