@@ -437,7 +437,7 @@ pub enum ModelError {
     WeightsMismatch { architecture: String, reason: String },
     #[error("{}: {reason}", path.display())]
     Tokenizer { path: std::path::PathBuf, reason: String },
-    #[error("this model needs a tokenizer.json beside config.json in {}", .0.display())]
+    #[error("this model needs a tokenizer.json beside config.json in {}{}", .0.display(), sentencepiece_hint(.0))]
     MissingTokenizer(std::path::PathBuf),
     #[error("{0}")]
     Input(String),
@@ -449,4 +449,18 @@ pub enum ModelError {
     Remote(#[from] crate::remote::RemoteError),
     #[error("inference failed: {}", weights::describe(.0))]
     Compute(#[from] candle_core::Error),
+}
+
+/// For a folder with a SentencePiece model but no tokenizer.json (SigLIP v1, older T5-style
+/// checkpoints): what is there and what ModelDeck reads instead.
+fn sentencepiece_hint(root: &std::path::Path) -> String {
+    let found = ["spiece.model", "sentencepiece.bpe.model", "spm.model", "tokenizer.model"]
+        .into_iter()
+        .find(|name| root.join(name).is_file());
+    match found {
+        Some(name) => format!(
+            " (it has only {name}, a SentencePiece model; ModelDeck reads the tokenizers library's tokenizer.json, which SigLIP 2 and most Hub checkpoints ship)"
+        ),
+        None => String::new(),
+    }
 }

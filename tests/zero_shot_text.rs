@@ -1,0 +1,253 @@
+//! The families of issue 16 end to end: zero-shot text classification with NLI models through
+//! the CLI (labels, templates, multi-label, JSON), DeBERTa-v3, ModernBERT and SigLIP loaded from a
+//! folder and from the local test hub, and their bad inputs, each a clear one-line error.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::hub_server::{HubServer, RepoSpec};
+use modeldeck::model::{self, Request, Response};
+use modeldeck::source::{self, ModelSource, ResolveOptions};
+use serde_json::Value;
+
+fn modeldeck(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_modeldeck")).args(args).env("HF_HUB_OFFLINE", "1").output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let (ok, _, err) = modeldeck(args);
+    assert!(!ok, "expected failure for {args:?}");
+    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line expected for {args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: `{n}` not in: {err}");
+    }
+}
+
+fn reference(name: &str) -> Value {
+    let path = common::root().join(format!("tests/fixtures/reference/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn copy_model(name: &str, dest: &Path) -> PathBuf {
+    let dir = dest.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(common::fixture_model(name)).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+/// Every zero-shot case of the NLI references through `modeldeck predict --json`: the labels in
+/// the pipeline's order with its scores (1e-4), whichever of --template and --multi-label the
+/// case used.
+#[test]
+fn the_cli_ranks_candidate_labels_like_the_pipeline() {
+    for name in ["deberta-nli", "bert-nli"] {
+        let model = common::fixture_model(name);
+        for case in reference(name)["cases"].as_array().unwrap() {
+            let input = &case["input"];
+            let labels: Vec<&str> = input["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+            let joined = labels.join(",");
+            let top = labels.len().to_string();
+            let mut args = vec![
+                "predict",
+                "--model",
+                model.to_str().unwrap(),
+                "--text",
+                input["text"].as_str().unwrap(),
+                "--labels",
+                &joined,
+                "--top-k",
+                &top,
+                "--json",
+            ];
+            if let Some(t) = input["template"].as_str() {
+                args.extend(["--template", t]);
+            }
+            if input["multi_label"].as_bool().unwrap() {
+                args.push("--multi-label");
+            }
+            let (ok, out, err) = modeldeck(&args);
+            assert!(ok, "{name}: {err}");
+            let json: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(json["model"]["task"], "zero-shot-text-classification");
+            let got = json["predictions"].as_array().unwrap();
+            let want = case["pipeline"].as_array().unwrap();
+            assert_eq!(got.len(), want.len(), "{name}: {input}");
+            for (g, w) in got.iter().zip(want) {
+                let (gs, ws) = (g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap());
+                assert!((gs - ws).abs() < 1e-4, "{name} {input}: {g} vs {w}");
+                if g["label"] != w["label"] {
+                    // Only a tie may swap two labels.
+                    let theirs = want.iter().find(|x| x["label"] == g["label"]).unwrap()["score"].as_f64().unwrap();
+                    assert!((theirs - gs).abs() < 1e-4, "{name} {input}: {g} ranked where the pipeline has {w}");
+                }
+            }
+            if input["multi_label"].as_bool().unwrap() && labels.len() > 1 {
+                // Independent scores: they need not sum to one.
+                let sum: f64 = got.iter().map(|g| g["score"].as_f64().unwrap()).sum();
+                assert!((sum - 1.0).abs() > 1e-3, "{name}: multi-label scores sum to {sum}");
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_shot_text_inputs_are_checked() {
+    let nli = common::fixture_model("deberta-nli");
+    let nli = nli.to_str().unwrap();
+    fails_with(&["predict", "--model", nli, "--text", "the food was cold"], &["need candidate labels", "--labels"]);
+    fails_with(&["predict", "--model", nli, "--text", "   ", "--labels", "food"], &["empty text"]);
+    fails_with(
+        &["predict", "--model", nli, "--text", "the food was cold", "--labels", "food", "--template", "no slot"],
+        &["template `no slot` has no `{}`"],
+    );
+    // A hypothesis longer than the model's 48 tokens leaves no room for the text.
+    let long_label = "very ".repeat(60);
+    fails_with(
+        &["predict", "--model", nli, "--text", "the food was cold", "--labels", &long_label],
+        &["hypothesis", "leaving none for the text"],
+    );
+    fails_with(
+        &["predict", "--model", nli, "--image", "assets/samples/chelsea.png", "--labels", "food"],
+        &["zero-shot-text-classification", "does not take images"],
+    );
+    let plain = common::fixture_model("deberta-v3-cls");
+    let plain = plain.to_str().unwrap();
+    fails_with(
+        &["predict", "--model", plain, "--text", "good", "--labels", "a,b"],
+        &["candidate labels (--labels) are for zero-shot models", "text-classification"],
+    );
+    fails_with(&["predict", "--model", plain, "--text", "good", "--multi-label"], &["--multi-label", "NLI"]);
+    // A long premise is cut to fit (only the first text is truncated), never an error.
+    let long = "the food was cold and the waiter was rude ".repeat(200);
+    let (ok, out, err) = modeldeck(&["predict", "--model", nli, "--text", &long, "--labels", "food,travel", "--json"]);
+    assert!(ok, "{err}");
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["features"]["truncated"], 1.0, "{json}");
+}
+
+#[test]
+fn broken_folders_of_the_new_families_are_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = |dir: &Path| vec!["predict".to_string(), "--model".into(), dir.display().to_string(), "--text".into(), "hello".into()];
+    let image = |dir: &Path| {
+        vec![
+            "predict".to_string(),
+            "--model".into(),
+            dir.display().to_string(),
+            "--image".into(),
+            "assets/samples/chelsea.png".into(),
+            "--labels".into(),
+            "cat,dog".into(),
+        ]
+    };
+    let run = |args: Vec<String>, needles: &[&str]| fails_with(&args.iter().map(String::as_str).collect::<Vec<_>>(), needles);
+    let edit = |dir: &Path, f: &dyn Fn(&mut Value)| {
+        let path = dir.join("config.json");
+        let mut json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        f(&mut json);
+        std::fs::write(path, json.to_string()).unwrap();
+    };
+    // intermediate_size 40 where the weights say 64 (DeBERTa) and 48 (ModernBERT, whose GeGLU
+    // input layer is twice as wide).
+    for (name, tensor, shape) in
+        [("deberta-v3-cls", "intermediate.dense.weight", "[40, 32]"), ("modernbert-cls", "mlp.Wi.weight", "[80, 32]")]
+    {
+        let dir = copy_model(name, tmp.path());
+        edit(&dir, &|j| j["intermediate_size"] = serde_json::json!(40));
+        run(text(&dir), &[tensor, shape]);
+        let dir = copy_model(name, &tmp.path().join("no-tokenizer"));
+        std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+        run(text(&dir), &["tokenizer.json"]);
+    }
+    let dir = copy_model("siglip-a", tmp.path());
+    edit(&dir, &|j| j["vision_config"]["intermediate_size"] = serde_json::json!(40));
+    run(image(&dir), &["fc1.weight", "40"]);
+    let dir = copy_model("siglip-b", tmp.path());
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    std::fs::write(dir.join("spiece.model"), b"not read").unwrap();
+    run(image(&dir), &["tokenizer.json", "spiece.model", "SentencePiece"]);
+    let dir = copy_model("deberta-nli", tmp.path());
+    edit(&dir, &|j| j["conv_kernel_size"] = serde_json::json!(3));
+    run(text(&dir), &["conv_kernel_size", "not supported"]);
+    edit(&dir, &|j| {
+        j["conv_kernel_size"] = serde_json::json!(0);
+        j["pos_att_type"] = serde_json::json!(["p2p"]);
+    });
+    run(text(&dir), &["pos_att_type", "p2p"]);
+    let dir = copy_model("modernbert-cls-b", tmp.path());
+    edit(&dir, &|j| j["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0}));
+    run(text(&dir), &["rope_scaling", "not supported"]);
+}
+
+/// Each new family from the local stand-in for the Hub answers exactly as from its folder.
+#[test]
+fn the_new_families_load_from_the_hub_and_answer_like_disk() {
+    let names = ["deberta-v3-cls", "modernbert-cls", "siglip-a", "deberta-nli"];
+    let repos: HashMap<String, RepoSpec> = names
+        .iter()
+        .map(|n| (format!("test-org/{n}"), RepoSpec { dir: common::fixture_model(n), token: None }))
+        .collect();
+    let server = HubServer::start(repos);
+    let cache = tempfile::tempdir().unwrap();
+    let options = ResolveOptions {
+        endpoint: Some(server.endpoint.clone()),
+        cache_dir: Some(cache.path().to_path_buf()),
+        token: Some(String::new()),
+        ..Default::default()
+    };
+    let texts = vec!["The service was terrible and the food arrived cold.".to_string()];
+    let images = vec![model::decode_image_file(&common::root().join("assets/samples/chelsea.png")).unwrap()];
+    let labels = vec!["a cat".to_string(), "food".to_string(), "a coffee cup".to_string()];
+    for name in names {
+        let answer = |source: &ModelSource| -> Vec<f32> {
+            let model = model::load(&source::resolve(source, &options).expect("resolve")).expect("load");
+            let request = match model.task() {
+                model::Task::ZeroShotImageClassification => {
+                    Request::ZeroShot { images: &images, labels: &labels, template: None }
+                }
+                model::Task::ZeroShotTextClassification => {
+                    Request::ZeroShotTexts { texts: &texts, labels: &labels, template: None, multi_label: false }
+                }
+                _ => Request::Texts { texts: &texts, max_tokens: None },
+            };
+            let Response::Scores(scores) = model.run(&request).expect("run") else { panic!("scores") };
+            scores[0].probs.clone()
+        };
+        let hub = answer(&ModelSource::parse(&format!("test-org/{name}")).unwrap());
+        let disk = answer(&ModelSource::Local { path: common::fixture_model(name) });
+        assert_eq!(hub, disk, "{name}");
+        assert!(!hub.is_empty());
+    }
+}
+
+/// int8 and bf16 variants of the new families load and stay close to f32.
+#[test]
+fn the_new_families_run_in_every_precision() {
+    let texts = vec!["I absolutely loved this film; the acting was wonderful.".to_string()];
+    for name in ["deberta-v3-cls", "modernbert-cls", "deberta-nli"] {
+        let files = source::resolve(&ModelSource::Local { path: common::fixture_model(name) }, &Default::default()).unwrap();
+        let f32_model = model::load(&files).unwrap();
+        let labels = vec!["movies".to_string(), "food".to_string()];
+        let request = if f32_model.task() == model::Task::ZeroShotTextClassification {
+            Request::ZeroShotTexts { texts: &texts, labels: &labels, template: None, multi_label: false }
+        } else {
+            Request::Texts { texts: &texts, max_tokens: None }
+        };
+        let Response::Scores(want) = f32_model.run(&request).unwrap() else { panic!() };
+        for precision in [model::Precision::Int8, model::Precision::Bf16] {
+            let m = model::load_with(&files, precision).unwrap();
+            assert_eq!(m.card().precision, precision);
+            assert!(m.card().memory_bytes < f32_model.card().memory_bytes, "{name} {precision}");
+            let Response::Scores(got) = m.run(&request).unwrap() else { panic!() };
+            let worst = got[0].probs.iter().zip(&want[0].probs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 0.05, "{name} {precision}: probabilities moved by {worst}");
+        }
+    }
+}
