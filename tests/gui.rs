@@ -756,3 +756,63 @@ fn the_models_view_loads_a_as_f32_and_the_same_model_as_int8_in_b_and_both_answe
     assert_eq!(harness.state().top_label(Slot::A).as_deref(), Some("7"));
     assert_eq!(harness.state().top_label(Slot::B).as_deref(), Some("7"));
 }
+
+/// The Playground runs an NLI model zero-shot: the text, candidate labels, hypothesis template and
+/// the multi-label switch reach it, and the scores are the transformers pipeline's (reference
+/// cases of tests/fixtures/reference/bert-nli.json).
+#[test]
+fn zero_shot_text_from_the_playground_matches_the_pipeline() {
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("tests/fixtures/reference/bert-nli.json")).unwrap(),
+    )
+    .unwrap();
+    let case = |text: &str, labels: &[&str], template: Option<&str>, multi: bool| -> Vec<f64> {
+        let case = reference["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["input"]["text"] == text
+                    && c["input"]["labels"] == serde_json::json!(labels)
+                    && c["input"].get("template").and_then(|t| t.as_str()) == template
+                    && c["input"]["multi_label"] == multi
+            })
+            .expect("reference case");
+        case["probs"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect()
+    };
+    let nli = ModelSource::Local { path: common::fixture_model("bert-nli") };
+    let config = AppConfig { a: Some(nli), b: None, ..demo_config() };
+    let mut harness = app(config);
+    wait_until(&mut harness, "the NLI model", |h| h.state().card(Slot::A).is_some());
+    assert_eq!(harness.state().card(Slot::A).unwrap().task, modeldeck::model::Task::ZeroShotTextClassification);
+
+    let check = |harness: &mut Harness<'_, ModelDeckApp>, what: &str, labels: &[&str], want: Vec<f64>| {
+        wait_until(harness, what, |h| {
+            let Some(answer) = h.state().answer(Slot::A) else { return false };
+            let shown = answer.labels().unwrap_or_default();
+            shown.len() == labels.len()
+                && shown.iter().all(|s| {
+                    labels.iter().position(|l| *l == s.label).is_some_and(|i| (s.score as f64 - want[i]).abs() < 1e-4)
+                })
+        });
+    };
+    let text = "The service was terrible, the food arrived cold, and nobody apologized.";
+    harness.get_by_label("Text input (Ctrl+Enter runs)").focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.step();
+    harness.get_by_label("Text input (Ctrl+Enter runs)").type_text(text);
+    harness.step();
+    let labels = ["travel", "food", "movies", "politics", "a complaint about bad service"];
+    replace_text(&mut harness, "Text labels", &labels.join(", "));
+    check(&mut harness, "single-label scores", &labels, case(text, &labels, None, false));
+
+    harness.get_by_label("Several labels can be true").click();
+    harness.step();
+    check(&mut harness, "multi-label scores", &labels, case(text, &labels, None, true));
+
+    // A hypothesis template without a placeholder is explained, not run.
+    replace_text(&mut harness, "Hypothesis", "no placeholder");
+    wait_until(&mut harness, "the template error", |h| h.state().slot_error(Slot::A).is_some_and(|e| e.contains("{}")));
+    harness.render().expect("the window still renders");
+}
