@@ -295,6 +295,7 @@ impl Playground {
                 let stroke = if disagree { Stroke::new(2.0, warn_color(ui)) } else { ui.visuals().window_stroke };
                 egui::Frame::group(ui.style()).stroke(stroke).show(ui, |ui| {
                     ui.set_min_width(ui.available_width());
+                    ui.set_max_width(ui.available_width());
                     let name = view.card.as_ref().map_or("empty", |c| c.name.as_str());
                     ui.strong(format!("{} · {name}", slot.name()));
                     result_ui(ui, result);
@@ -336,6 +337,16 @@ fn result_ui(ui: &mut egui::Ui, result: &SlotResult) {
                 ui.weak(format!("{} · {latency}", result.input_name));
                 for (i, l) in labels.iter().enumerate() {
                     bar_ui(ui, &l.label, l.score, i == 0);
+                }
+                let independent = output
+                    .results
+                    .first()
+                    .and_then(|r| r.scores.as_ref())
+                    .is_some_and(|s| s.probs.len() > 1 && (s.probs.iter().sum::<f32>() - 1.0).abs() > 1e-3);
+                if independent {
+                    ui.weak("each label scored on its own: the scores need not sum to 100%").on_hover_text(
+                        "A sigmoid per label (SigLIP, multi-label classifiers, zero-shot text with several labels true)",
+                    );
                 }
             } else {
                 let dims = output.embedding_dims().unwrap_or(0);
@@ -420,7 +431,8 @@ fn bar_ui(ui: &mut egui::Ui, label: &str, score: f32, top: bool) {
         filled.set_width(rect.width() * score.clamp(0.0, 1.0));
         let color = if top { ui.visuals().selection.bg_fill } else { ui.visuals().widgets.inactive.bg_fill };
         painter.rect_filled(filled, 3.0, color);
-        ui.label(label);
+        // Long labels (zero-shot sentences) are cut to the card, whole on hover.
+        ui.add(egui::Label::new(label).truncate()).on_hover_text(label);
     });
 }
 
