@@ -14,9 +14,10 @@
 # PyTorch's bf16 cast or quantize_dynamic on nn.Linear, ONNX Runtime's quantize_dynamic (ONNX
 # Runtime has no bf16 CPU path: its column is empty for bf16). The venv needs torch,
 # transformers, onnx, onnxscript and onnxruntime (NO_ORT=1 leaves ONNX Runtime out).
-# MINILM (default target/fixtures/all-minilm-l6-v2), VIT, RESNET and CONVNEXT (default
-# /work/bench-models/vit-b16, resnet50 and convnext-tiny, made by `pytorch_bench.py
-# --make-random`) name the checkpoints; a missing one is skipped. THREADS (default 2), ROUNDS
+# MINILM (default target/fixtures/all-minilm-l6-v2), VIT, RESNET, CONVNEXT, DEBERTA, MODERNBERT and
+# SIGLIP (default /work/bench-models/vit-b16, resnet50, convnext-tiny, deberta-v3-base,
+# modernbert-base and siglip-base, made by `pytorch_bench.py --make-random`) name the
+# checkpoints; a missing one is skipped. THREADS (default 2), ROUNDS
 # (default 3), CASES (a regular expression over the case names, default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,9 @@ minilm=${MINILM:-target/fixtures/all-minilm-l6-v2}
 vit=${VIT:-/work/bench-models/vit-b16}
 resnet=${RESNET:-/work/bench-models/resnet50}
 convnext=${CONVNEXT:-/work/bench-models/convnext-tiny}
+deberta=${DEBERTA:-/work/bench-models/deberta-v3-base}
+modernbert=${MODERNBERT:-/work/bench-models/modernbert-base}
+siglip=${SIGLIP:-/work/bench-models/siglip-base}
 [ -n "${BIN:-}" ] || cargo build --release --quiet
 bin=${BIN:-${CARGO_TARGET_DIR:-target}/release/modeldeck}
 
@@ -39,6 +43,11 @@ cases=(
   "ViT-B/16|$vit|1|17|10"
   "ResNet-50|$resnet|1|17|20"
   "ConvNeXt-T|$convnext|1|17|20"
+  "DeBERTa-v3-base-1x17|$deberta|1|17|20"
+  "DeBERTa-v3-base-8x128|$deberta|8|128|5"
+  "ModernBERT-base-1x17|$modernbert|1|17|20"
+  "ModernBERT-base-8x128|$modernbert|8|128|5"
+  "SigLIP-B/16|$siglip|1|17|10"
   "digits-v1-b1|models/digits-v1|1|17|500"
   "digits-v1-b256|models/digits-v1|256|17|200"
 )
@@ -53,7 +62,9 @@ for c in "${cases[@]}"; do
     t=$("$python" bench/pytorch_bench.py "${common[@]}")
     o=null
     if [ "$precision" != bf16 ] && [ -z "${NO_ORT:-}" ]; then
-      o=$("$python" bench/onnx_bench.py "${common[@]}")
+      # A family onnx_bench.py does not export (SigLIP) or torch.onnx cannot trace leaves the
+      # column empty instead of stopping the run.
+      o=$("$python" bench/onnx_bench.py "${common[@]}" 2>/dev/null) || o=null
     fi
     results+=("$name|$r|$t|$o")
   done

@@ -9,6 +9,9 @@ Usage:
     /work/venv-torch/bin/python bench/pytorch_bench.py --make-random vit-b16 OUT_DIR
     /work/venv-torch/bin/python bench/pytorch_bench.py --make-random resnet50 OUT_DIR
     /work/venv-torch/bin/python bench/pytorch_bench.py --make-random convnext-tiny OUT_DIR
+    /work/venv-torch/bin/python bench/pytorch_bench.py --make-random deberta-v3-base OUT_DIR
+    /work/venv-torch/bin/python bench/pytorch_bench.py --make-random modernbert-base OUT_DIR
+    /work/venv-torch/bin/python bench/pytorch_bench.py --make-random siglip-base OUT_DIR
 
 --model DIR is a Hugging Face folder (config.json + weights). The task is
 detected from the folder:
@@ -20,8 +23,9 @@ detected from the folder:
     model.safetensors, images through ViTImageProcessor (as preprocessor_config.json says);
   * architectures[0] ends with ForImageClassification: image classification;
   * architectures[0] ends with ForSequenceClassification: text classification;
-  * CLIPModel: image encoder + text encoder on the labels ["a cat", "a dog"]
-    (full CLIPModel forward: image embeds, text embeds, logits_per_image);
+  * CLIPModel / SiglipModel: image encoder + text encoder on the labels ["a cat", "a dog"]
+    (full forward: image embeds, text embeds, logits_per_image; SigLIP's prompts padded to 64
+    tokens as its pipeline does, sigmoid scores);
   * anything else with a tokenizer: AutoModel forward (feature extraction).
 Text inputs: every sequence is BENCH_TEXT tokenized with truncation=True,
 max_length=L (special tokens included), so it has exactly L tokens whenever
@@ -45,7 +49,10 @@ both frameworks on a realistic size: vit-b16 = default ViTConfig (ViT-B/16,
 224px, 1000 labels) with google/vit-base-patch16-224's processor settings;
 resnet50 = default ResNetConfig (ResNet-50, 1000 labels) with
 microsoft/resnet-50's processor settings; convnext-tiny = default ConvNextConfig
-(ConvNeXt-T, 1000 labels) with facebook/convnext-tiny-224's. Put them outside the repository,
+(ConvNeXt-T, 1000 labels) with facebook/convnext-tiny-224's; deberta-v3-base, modernbert-base and
+siglip-base = the published configs of microsoft/deberta-v3-base, answerdotai/ModernBERT-base (3-label
+classifiers) and google/siglip-base-patch16-224, with the tokenizer of the matching test fixture (its
+small vocabulary's ids are valid rows of the full embedding tables). Put them outside the repository,
 e.g. /work/bench-models/vit-b16 (the script refuses a path inside the repo).
 """
 from __future__ import annotations
@@ -126,12 +133,75 @@ def make_random(kind: str, out_dir: str) -> None:
             size={"shortest_edge": 224}, crop_pct=0.875, resample=3,
             image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
         )
+    elif kind in TEXT_KINDS or kind == "siglip-base":
+        model, fixture, max_len = make_random_tokenized(kind)
+        # The fixture's tokenizer (a small vocabulary laid out like the real one: its ids are valid
+        # rows of the full-size embedding table) with the real model's length limit.
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json"):
+            src = REPO / "tests" / "fixtures" / "models" / fixture / name
+            if src.exists():
+                (out / name).write_bytes(src.read_bytes())
+        tc = json.loads((out / "tokenizer_config.json").read_text())
+        tc["model_max_length"] = max_len
+        (out / "tokenizer_config.json").write_text(json.dumps(tc, indent=2))
+        if kind == "siglip-base":
+            from transformers import SiglipImageProcessor
+
+            SiglipImageProcessor(size={"height": 224, "width": 224}, resample=3, image_mean=[0.5] * 3,
+                                 image_std=[0.5] * 3).save_pretrained(out)
+        proc = None
     else:
-        sys.exit(f"unknown --make-random kind {kind!r}; expected vit-b16, resnet50 or convnext-tiny")
+        sys.exit(f"unknown --make-random kind {kind!r}; expected vit-b16, resnet50, convnext-tiny, "
+                 f"{', '.join(TEXT_KINDS)} or siglip-base")
     model.eval().save_pretrained(out, safe_serialization=True)
-    proc.save_pretrained(out)
+    if proc is not None:
+        proc.save_pretrained(out)
     n = sum(p.numel() for p in model.parameters())
     print(f"wrote {kind} ({n / 1e6:.1f}M parameters) to {out}")
+
+
+TEXT_KINDS = ("deberta-v3-base", "modernbert-base")
+
+
+def make_random_tokenized(kind: str):
+    """Full-size random models of the issue-16 families, by their published configs:
+    microsoft/deberta-v3-base, answerdotai/ModernBERT-base (both with a 3-label classifier) and
+    google/siglip-base-patch16-224. Returns (model, fixture folder whose tokenizer to copy,
+    model_max_length)."""
+    from transformers import (
+        DebertaV2Config,
+        DebertaV2ForSequenceClassification,
+        ModernBertConfig,
+        ModernBertForSequenceClassification,
+        SiglipConfig,
+        SiglipModel,
+    )
+
+    labels = {"id2label": {0: "negative", 1: "neutral", 2: "positive"},
+              "label2id": {"negative": 0, "neutral": 1, "positive": 2}}
+    if kind == "deberta-v3-base":
+        cfg = DebertaV2Config(
+            vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+            intermediate_size=3072, hidden_act="gelu", max_position_embeddings=512, type_vocab_size=0,
+            layer_norm_eps=1e-7, relative_attention=True, max_relative_positions=-1, position_buckets=256,
+            norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"],
+            position_biased_input=False, pad_token_id=0, pooler_hidden_size=768, **labels,
+        )
+        return DebertaV2ForSequenceClassification(cfg), "deberta-v3-cls", 512
+    if kind == "modernbert-base":
+        cfg = ModernBertConfig(
+            vocab_size=50368, hidden_size=768, intermediate_size=1152, num_hidden_layers=22,
+            num_attention_heads=12, max_position_embeddings=8192, global_attn_every_n_layers=3,
+            local_attention=128, classifier_pooling="mean", pad_token_id=495, **labels,
+        )
+        return ModernBertForSequenceClassification(cfg), "modernbert-cls", 8192
+    cfg = SiglipConfig(
+        text_config={"vocab_size": 32000, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                     "num_attention_heads": 12, "max_position_embeddings": 64, "pad_token_id": 0},
+        vision_config={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                       "num_attention_heads": 12, "image_size": 224, "patch_size": 16},
+    )
+    return SiglipModel(cfg), "siglip-a", 64
 
 
 def modeldeck_cnn(model_dir: Path):
@@ -179,7 +249,7 @@ def detect_task(model_dir: Path) -> str:
         return "image-classification"
     if arch.endswith("ForSequenceClassification"):
         return "text-classification"
-    if arch == "CLIPModel" or cfg.get("model_type") == "clip":
+    if arch in ("CLIPModel", "SiglipModel") or cfg.get("model_type") in ("clip", "siglip"):
         return "zero-shot-image-classification"
     return "feature-extraction"
 
@@ -237,7 +307,6 @@ def main() -> None:
         AutoModelForImageClassification,
         AutoModelForSequenceClassification,
         AutoTokenizer,
-        CLIPModel,
     )
 
     model_dir = Path(args.model)
@@ -254,7 +323,7 @@ def main() -> None:
         model = AutoModelForImageClassification.from_pretrained(model_dir)
         proc = AutoImageProcessor.from_pretrained(model_dir, use_fast=False)
     elif task == "zero-shot-image-classification":
-        model = CLIPModel.from_pretrained(model_dir)
+        model = AutoModel.from_pretrained(model_dir)
         proc = AutoImageProcessor.from_pretrained(model_dir, use_fast=False)
         tok = AutoTokenizer.from_pretrained(model_dir)
     elif task == "text-classification":
@@ -284,15 +353,15 @@ def main() -> None:
             return model(pixels)
 
     elif task == "zero-shot-image-classification":
-        txt = tok([f"This is a photo of {label}." for label in CLIP_LABELS], padding=True, return_tensors="pt")
-        inputs = {
-            "pixel_values": image_batch(proc, args.image, args.batch),
-            "input_ids": txt["input_ids"],
-            "attention_mask": txt["attention_mask"],
-        }
+        siglip = model.config.model_type == "siglip"
+        # As the zero-shot-image-classification pipeline tokenizes: SigLIP pads to 64 tokens.
+        padding = {"padding": "max_length", "max_length": 64, "truncation": True} if siglip else {"padding": True}
+        txt = tok([f"This is a photo of {label}." for label in CLIP_LABELS], return_tensors="pt", **padding)
+        inputs = {"pixel_values": image_batch(proc, args.image, args.batch), **txt}
 
         def forward():
-            return model(**inputs).logits_per_image.softmax(-1)
+            logits = model(**inputs).logits_per_image
+            return logits.sigmoid() if siglip else logits.softmax(-1)
 
     else:
         inputs, seq_len = text_batch(tok, args.seq_len, args.batch)

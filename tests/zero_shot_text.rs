@@ -251,3 +251,21 @@ fn the_new_families_run_in_every_precision() {
         }
     }
 }
+
+/// transformers truncates to tokenizer_config.json's `model_max_length` and overrides the
+/// truncation a tokenizer.json was saved with; ModelDeck does the same (a folder whose two
+/// disagree gave 48-token inputs where transformers read 512).
+#[test]
+fn model_max_length_wins_over_the_truncation_saved_in_tokenizer_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_model("bert-cls-5", tmp.path());
+    let tokenizer: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer.json")).unwrap()).unwrap();
+    assert_eq!(tokenizer["truncation"]["max_length"], 64);
+    let path = dir.join("tokenizer_config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["model_max_length"] = serde_json::json!(20);
+    std::fs::write(&path, config.to_string()).unwrap();
+    let files = source::resolve(&ModelSource::Local { path: dir }, &Default::default()).unwrap();
+    let model = model::load(&files).unwrap();
+    assert_eq!(model.text_encoder().unwrap().max_len(), 20);
+}

@@ -1,6 +1,6 @@
 //! Text inputs: the checkpoint's tokenizer.json, with a truncation length that follows what the
-//! reference implementations do (sentence-transformers' `max_seq_length`, else tokenizer.json's
-//! truncation, else `model_max_length`, never beyond the model's position table) and padding to
+//! reference implementations do (sentence-transformers' `max_seq_length`, else
+//! `model_max_length`, else tokenizer.json's truncation, never beyond the model's position table) and padding to
 //! the longest sequence of a batch with an attention mask. Each text is tokenized once: its full
 //! length (before truncation) is kept for monitoring ([`TextLength`]), then it is truncated
 //! exactly as the tokenizers library would and given the model's special tokens.
@@ -72,7 +72,9 @@ impl TextEncoder {
             .as_deref()
             .and_then(|p| read_usize(p, "model_max_length"))
             .filter(|&n| n < 1_000_000);
-        let max_len = st_max.or(file_max).or(config_max).unwrap_or(position_limit).min(position_limit).max(2);
+        // transformers truncates to tokenizer_config.json's model_max_length and overrides the
+        // truncation saved in tokenizer.json on every call; that one is only a fallback.
+        let max_len = st_max.or(config_max).or(file_max).unwrap_or(position_limit).min(position_limit).max(2);
         let pad_id = tokenizer
             .get_padding()
             .map(|p| p.pad_id)
