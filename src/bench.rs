@@ -166,7 +166,12 @@ fn prepare(model: &LoadedModel, task: Task, options: &BenchOptions) -> Result<mo
         Task::ZeroShotTextClassification => {
             let texts = vec![BENCH_TEXT.to_string(); n];
             let labels: Vec<String> = BENCH_LABELS.iter().map(|s| s.to_string()).collect();
-            model.prepare(&Request::ZeroShotTexts { texts: &texts, labels: &labels, template: None, multi_label: false })?
+            model.prepare(&Request::ZeroShotTexts {
+                texts: &texts,
+                labels: &labels,
+                template: None,
+                multi_label: false,
+            })?
         }
         Task::TextClassification | Task::TextEmbedding => {
             let texts = vec![BENCH_TEXT.to_string(); n];

@@ -11,7 +11,6 @@ use modeldeck::eval::perturb::ImageDrift;
 use modeldeck::eval::pipeline::{self, PipelineOptions, Progress};
 use modeldeck::eval::{self, Dataset, EvalOptions};
 
-
 use crate::CommonSource;
 
 #[derive(Args)]

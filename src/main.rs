@@ -1123,11 +1123,7 @@ fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
         stop_when_decided: canary && !args.keep_going,
     };
     let candidate_labels =
-        if a.task().takes_candidate_labels() || b.task().takes_candidate_labels() {
-            data.labels()
-        } else {
-            Vec::new()
-        };
+        if a.task().takes_candidate_labels() || b.task().takes_candidate_labels() { data.labels() } else { Vec::new() };
     let options = ReplayOptions {
         candidate_labels,
         rate_per_s: args.rate,

@@ -138,7 +138,8 @@ pub fn check_reference(name: &str, model_dir: &Path) {
     let nli = top.take("entailment_id").map(|entailment| {
         let contradiction = top.need("contradiction_id").as_u64().expect("contradiction_id") as usize;
         let entailment = entailment.as_u64().expect("entailment_id") as usize;
-        let config: Value = serde_json::from_str(&std::fs::read_to_string(model_dir.join("config.json")).unwrap()).unwrap();
+        let config: Value =
+            serde_json::from_str(&std::fs::read_to_string(model_dir.join("config.json")).unwrap()).unwrap();
         let labels: Vec<String> = (0..config["id2label"].as_object().unwrap().len())
             .map(|i| config["id2label"][i.to_string()].as_str().unwrap().to_string())
             .collect();
@@ -178,7 +179,12 @@ pub fn check_reference(name: &str, model_dir: &Path) {
                 labels = strings(&l);
                 template = input.take("template").map(|t| t.as_str().expect("template").to_string());
                 let multi_label = input.need("multi_label").as_bool().expect("multi_label");
-                Request::ZeroShotTexts { texts: &request_texts, labels: &labels, template: template.as_deref(), multi_label }
+                Request::ZeroShotTexts {
+                    texts: &request_texts,
+                    labels: &labels,
+                    template: template.as_deref(),
+                    multi_label,
+                }
             } else {
                 texts_seen.push(request_texts[0].clone());
                 Request::Texts { texts: &request_texts, max_tokens: None }
@@ -215,7 +221,8 @@ pub fn check_reference(name: &str, model_dir: &Path) {
             };
             for (row, (got, want)) in got.iter().zip(types.as_array().expect("token_type_ids")).enumerate() {
                 // A tokenizer that gives no types (null) is all segment 0; padding is type 0.
-                let want: Vec<u32> = serde_json::from_value(want.clone()).unwrap_or_else(|_| vec![0; text.ids[row].len()]);
+                let want: Vec<u32> =
+                    serde_json::from_value(want.clone()).unwrap_or_else(|_| vec![0; text.ids[row].len()]);
                 assert_eq!(&got[..want.len()], want.as_slice(), "{what}: token_type_ids[{row}]");
             }
         }
@@ -242,7 +249,13 @@ pub fn check_reference(name: &str, model_dir: &Path) {
                     }
                     Request::ZeroShotTexts { texts, labels, template, multi_label } => {
                         check_nli(&what, &mut case, nli.expect("NLI labels"), labels, *template, &logits);
-                        nli_answers.push((texts[0].clone(), labels.to_vec(), template.map(str::to_string), *multi_label, probs.clone()));
+                        nli_answers.push(NliAnswer {
+                            text: texts[0].clone(),
+                            labels: labels.to_vec(),
+                            template: template.map(str::to_string),
+                            multi_label: *multi_label,
+                            probs: probs.clone(),
+                        });
                         labels.to_vec()
                     }
                     _ => model.labels().to_vec(),
@@ -261,21 +274,19 @@ pub fn check_reference(name: &str, model_dir: &Path) {
         case.done();
     }
     // Zero-shot text: the texts of cases asking the same thing in one batch (pairs padded together).
-    for (i, (_, labels, template, multi_label, _)) in nli_answers.iter().enumerate() {
-        let same: Vec<&(String, Vec<String>, Option<String>, bool, Vec<f32>)> = nli_answers
-            .iter()
-            .filter(|(_, l, t, m, _)| l == labels && t == template && m == multi_label)
-            .collect();
+    for (i, first) in nli_answers.iter().enumerate() {
+        let same: Vec<&NliAnswer> = nli_answers.iter().filter(|a| a.asks_as(first)).collect();
         if same.len() < 2 || !std::ptr::eq(same[0], &nli_answers[i]) {
             continue;
         }
-        let texts: Vec<String> = same.iter().map(|a| a.0.clone()).collect();
+        let texts: Vec<String> = same.iter().map(|a| a.text.clone()).collect();
+        let (labels, multi_label) = (&first.labels, first.multi_label);
         let request =
-            Request::ZeroShotTexts { texts: &texts, labels, template: template.as_deref(), multi_label: *multi_label };
+            Request::ZeroShotTexts { texts: &texts, labels, template: first.template.as_deref(), multi_label };
         let Response::Scores(rows) = model.run(&request).unwrap() else { panic!("{name}: scores expected") };
         assert_eq!(rows.len(), same.len(), "{name}: one answer per text");
         for (row, (got, want)) in rows.iter().zip(&same).enumerate() {
-            assert_close(&format!("{name} zero-shot batch {labels:?} row {row}"), &got.probs, &want.4, 1e-4);
+            assert_close(&format!("{name} zero-shot batch {labels:?} row {row}"), &got.probs, &want.probs, 1e-4);
         }
     }
     // All texts in one padded batch: padding must not change any answer.
@@ -377,6 +388,22 @@ fn check_zero_shot(
     let cosines: Vec<f32> =
         texts.iter().map(|t| scale * t.iter().zip(&image).map(|(a, b)| a * b).sum::<f32>() + bias).collect();
     assert_close(&format!("{what} exp(logit_scale) * cosine + logit_bias"), logits, &cosines, 1e-3);
+}
+
+/// A zero-shot text case's question and the reference's answer.
+struct NliAnswer {
+    text: String,
+    labels: Vec<String>,
+    template: Option<String>,
+    multi_label: bool,
+    probs: Vec<f32>,
+}
+
+impl NliAnswer {
+    /// The same labels, template and mode: the two texts can share one batch.
+    fn asks_as(&self, other: &NliAnswer) -> bool {
+        self.labels == other.labels && self.template == other.template && self.multi_label == other.multi_label
+    }
 }
 
 /// Zero-shot text: the hypotheses, and every pair's entailment (and, for multi-label,

@@ -135,7 +135,9 @@ fn zero_shot_text_inputs_are_checked() {
 #[test]
 fn broken_folders_of_the_new_families_are_explained() {
     let tmp = tempfile::tempdir().unwrap();
-    let text = |dir: &Path| vec!["predict".to_string(), "--model".into(), dir.display().to_string(), "--text".into(), "hello".into()];
+    let text = |dir: &Path| {
+        vec!["predict".to_string(), "--model".into(), dir.display().to_string(), "--text".into(), "hello".into()]
+    };
     let image = |dir: &Path| {
         vec![
             "predict".to_string(),
@@ -147,7 +149,8 @@ fn broken_folders_of_the_new_families_are_explained() {
             "cat,dog".into(),
         ]
     };
-    let run = |args: Vec<String>, needles: &[&str]| fails_with(&args.iter().map(String::as_str).collect::<Vec<_>>(), needles);
+    let run =
+        |args: Vec<String>, needles: &[&str]| fails_with(&args.iter().map(String::as_str).collect::<Vec<_>>(), needles);
     let edit = |dir: &Path, f: &dyn Fn(&mut Value)| {
         let path = dir.join("config.json");
         let mut json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -232,7 +235,8 @@ fn the_new_families_load_from_the_hub_and_answer_like_disk() {
 fn the_new_families_run_in_every_precision() {
     let texts = vec!["I absolutely loved this film; the acting was wonderful.".to_string()];
     for name in ["deberta-v3-cls", "modernbert-cls", "deberta-nli"] {
-        let files = source::resolve(&ModelSource::Local { path: common::fixture_model(name) }, &Default::default()).unwrap();
+        let files =
+            source::resolve(&ModelSource::Local { path: common::fixture_model(name) }, &Default::default()).unwrap();
         let f32_model = model::load(&files).unwrap();
         let labels = vec!["movies".to_string(), "food".to_string()];
         let request = if f32_model.task() == model::Task::ZeroShotTextClassification {

@@ -194,11 +194,8 @@ pub fn run(
             model.card().name
         )));
     }
-    let labels: Vec<String> = if task.takes_candidate_labels() {
-        options.candidate_labels.clone()
-    } else {
-        model.labels().to_vec()
-    };
+    let labels: Vec<String> =
+        if task.takes_candidate_labels() { options.candidate_labels.clone() } else { model.labels().to_vec() };
     let batch_size = options.batch_size.max(1);
     let todo: Vec<usize> = (0..data.examples.len()).filter(|i| !options.skip.contains(i)).collect();
     let chunks: Vec<&[usize]> = todo.chunks(batch_size).collect();
@@ -540,11 +537,8 @@ fn answer(
 /// first (untimed), then the forward passes run back to back. Returns the records run and the
 /// seconds in the forward passes: the throughput the pipeline is measured against.
 pub fn model_only(model: &LoadedModel, data: &Dataset, options: &PipelineOptions) -> Result<(usize, f64), Error> {
-    let labels: Vec<String> = if model.task().takes_candidate_labels() {
-        options.candidate_labels.clone()
-    } else {
-        model.labels().to_vec()
-    };
+    let labels: Vec<String> =
+        if model.task().takes_candidate_labels() { options.candidate_labels.clone() } else { model.labels().to_vec() };
     let indices: Vec<usize> = (0..data.examples.len()).collect();
     let mut batches = Vec::new();
     for (chunk, indices) in indices.chunks(options.batch_size.max(1)).enumerate() {

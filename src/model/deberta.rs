@@ -158,9 +158,8 @@ impl RelativePositions {
     /// `seq x seq` row-major: the embedding row for query `i` and key `j`.
     fn indices(&self, seq: usize) -> Vec<u32> {
         let span = self.span as i64;
-        let by_distance: Vec<u32> = (-(seq as i64) + 1..seq as i64)
-            .map(|d| (self.bucket(d) + span).clamp(0, 2 * span - 1) as u32)
-            .collect();
+        let by_distance: Vec<u32> =
+            (-(seq as i64) + 1..seq as i64).map(|d| (self.bucket(d) + span).clamp(0, 2 * span - 1) as u32).collect();
         let mut out = Vec::with_capacity(seq * seq);
         for i in 0..seq {
             // distance i - j for j = 0.. is by_distance[(i - j) + seq - 1].
@@ -227,10 +226,9 @@ impl DebertaClassifier {
         }
         let heads = cfg.num_attention_heads;
         if heads == 0 || (cfg.attention_head_size.is_none() && !cfg.hidden_size.is_multiple_of(heads)) {
-            return Err(config.error(format!(
-                "hidden size {} is not divisible by {heads} attention heads",
-                cfg.hidden_size
-            )));
+            return Err(
+                config.error(format!("hidden size {} is not divisible by {heads} attention heads", cfg.hidden_size))
+            );
         }
         let head_size = cfg.attention_head_size.unwrap_or(cfg.hidden_size / heads);
         let classes = config.classes()?;
@@ -262,7 +260,9 @@ impl DebertaClassifier {
                 token_type: (cfg.type_vocab_size > 0)
                     .then(|| candle_nn::embedding(cfg.type_vocab_size, esize, e.pp("token_type_embeddings")))
                     .transpose()?,
-                projection: (esize != h).then(|| candle_nn::linear_no_bias(esize, h, e.pp("embed_proj"))).transpose()?,
+                projection: (esize != h)
+                    .then(|| candle_nn::linear_no_bias(esize, h, e.pp("embed_proj")))
+                    .transpose()?,
                 norm: candle_nn::layer_norm(h, cfg.layer_norm_eps, e.pp("LayerNorm"))?,
             };
             let enc = d.pp("encoder");
@@ -315,8 +315,16 @@ impl DebertaClassifier {
                         positions,
                         attn_out: Dense::from_linear(&candle_nn::linear(all, h, l.pp("attention.output.dense"))?)?,
                         attn_norm: norm("attention.output.LayerNorm")?,
-                        ffn_in: Dense::from_linear(&candle_nn::linear(h, cfg.intermediate_size, l.pp("intermediate.dense"))?)?,
-                        ffn_out: Dense::from_linear(&candle_nn::linear(cfg.intermediate_size, h, l.pp("output.dense"))?)?,
+                        ffn_in: Dense::from_linear(&candle_nn::linear(
+                            h,
+                            cfg.intermediate_size,
+                            l.pp("intermediate.dense"),
+                        )?)?,
+                        ffn_out: Dense::from_linear(&candle_nn::linear(
+                            cfg.intermediate_size,
+                            h,
+                            l.pp("output.dense"),
+                        )?)?,
                         ffn_norm: norm("output.LayerNorm")?,
                     })
                 })
@@ -413,7 +421,18 @@ impl DebertaClassifier {
                     // d x (2 * span) view inside it; `lhs` is a t x d block of qkv as above; `dst`
                     // holds t x 2 * span and is this task's own buffer.
                     unsafe {
-                        kernels::matmul_raw(t, span2, d, dst.as_mut_ptr(), span2, lhs, pt, scale, false, gemm::Parallelism::None);
+                        kernels::matmul_raw(
+                            t,
+                            span2,
+                            d,
+                            dst.as_mut_ptr(),
+                            span2,
+                            lhs,
+                            pt,
+                            scale,
+                            false,
+                            gemm::Parallelism::None,
+                        );
                     }
                 };
                 if let Some(keys) = &terms.keys {
@@ -512,7 +531,7 @@ mod tests {
         let r = RelativePositions { span: 8, buckets: 8, max_position: 48 };
         let got: Vec<i64> = (-40..=40).map(|d| r.bucket(d)).collect();
         // Within +-4 distances are kept; beyond, ceil(log(|d|/4) / log(47/4) * 3) + 4, signed.
-        for (d, g) in (-40..=40).zip(&got) {
+        for (d, g) in (-40i64..=40).zip(&got) {
             let want = if d.abs() <= 4 {
                 d
             } else {

@@ -17,11 +17,11 @@ mod convnext;
 mod deberta;
 pub mod fastconv;
 mod head;
-pub mod nli;
 pub mod image;
 pub mod kernels;
 pub(crate) mod layers;
 mod modernbert;
+pub mod nli;
 mod pool;
 pub mod quant;
 mod resnet;
@@ -36,9 +36,9 @@ use candle_core::{Device, Tensor};
 
 use crate::source::{ModelFiles, ModelSource};
 pub use clip::HYPOTHESIS_TEMPLATE as ZERO_SHOT_TEMPLATE;
-pub use nli::HYPOTHESIS_TEMPLATE as ZERO_SHOT_TEXT_TEMPLATE;
 pub use config::{Architecture, ModelConfig, Task};
 pub use image::{decode_image_file, ImageError, ImagePreprocessor};
+pub use nli::HYPOTHESIS_TEMPLATE as ZERO_SHOT_TEXT_TEMPLATE;
 pub use quant::Precision;
 pub use text::TextEncoder;
 

@@ -158,7 +158,11 @@ impl ModernBertClassifier {
                         mlp_in: linear(h, 2 * cfg.intermediate_size, cfg.mlp_bias, "mlp.Wi")?,
                         mlp_out: linear(cfg.intermediate_size, h, cfg.mlp_bias, "mlp.Wo")?,
                         window: local.then_some(cfg.local_attention / 2),
-                        theta: if local { cfg.local_rope_theta.unwrap_or(cfg.global_rope_theta) } else { cfg.global_rope_theta },
+                        theta: if local {
+                            cfg.local_rope_theta.unwrap_or(cfg.global_rope_theta)
+                        } else {
+                            cfg.global_rope_theta
+                        },
                     })
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
@@ -272,13 +276,15 @@ fn attention_mask(
     let mut data = Vec::with_capacity(b * rows * t);
     for bi in 0..b {
         for i in 0..rows {
-            data.extend((0..t).map(|j| {
-                if keep[bi * t + j] < 0.5 || (windowed && outside(i, j)) {
-                    f32::MIN
-                } else {
-                    0.0
-                }
-            }));
+            data.extend((0..t).map(
+                |j| {
+                    if keep[bi * t + j] < 0.5 || (windowed && outside(i, j)) {
+                        f32::MIN
+                    } else {
+                        0.0
+                    }
+                },
+            ));
         }
     }
     let tensor = Tensor::from_vec(data, (b, 1, rows, t), &Device::Cpu)?;

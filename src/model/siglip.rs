@@ -274,8 +274,10 @@ impl SiglipZeroShot {
     fn text_embeddings(&self, text: &super::text::EncodedBatch) -> candle_core::Result<Tensor> {
         let (_, t) = text.input_ids.dims2()?;
         let positions = Tensor::arange(0u32, t as u32, &Device::Cpu)?.unsqueeze(0)?;
-        let x = self.token_embedding.forward(&text.input_ids)?.broadcast_add(&self.text_positions.forward(&positions)?)?;
-        let mask = if self.masked && text.has_padding { Some(layers::padding_mask(&text.attention_mask)?) } else { None };
+        let x =
+            self.token_embedding.forward(&text.input_ids)?.broadcast_add(&self.text_positions.forward(&positions)?)?;
+        let mask =
+            if self.masked && text.has_padding { Some(layers::padding_mask(&text.attention_mask)?) } else { None };
         let x = self.final_norm.forward(&self.text_encoder.forward(&x, mask.as_ref())?)?;
         let last = x.narrow(1, t - 1, 1)?.squeeze(1)?;
         layers::l2_normalize(&self.text_head.forward(&last)?)

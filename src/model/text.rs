@@ -196,9 +196,7 @@ impl TextEncoder {
         }
         let budget = self.char_budget(self.max_len);
         let tokenize = |text: &str| {
-            self.tokenizer
-                .encode(text, false)
-                .map_err(|e| ModelError::Input(format!("cannot tokenize the text: {e}")))
+            self.tokenizer.encode(text, false).map_err(|e| ModelError::Input(format!("cannot tokenize the text: {e}")))
         };
         let mut ids = Vec::with_capacity(pairs.len());
         let mut type_ids = Vec::with_capacity(pairs.len());
@@ -264,8 +262,7 @@ impl TextEncoder {
             mask.extend(std::iter::repeat_n(0f32, longest - seq.len()));
         }
         let has_padding = ids.iter().any(|s| s.len() < longest);
-        let type_ids =
-            type_ids.map(|t| Tensor::from_vec(pad(&t, 0), (t.len(), longest), device)).transpose()?;
+        let type_ids = type_ids.map(|t| Tensor::from_vec(pad(&t, 0), (t.len(), longest), device)).transpose()?;
         Ok(EncodedBatch {
             input_ids: Tensor::from_vec(pad(&ids, self.pad_id), (ids.len(), longest), device)?,
             attention_mask: Tensor::from_vec(mask, (ids.len(), longest), device)?,

@@ -351,11 +351,14 @@ pub(crate) fn parse_request(
                 let image = find(&["image", "images"]).ok_or("zero-shot image models take a BYTES `image` input")?;
                 Work::ZeroShot { images: image.images()?, labels, template }
             } else {
-                let text = find(&["text", "texts", "inputs"]).ok_or("zero-shot text models take a BYTES `text` input")?;
+                let text =
+                    find(&["text", "texts", "inputs"]).ok_or("zero-shot text models take a BYTES `text` input")?;
                 let multi_label = match parameter("multi_label") {
                     None | Some(Value::Null) => false,
                     Some(Value::Bool(b)) => *b,
-                    Some(other) => return Err(format!("the `multi_label` parameter must be true or false, not {other}")),
+                    Some(other) => {
+                        return Err(format!("the `multi_label` parameter must be true or false, not {other}"))
+                    }
                 };
                 Work::ZeroShotTexts { texts: text.texts()?, labels, template, multi_label }
             }
