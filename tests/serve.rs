@@ -378,3 +378,55 @@ fn a_canary_between_a_local_and_a_served_arm_weighs_the_network_in_its_latency_c
     let (requests, _, _) = server.stats().snapshot();
     assert!(requests >= 50, "{requests}");
 }
+
+/// An NLI model served zero-shot: `text` and `candidate_labels` inputs, the `template` and
+/// `multi_label` parameters, answers equal to `predict` in process; concurrent requests with the
+/// same labels share a batch without mixing answers, and a request without labels is a 400.
+#[test]
+fn an_nli_model_serves_zero_shot_text_like_predict() {
+    let nli = load(common::fixture_model("bert-nli").to_str().unwrap());
+    let server = serve(nli.clone(), "nli", |o| o.window = Duration::from_millis(20));
+    let url = format!("http://{}/v2/models/nli/infer", server.addr());
+    let labels = ["food", "travel", "politics"];
+    let texts = ["The soup was cold.", "Our flight to Rome left on time.", "The senate passed the bill."];
+    let local = |text: &str, multi_label: bool, template: Option<&str>| -> Vec<f32> {
+        let request = PredictRequest {
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            template: template.map(str::to_string),
+            multi_label,
+            ..PredictRequest::texts(vec![text.to_string()])
+        };
+        predict::predict(&nli, &request).unwrap().results[0].scores.as_ref().unwrap().probs.clone()
+    };
+    let ask = |text: &str, parameters: Value| -> (u16, Value) {
+        let body = json!({"inputs": [
+            {"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]},
+            {"name": "candidate_labels", "datatype": "BYTES", "shape": [3], "data": labels},
+        ], "parameters": parameters});
+        let (status, _, body) = post(&url, body.to_string().into_bytes(), &[]);
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    };
+    let probs = |answer: &Value| -> Vec<f32> {
+        let out = answer["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "probabilities").unwrap();
+        out["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = texts.iter().map(|t| s.spawn(move || (t, ask(t, json!({}))))).collect();
+        for h in handles {
+            let (text, (status, answer)) = h.join().unwrap();
+            assert_eq!(status, 200, "{answer}");
+            // Batched with the others (padded together): equal up to float rounding.
+            let (got, want) = (probs(&answer), local(text, false, None));
+            assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "{text}: {got:?} vs {want:?}");
+        }
+    });
+    let (status, answer) = ask(texts[0], json!({"multi_label": true, "template": "The topic is {}."}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(probs(&answer), local(texts[0], true, Some("The topic is {}.")));
+    let (status, answer) = ask(texts[0], json!({"multi_label": "yes"}));
+    assert_eq!(status, 400, "{answer}");
+    let body = json!({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}]});
+    let (status, _, body) = post(&url, body.to_string().into_bytes(), &[]);
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("candidate_labels"));
+}

@@ -187,8 +187,9 @@ impl Embeddings {
         }
         if let Some(table) = &self.token_type {
             x = match &batch.type_ids {
-                Some(types) => (x + table.forward(types)?)?,
-                None => x.broadcast_add(&table.embeddings().narrow(0, 0, 1)?)?,
+                // A one-row table has no second segment to look up.
+                Some(types) if table.embeddings().dim(0)? > 1 => (x + table.forward(types)?)?,
+                _ => x.broadcast_add(&table.embeddings().narrow(0, 0, 1)?)?,
             };
         }
         if let Some(projection) = &self.projection {
