@@ -622,20 +622,26 @@ def make_unigram(n_pieces=330, specials=("<s>", "<pad>", "</s>", "<unk>", "<mask
     return tok
 
 
-def make_deberta_v3_unigram() -> Tokenizer:
-    """Laid out like DeBERTa-v3's tokenizer.json (transformers' DebertaV2Converter of spm.model):
-    [PAD] 0, [CLS] 1, [SEP] 2, [UNK] 3, Unigram + Metaspace, `` and '' to ", NFKC standing in for
-    the spm charsmap, spaces collapsed; [CLS] $A [SEP] and, for pairs, [CLS] $A [SEP] $B:1 [SEP]:1."""
-    norm = normalizers.Sequence([
-        normalizers.Replace("``", '"'), normalizers.Replace("''", '"'), normalizers.NFKC(),
-        normalizers.Replace(Regex(" {2,}"), " "),
-    ])
-    tok = make_unigram(specials=("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"), normalizer=norm)
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0",
-        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", 1), ("[SEP]", 2)],
+def make_deberta_v3_tokenizer(model_max_length: int):
+    """A real DeBERTa-v3 tokenizer, made the way microsoft/deberta-v3-* got theirs: a SentencePiece
+    unigram model (trained here on the fixture corpus, nmt_nfkc normalisation, [PAD] 0, [CLS] 1,
+    [SEP] 2, [UNK] 3, [MASK] 4) converted by transformers' DebertaV2Converter into tokenizer.json
+    (Strip + the spm Precompiled charsmap + Replace, Metaspace, [CLS] $A [SEP] / [CLS] $A [SEP] $B:1 [SEP]:1).
+    The spm.model is saved beside it, as in the real repos."""
+    import sentencepiece as spm
+
+    work = Path(tempfile.mkdtemp())
+    (work / "corpus.txt").write_text("\n".join(corpus_iter()) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(work / "corpus.txt"), model_prefix=str(work / "spm"), vocab_size=300, model_type="unigram",
+        pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]",
+        unk_piece="[UNK]", user_defined_symbols=["[MASK]"], normalization_rule_name="nmt_nfkc",
+        character_coverage=1.0, num_threads=1, minloglevel=2,
     )
+    tok = DebertaV2TokenizerFast(vocab_file=str(work / "spm.model"), model_max_length=model_max_length)
+    assert (tok.pad_token_id, tok.cls_token_id, tok.sep_token_id, tok.unk_token_id) == (0, 1, 2, 3)
+    normalizer = json.loads(tok.backend_tokenizer.to_str())["normalizer"]
+    assert [n["type"] for n in normalizer["normalizers"]] == ["Strip", "Precompiled", "Replace"], normalizer
     return tok
 
 
@@ -1136,14 +1142,9 @@ def build_deberta(name, seed, labels, v3=True):
     pos_key_proj/pos_query_proj, no buckets (plain clamped distances), absolute positions added
     to the input and two token types (NLI pairs use type 1 for the hypothesis)."""
     torch.manual_seed(seed)
-    ut = make_deberta_v3_unigram()
-    tok = DebertaV2TokenizerFast(
-        tokenizer_object=ut, bos_token="[CLS]", eos_token="[SEP]", unk_token="[UNK]", sep_token="[SEP]",
-        pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]", model_max_length=48,
-    )
-    assert tok.pad_token_id == 0 and tok.cls_token_id == 1 and tok.sep_token_id == 2
+    tok = make_deberta_v3_tokenizer(48)
     common = dict(
-        vocab_size=ut.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, hidden_act="gelu", max_position_embeddings=48, layer_norm_eps=1e-7,
         relative_attention=True, pos_att_type=["p2c", "c2p"], pooler_hidden_size=32, pooler_hidden_act="gelu",
         pad_token_id=0, initializer_range=0.3,
@@ -1204,7 +1205,8 @@ TEXT_MODELS = {
                         "XLM-R, Unigram + Metaspace(prepend always), NFKC; <s> $A </s>; pad 1, positions start at 2; "
                         "max_position_embeddings 34, model_max_length 32"),
     "deberta-v3-cls": (lambda n, s: build_deberta(n, s, ["negative", "neutral", "positive"]), 207,
-                       "DeBERTa-v3 layout: Unigram [CLS] $A [SEP]; relative attention c2p+p2c with 8 log "
+                       "DeBERTa-v3 layout: SentencePiece unigram converted by transformers (Precompiled "
+                       "charsmap), [CLS] $A [SEP]; relative attention c2p+p2c with 8 log "
                        "position buckets, shared keys, layer-normed relative embeddings, no absolute positions "
                        "or token types; pooler gelu; model_max_length 48"),
     "modernbert-cls": (lambda n, s: build_modernbert(n, s, "mean", False), 208,
