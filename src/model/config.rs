@@ -402,6 +402,7 @@ mod tests {
             weights_format: crate::source::WeightsFormat::Safetensors,
             tokenizer: None,
             tokenizer_config: None,
+            sentencepiece: None,
             preprocessor: None,
             st_modules: None,
             st_pooling: None,

@@ -26,6 +26,7 @@ mod pool;
 pub mod quant;
 mod resnet;
 mod siglip;
+mod spm;
 pub mod text;
 mod vit;
 pub mod weights;
@@ -459,7 +460,7 @@ fn sentencepiece_hint(root: &std::path::Path) -> String {
         .find(|name| root.join(name).is_file());
     match found {
         Some(name) => format!(
-            " (it has only {name}, a SentencePiece model; ModelDeck reads the tokenizers library's tokenizer.json, which SigLIP 2 and most Hub checkpoints ship)"
+            " (it has only {name}, a SentencePiece model; ModelDeck reads the tokenizers library's tokenizer.json, which most Hub checkpoints ship, and spiece.model only for SigLIP's SiglipTokenizer)"
         ),
         None => String::new(),
     }

@@ -5,9 +5,10 @@
 //! `logit_scale.exp() * cosine + logit_bias` goes through a sigmoid: each label gets its own
 //! probability, which need not sum to one.
 //!
-//! The attention mask: SigLIP v1's tokenizer gives none (`model_input_names = ["input_ids"]`), so
-//! its pads are attended to; SigLIP 2's tokenizer.json gives one. ModelDeck follows the checkpoint's
-//! tokenizer_config.json the same way (`model_input_names`, else the tokenizer class).
+//! The attention mask: the pipeline passes the one the tokenizer returns, so a checkpoint whose
+//! tokenizer_config.json leaves `attention_mask` out of `model_input_names` has its pads attended to;
+//! ModelDeck follows the same field. SigLIP v1 repos ship only `spiece.model`: [`super::spm`]
+//! builds transformers' `SiglipTokenizer` from it.
 //!
 //! Written here rather than through candle-transformers' `siglip`: the towers are the shared
 //! pre-norm encoder (CLIP's tensor names), so they run on the fused kernels and in any
@@ -289,7 +290,8 @@ fn scalar(vb: &candle_nn::VarBuilder, name: &str) -> candle_core::Result<f64> {
 }
 
 /// Whether the checkpoint's tokenizer returns an attention mask: tokenizer_config.json's
-/// `model_input_names` when it has them, else every tokenizer class but SigLIP v1's.
+/// `model_input_names` when it has them; every tokenizer class transformers has for SigLIP
+/// (`SiglipTokenizer`, SigLIP 2's Gemma tokenizers) returns one otherwise.
 fn tokenizer_gives_mask(files: &ModelFiles) -> bool {
     let Some(config) = files
         .tokenizer_config
@@ -299,10 +301,10 @@ fn tokenizer_gives_mask(files: &ModelFiles) -> bool {
     else {
         return true;
     };
-    if let Some(names) = config.get("model_input_names").and_then(|v| v.as_array()) {
-        return names.iter().any(|n| n == "attention_mask");
-    }
-    config.get("tokenizer_class").and_then(|c| c.as_str()) != Some("SiglipTokenizer")
+    config
+        .get("model_input_names")
+        .and_then(|v| v.as_array())
+        .is_none_or(|names| names.iter().any(|n| n == "attention_mask"))
 }
 
 impl Network for SiglipZeroShot {

@@ -60,11 +60,22 @@ pub struct TextEncoder {
 impl TextEncoder {
     /// `position_limit` is the longest sequence the model's position table allows.
     pub fn load(files: &ModelFiles, position_limit: usize, config_pad_id: Option<u32>) -> Result<Self, ModelError> {
-        let path = files.tokenizer.as_deref().ok_or_else(|| ModelError::MissingTokenizer(files.root.clone()))?;
-        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
-            path: path.into(),
-            reason: format!("not a valid tokenizer.json: {e}"),
-        })?;
+        let (path, mut tokenizer) = match (&files.tokenizer, &files.sentencepiece) {
+            (Some(path), _) => (
+                path,
+                Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+                    path: path.into(),
+                    reason: format!("not a valid tokenizer.json: {e}"),
+                })?,
+            ),
+            // transformers has SigLIP v1's tokenizer only as a SentencePiece-backed class.
+            (None, Some(spiece)) if tokenizer_class(files).as_deref() == Some("SiglipTokenizer") => (
+                spiece,
+                super::spm::siglip_tokenizer(spiece, files.tokenizer_config.as_deref())
+                    .map_err(|reason| ModelError::Tokenizer { path: spiece.into(), reason })?,
+            ),
+            _ => return Err(ModelError::MissingTokenizer(files.root.clone())),
+        };
         let st_max = files.st_config.as_deref().and_then(|p| read_usize(p, "max_seq_length"));
         let file_max = tokenizer.get_truncation().map(|t| t.max_length);
         let config_max = files
@@ -292,6 +303,13 @@ fn truncate_chars(text: &str, max_chars: usize) -> &str {
         Some((i, _)) => &text[..i],
         None => text,
     }
+}
+
+/// tokenizer_config.json's `tokenizer_class`.
+fn tokenizer_class(files: &ModelFiles) -> Option<String> {
+    let text = std::fs::read(files.tokenizer_config.as_deref()?).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    json.get("tokenizer_class")?.as_str().map(str::to_string)
 }
 
 fn read_usize(path: &Path, key: &str) -> Option<usize> {

@@ -43,14 +43,16 @@ fn resolve_dir_with(dir: &Path, source: ModelSource, chosen: Option<&Path>) -> R
         .map(|sub| dir.join(sub).join("config.json"))
         .or_else(|| Some(dir.join("1_Pooling/config.json")))
         .filter(|p| p.is_file());
+    let tokenizer = existing("tokenizer.json");
     Ok(ModelFiles {
+        sentencepiece: if tokenizer.is_none() { existing("spiece.model") } else { None },
         root: dir.to_path_buf(),
         source,
         revision: None,
         config,
         weights,
         weights_format,
-        tokenizer: existing("tokenizer.json"),
+        tokenizer,
         tokenizer_config: existing("tokenizer_config.json"),
         preprocessor: existing("preprocessor_config.json"),
         st_modules,

@@ -242,6 +242,8 @@ async fn resolve_async(
         }
         None => None,
     };
+    // SigLIP v1 and other SentencePiece-only repos: their tokenizer is this file.
+    let sentencepiece = if tokenizer.is_none() { fetcher.fetch("spiece.model").await? } else { None };
     let (weights, weights_format) = fetch_weights(&mut fetcher).await?;
     let root = config.parent().map(Path::to_path_buf).unwrap_or_default();
     let commit = root.file_name().and_then(|n| n.to_str()).map(str::to_string);
@@ -254,6 +256,7 @@ async fn resolve_async(
         weights_format,
         tokenizer,
         tokenizer_config,
+        sentencepiece,
         preprocessor,
         st_modules,
         st_pooling,

@@ -115,6 +115,8 @@ pub struct ModelFiles {
     pub weights_format: WeightsFormat,
     pub tokenizer: Option<PathBuf>,
     pub tokenizer_config: Option<PathBuf>,
+    /// A SentencePiece model (`spiece.model`), looked for only when there is no tokenizer.json.
+    pub sentencepiece: Option<PathBuf>,
     pub preprocessor: Option<PathBuf>,
     /// sentence-transformers files: modules.json, the pooling config and sentence_bert_config.json.
     pub st_modules: Option<PathBuf>,
@@ -128,6 +130,7 @@ impl ModelFiles {
         let optional = [
             &self.tokenizer,
             &self.tokenizer_config,
+            &self.sentencepiece,
             &self.preprocessor,
             &self.st_modules,
             &self.st_pooling,
