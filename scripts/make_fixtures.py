@@ -1665,7 +1665,7 @@ def clip_reference(name: str, mdir: Path, notes: str):
 def make_siglip_tokenizer(masked: bool):
     """Unigram + Metaspace laid out like SigLIP 2's Gemma tokenizer.json ids: <pad> 0, <eos> 1,
     <bos> 2, <unk> 3; `<bos> $A <eos>`. masked=False leaves the attention mask out of
-    model_input_names (as SigLIP v1's tokenizer does: pads are attended to)."""
+    model_input_names (pads are then attended to, as the pipeline passes no mask)."""
     ut = make_unigram(specials=("<pad>", "<eos>", "<bos>", "<unk>", "<mask>"))
     ut.post_processor = processors.TemplateProcessing(
         single="<bos> $A <eos>", pair="<bos> $A <eos> $B <eos>", special_tokens=[("<bos>", 2), ("<eos>", 1)],
@@ -1735,7 +1735,7 @@ def build_siglip(name, seed):
         return model, tok, proc, notes
     notes = (f"SigLIP, gelu tanh; vision {size}px patch {patch}, attention-pooling head; text pooled at the "
              f"last of 64 positions (prompts padded to max_length 64 with <pad>); attention mask "
-             f"{'passed (tokenizer model_input_names has attention_mask)' if masked else 'NOT passed (model_input_names = [input_ids], as SigLIP v1: pads are attended)'}; "
+             f"{'passed (tokenizer model_input_names has attention_mask)' if masked else 'NOT passed (tokenizer_config model_input_names = [input_ids]: pads are attended to)'}; "
              f"logits = exp(logit_scale) * cos + logit_bias; sigmoid scores")
     return model, tok, proc, notes
 
