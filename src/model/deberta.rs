@@ -314,18 +314,10 @@ impl DebertaClassifier {
                     Ok(DebertaLayer {
                         qkv: Dense::stacked(&[q, k, v])?,
                         positions,
-                        attn_out: Dense::from_linear(&candle_nn::linear(all, h, l.pp("attention.output.dense"))?)?,
+                        attn_out: Dense::load(&l.pp("attention.output.dense"), all, h, true)?,
                         attn_norm: norm("attention.output.LayerNorm")?,
-                        ffn_in: Dense::from_linear(&candle_nn::linear(
-                            h,
-                            cfg.intermediate_size,
-                            l.pp("intermediate.dense"),
-                        )?)?,
-                        ffn_out: Dense::from_linear(&candle_nn::linear(
-                            cfg.intermediate_size,
-                            h,
-                            l.pp("output.dense"),
-                        )?)?,
+                        ffn_in: Dense::load(&l.pp("intermediate.dense"), h, cfg.intermediate_size, true)?,
+                        ffn_out: Dense::load(&l.pp("output.dense"), cfg.intermediate_size, h, true)?,
                         ffn_norm: norm("output.LayerNorm")?,
                     })
                 })

@@ -264,6 +264,41 @@ impl Dense {
         with_slice(weight, |w| Self::new(w, bias, outputs, inputs))
     }
 
+    /// The layer under `vb` (`weight` `(outputs, inputs)`, optional `bias`), its weight read in
+    /// place from the checkpoint's file mapping when it can be ([`weights::read_mapped`]): one pass
+    /// from the page cache into the packed layout, instead of a copy first.
+    pub fn load(vb: &candle_nn::VarBuilder, inputs: usize, outputs: usize, bias: bool) -> Result<Self> {
+        let name = format!("{}.weight", vb.prefix());
+        let bias = || -> Result<Option<Vec<f32>>> { bias.then(|| to_vec(&vb.get(outputs, "bias")?)).transpose() };
+        // The weight first, so that a wrong shape is reported by its name.
+        let mapped =
+            super::weights::read_mapped(&name, &[outputs, inputs], |w| Ok(Self::new(w, bias()?, outputs, inputs)));
+        match mapped {
+            Some(dense) => dense,
+            None => {
+                let weight = vb.get((outputs, inputs), "weight")?;
+                with_slice(&weight, |w| Ok(Self::new(w, bias()?, outputs, inputs)))?
+            }
+        }
+    }
+
+    /// Layers under `vbs` with the same input size, stacked into one (query/key/value): their
+    /// outputs side by side. Weights come from the file mapping as in [`Dense::load`].
+    pub fn load_stacked(vbs: &[candle_nn::VarBuilder], inputs: usize, outputs: usize, bias: bool) -> Result<Self> {
+        let mut weight = Vec::with_capacity(vbs.len() * outputs * inputs);
+        let mut biases = Vec::with_capacity(vbs.len() * outputs);
+        for vb in vbs {
+            let name = format!("{}.weight", vb.prefix());
+            if super::weights::read_mapped(&name, &[outputs, inputs], |w| weight.extend_from_slice(w)).is_none() {
+                weight.extend(to_vec(&vb.get((outputs, inputs), "weight")?)?);
+            }
+            if bias {
+                biases.extend(to_vec(&vb.get(outputs, "bias")?)?);
+            }
+        }
+        Ok(Self::new(&weight, bias.then_some(biases), vbs.len() * outputs, inputs))
+    }
+
     pub fn from_linear(linear: &candle_nn::Linear) -> Result<Self> {
         Self::from_tensors(linear.weight(), linear.bias())
     }

@@ -3,7 +3,7 @@
 //! and attention masks. Speed work on attention and MLPs happens here, once.
 
 use candle_core::{DType, Result, Tensor, D};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
 
 use super::kernels::{self, Act, AttnMask, Dense};
 
@@ -175,19 +175,16 @@ impl Encoder {
             candle_core::bail!("hidden size {} is not divisible by {} attention heads", spec.hidden, spec.heads);
         }
         let h = spec.hidden;
-        let dense = |l: Linear| Dense::from_linear(&l);
         let layers = (0..spec.layers)
             .map(|i| {
                 let vb = vb.pp(i);
-                let q = candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.query))?;
-                let k = candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.key))?;
-                let v = candle_nn::linear_b(h, h, spec.qkv_bias, vb.pp(names.value))?;
+                let qkv = [vb.pp(names.query), vb.pp(names.key), vb.pp(names.value)];
                 Ok(EncoderLayer {
-                    qkv: Dense::stacked(&[q, k, v])?,
-                    attn_out: dense(candle_nn::linear(h, h, vb.pp(names.attn_out))?)?,
+                    qkv: Dense::load_stacked(&qkv, h, h, spec.qkv_bias)?,
+                    attn_out: Dense::load(&vb.pp(names.attn_out), h, h, true)?,
                     attn_norm: Norm::from_layer_norm(&candle_nn::layer_norm(h, spec.eps, vb.pp(names.attn_norm))?)?,
-                    ffn_in: dense(candle_nn::linear(h, spec.intermediate, vb.pp(names.ffn_in))?)?,
-                    ffn_out: dense(candle_nn::linear(spec.intermediate, h, vb.pp(names.ffn_out))?)?,
+                    ffn_in: Dense::load(&vb.pp(names.ffn_in), h, spec.intermediate, true)?,
+                    ffn_out: Dense::load(&vb.pp(names.ffn_out), spec.intermediate, h, true)?,
                     ffn_norm: Norm::from_layer_norm(&candle_nn::layer_norm(h, spec.eps, vb.pp(names.ffn_norm))?)?,
                 })
             })

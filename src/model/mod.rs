@@ -256,8 +256,9 @@ pub fn load_with(files: &ModelFiles, precision: Precision) -> Result<LoadedModel
     let config = ModelConfig::from_file(&files.config)?;
     let architecture = config.architecture(files)?;
     let weights = weights::Weights::open(files, &device)?;
-    let (network, stats) =
-        quant::with_load_precision(precision, || build_network(files, &config, &weights, architecture));
+    let (network, stats) = weights.with_mapped(|| {
+        quant::with_load_precision(precision, || build_network(files, &config, &weights, architecture))
+    });
     let (network, task) = with_zero_shot_text(network?, architecture, &config)?;
     let parameters = weights.parameter_count();
     let card = ModelCard {

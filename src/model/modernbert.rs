@@ -147,9 +147,7 @@ impl ModernBertClassifier {
                 .map(|i| {
                     let l = m.pp("layers").pp(i);
                     let local = i % cfg.global_attn_every_n_layers != 0;
-                    let linear = |inputs, outputs, bias, name: &str| -> candle_core::Result<Dense> {
-                        Dense::from_linear(&candle_nn::linear_b(inputs, outputs, bias, l.pp(name))?)
-                    };
+                    let linear = |inputs, outputs, bias, name: &str| Dense::load(&l.pp(name), inputs, outputs, bias);
                     Ok(ModernBertLayer {
                         attn_norm: (i > 0).then(|| Norm::from_layer_norm(&norm(l.pp("attn_norm"))?)).transpose()?,
                         qkv: linear(h, 3 * h, cfg.attention_bias, "attn.Wqkv")?,

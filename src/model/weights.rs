@@ -16,6 +16,8 @@ use crate::source::{ModelFiles, WeightsFormat};
 /// Opened weights and what we know about them.
 pub struct Weights {
     builder: VarBuilder<'static>,
+    /// The safetensors mapping itself, for layers that read their weights straight from it.
+    mapped: Option<std::sync::Arc<candle_core::safetensors::MmapedSafetensors>>,
     /// Tensor name → (element count, dtype).
     tensors: BTreeMap<String, (u64, DType)>,
 }
@@ -24,6 +26,7 @@ impl Weights {
     pub fn open(files: &ModelFiles, device: &Device) -> Result<Self, ModelError> {
         let first = files.weights.first().cloned().unwrap_or_else(|| files.root.clone());
         let mut tensors = BTreeMap::new();
+        let mut mapped = None;
         let backend: Box<dyn SimpleBackend> = match files.weights_format {
             WeightsFormat::Safetensors => {
                 for path in &files.weights {
@@ -40,6 +43,8 @@ impl Weights {
                     let dtype = DType::try_from(view.dtype()).unwrap_or(DType::F32);
                     tensors.insert(name, (count, dtype));
                 }
+                let mmaped = std::sync::Arc::new(mmaped);
+                mapped = Some(mmaped.clone());
                 Box::new(CopiedOut(mmaped))
             }
             WeightsFormat::PyTorch => {
@@ -69,7 +74,20 @@ impl Weights {
                 name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
             });
         }
-        Ok(Self { builder, tensors })
+        Ok(Self { builder, mapped, tensors })
+    }
+
+    /// Runs `build` with [`read_mapped`] able to read this checkpoint's tensors in place.
+    pub fn with_mapped<R>(&self, build: impl FnOnce() -> R) -> R {
+        struct Reset(Option<std::sync::Arc<candle_core::safetensors::MmapedSafetensors>>);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                MAPPED.with(|m| *m.borrow_mut() = self.0.take());
+            }
+        }
+        let previous = MAPPED.with(|m| std::mem::replace(&mut *m.borrow_mut(), self.mapped.clone()));
+        let _reset = Reset(previous);
+        build()
     }
 
     pub fn builder(&self) -> VarBuilder<'static> {
@@ -125,7 +143,39 @@ impl Weights {
 /// transpose it into their own buffer), and the file pages it came from are then dropped from this
 /// process's resident set (they stay in the page cache), so that loading does not hold the file
 /// and the weights copied out of it at once.
-struct CopiedOut(candle_core::safetensors::MmapedSafetensors);
+struct CopiedOut(std::sync::Arc<candle_core::safetensors::MmapedSafetensors>);
+
+thread_local! {
+    /// The mapping of the model being built on this thread ([`Weights::with_mapped`]).
+    static MAPPED: std::cell::RefCell<Option<std::sync::Arc<candle_core::safetensors::MmapedSafetensors>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Calls `read` with tensor `name` as f32 values read in place from the file mapping of the model
+/// being built, when it is stored as f32 with the given shape and the mapping holds it 4-byte
+/// aligned (safetensors writers align tensor data); `None` otherwise, and the caller loads it the
+/// usual way (a copy). The pages read are dropped from the resident set afterwards.
+pub(crate) fn read_mapped<R>(name: &str, shape: &[usize], read: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    MAPPED.with(|m| {
+        let mapped = m.borrow();
+        let view = mapped.as_ref()?.get(name).ok()?;
+        let f32_stored = DType::try_from(view.dtype()).ok() == Some(DType::F32);
+        if !f32_stored || view.shape() != shape || !cfg!(target_endian = "little") {
+            return None;
+        }
+        let bytes = view.data();
+        // SAFETY: f32 has no invalid bit patterns; align_to only reinterprets the aligned middle of
+        // the byte slice, and the check below takes it only when there is no unaligned head or
+        // tail, i.e. when it covers all the bytes.
+        let (head, values, tail) = unsafe { bytes.align_to::<f32>() };
+        if !head.is_empty() || !tail.is_empty() {
+            return None;
+        }
+        let out = read(values);
+        release_file_pages(bytes);
+        Some(out)
+    })
+}
 
 impl SimpleBackend for CopiedOut {
     fn get(
@@ -265,6 +315,42 @@ mod tests {
     use candle_nn::Init;
 
     #[test]
+    fn layers_read_f32_weights_in_place_while_their_model_is_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let weight = Tensor::arange(0f32, 12f32, &Device::Cpu).unwrap().reshape((3, 4)).unwrap();
+        let bias = Tensor::new(&[0.5f32, -1.0, 2.0], &Device::Cpu).unwrap();
+        let tensors = std::collections::HashMap::from([
+            ("layer.weight".to_string(), weight.clone()),
+            ("layer.bias".to_string(), bias),
+            ("half".to_string(), weight.to_dtype(DType::F16).unwrap()),
+        ]);
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        let source = crate::source::ModelSource::Local { path: dir.path().to_path_buf() };
+        let files = crate::source::resolve(&source, &Default::default()).unwrap();
+        let weights = Weights::open(&files, &Device::Cpu).unwrap();
+        let want: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        // Outside a build nothing is mapped: callers load the usual way.
+        assert_eq!(read_mapped("layer.weight", &[3, 4], |w| w.to_vec()), None);
+        let copied = kernels::Dense::load(&weights.builder().pp("layer"), 4, 3, true).unwrap();
+        let mapped = weights.with_mapped(|| {
+            assert_eq!(read_mapped("layer.weight", &[3, 4], |w| w.to_vec()), Some(want.clone()));
+            // Another shape, another dtype or another name: not read in place.
+            assert_eq!(read_mapped("layer.weight", &[4, 3], |w| w.to_vec()), None);
+            assert_eq!(read_mapped("half", &[3, 4], |w| w.to_vec()), None);
+            assert_eq!(read_mapped("nope", &[3, 4], |w| w.to_vec()), None);
+            kernels::Dense::load(&weights.builder().pp("layer"), 4, 3, true).unwrap()
+        });
+        assert_eq!(read_mapped("layer.weight", &[3, 4], |w| w.to_vec()), None);
+        // The layer read in place is the layer read from a copy: x·Wᵀ + b.
+        let x = [1.0f32, 0.0, -1.0, 2.0];
+        let out = mapped.forward(&x, kernels::Act::None);
+        assert_eq!(out, copied.forward(&x, kernels::Act::None));
+        assert_eq!(out, vec![4.0 + 0.5, 12.0 - 1.0, 20.0 + 2.0]);
+    }
+
+    #[test]
     fn copied_out_tensors_match_the_file_in_every_dtype() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
@@ -279,7 +365,7 @@ mod tests {
         ]);
         candle_core::safetensors::save(&tensors, &path).unwrap();
         // SAFETY: the test's own temporary file, which nothing changes while it is mapped.
-        let backend = CopiedOut(unsafe { MmapedSafetensors::new(&path) }.unwrap());
+        let backend = CopiedOut(std::sync::Arc::new(unsafe { MmapedSafetensors::new(&path) }.unwrap()));
         let cpu = Device::Cpu;
         let same = |a: &Tensor, b: &Tensor| {
             a.flatten_all().unwrap().to_vec1::<f32>().unwrap() == b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
