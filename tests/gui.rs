@@ -816,3 +816,25 @@ fn zero_shot_text_from_the_playground_matches_the_pipeline() {
     wait_until(&mut harness, "the template error", |h| h.state().slot_error(Slot::A).is_some_and(|e| e.contains("{}")));
     harness.render().expect("the window still renders");
 }
+
+/// A replay from the Monitor view to a zero-shot model uses the data set's labels as its
+/// candidate labels (as `modeldeck monitor` does): every replayed request is answered, none fails
+/// for want of labels.
+#[test]
+fn a_monitor_replay_to_a_zero_shot_model_answers_in_the_data_sets_labels() {
+    let clip = ModelSource::Local { path: common::fixture_model("clip-a") };
+    let config = AppConfig { a: Some(clip), ..demo_config() };
+    let mut harness = app(config);
+    wait_until(&mut harness, "the zero-shot model", |h| h.state().card(Slot::A).is_some_and(|c| c.name == "clip-a"));
+    harness.query_all_by_label("Monitor").next().unwrap().click();
+    harness.step();
+    replace_text(&mut harness, "rate", "200");
+    harness.get_by_label("Start replay").click();
+    harness.step();
+    let ops = |h: &Harness<'_, ModelDeckApp>| {
+        h.state().monitor().snapshot().models.iter().find(|m| m.name.contains("clip-a")).map(|m| m.ops.clone())
+    };
+    wait_until(&mut harness, "50 replayed answers", |h| ops(h).is_some_and(|o| o.requests >= 50));
+    let ops = ops(&harness).unwrap();
+    assert_eq!(ops.errors, 0, "{ops:?}; log: {:?}", harness.state().log_messages());
+}

@@ -259,7 +259,7 @@ impl Network for OipNetwork {
             (InputPlan::Tensor { preprocessor, .. }, Request::Images(_)) => {
                 crate::model::image_batch(preprocessor, request, &Device::Cpu, task)
             }
-            (_, Request::ZeroShot { .. }) => Err(ModelError::WrongInput {
+            (_, Request::ZeroShot { .. } | Request::ZeroShotTexts { .. }) => Err(ModelError::WrongInput {
                 task,
                 expected: "inputs without candidate labels",
                 given: "candidate labels",

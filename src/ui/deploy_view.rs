@@ -288,7 +288,7 @@ impl DeployView {
             );
         };
         let strategy = self.form.strategy()?;
-        let options = self.form.options()?;
+        let mut options = self.form.options()?;
         let fault_b = self.form.fault()?;
         let config = RolloutConfig { strategy, fault_b, stop_when_decided: false };
         let data = self.form.data.trim().to_string();
@@ -313,6 +313,10 @@ impl DeployView {
                 }
                 Ok(dataset) => {
                     let n = dataset.examples.len();
+                    // Zero-shot arms answer in the data set's label space, as `modeldeck simulate`.
+                    if a.task().takes_candidate_labels() || b.task().takes_candidate_labels() {
+                        options.candidate_labels = dataset.labels();
+                    }
                     let repaint = move || ctx.request_repaint();
                     match Rollout::start(Arc::new(dataset), a, b, config, options, sink, repaint) {
                         Ok(rollout) => {

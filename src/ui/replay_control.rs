@@ -92,7 +92,7 @@ impl ReplayControl {
                 return Err(format!("the rate must be a positive number of requests per second, not {rate}"));
             }
         }
-        let options = ReplayOptions {
+        let mut options = ReplayOptions {
             rate_per_s: form.rate,
             looping: form.looping,
             drift,
@@ -111,6 +111,10 @@ impl ReplayControl {
                 Ok(dataset) => {
                     let what = if data.is_empty() { "the demo digits".to_string() } else { data.clone() };
                     let n = dataset.examples.len();
+                    // Zero-shot models answer in the data set's label space, as `modeldeck monitor`.
+                    if model.task().takes_candidate_labels() {
+                        options.candidate_labels = dataset.labels();
+                    }
                     match Replay::start(Arc::new(dataset), Targets::single(model), options, sink(monitor, log)) {
                         Ok(handle) => Message::Started(handle, format!("replaying {what} ({n} examples) to {name}")),
                         Err(e) => Message::Note(Err(format!("replay: {e}"))),
