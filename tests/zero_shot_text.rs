@@ -280,3 +280,44 @@ fn model_max_length_wins_over_the_truncation_saved_in_tokenizer_json() {
     let model = model::load(&files).unwrap();
     assert_eq!(model.text_encoder().unwrap().max_len(), 20);
 }
+
+/// `modeldeck eval` on a labelled CSV runs an NLI model zero-shot with the data set's labels as
+/// candidates: each record's prediction is what `predict --labels` gives for it.
+#[test]
+fn eval_runs_an_nli_model_on_the_data_sets_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("topics.csv");
+    let rows = [
+        ("The soup was cold and the waiter rude.", "food"),
+        ("Our flight to Rome left on time.", "travel"),
+        ("The senate passed the bill.", "politics"),
+        ("I ordered pasta and it was salty.", "food"),
+        ("We took the night train to Paris.", "travel"),
+    ];
+    let mut csv = String::from("text,label\n");
+    for (text, label) in rows {
+        csv.push_str(&format!("\"{text}\",{label}\n"));
+    }
+    std::fs::write(&data, csv).unwrap();
+    let model = common::fixture_model("deberta-nli");
+    let model = model.to_str().unwrap();
+    let (ok, out, err) = modeldeck(&["eval", "--model", model, "--data", data.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let eval: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((eval["n"].as_u64(), eval["n_failed"].as_u64()), (Some(5), Some(0)), "{eval}");
+    let classes = eval["metrics"]["classes"].as_array().unwrap();
+    let labels: Vec<&str> = classes.iter().map(|c| c["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["food", "politics", "travel"]);
+    let mut predicted: HashMap<String, u64> = HashMap::new();
+    for (text, _) in rows {
+        let (ok, out, err) =
+            modeldeck(&["predict", "--model", model, "--text", text, "--labels", &labels.join(","), "--json"]);
+        assert!(ok, "{err}");
+        let json: Value = serde_json::from_str(&out).unwrap();
+        *predicted.entry(json["predictions"][0]["label"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    for class in classes {
+        let label = class["label"].as_str().unwrap();
+        assert_eq!(class["predicted"].as_u64(), Some(predicted.get(label).copied().unwrap_or(0)), "{label}");
+    }
+}
