@@ -42,7 +42,7 @@ pub struct BatchArgs {
     /// Labels kept per record.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
-    /// Candidate labels for zero-shot image models (default: the data set's labels).
+    /// Candidate labels for zero-shot models, image (CLIP, SigLIP) or text (NLI) (default: the data set's labels).
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
     /// Drift to inject into every image, e.g. "contrast=0.5,noise=0.1".
@@ -79,7 +79,7 @@ pub struct EvalDataArgs {
     /// The k of top-k accuracy, comma-separated (default: 3 and 5, below the number of classes).
     #[arg(long, value_delimiter = ',')]
     top_k: Vec<usize>,
-    /// Candidate labels for zero-shot image models (default: the data set's labels).
+    /// Candidate labels for zero-shot models, image (CLIP, SigLIP) or text (NLI) (default: the data set's labels).
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
     /// Print the result as JSON.
