@@ -321,3 +321,59 @@ fn eval_runs_an_nli_model_on_the_data_sets_labels() {
         assert_eq!(class["predicted"].as_u64(), Some(predicted.get(label).copied().unwrap_or(0)), "{label}");
     }
 }
+
+/// "Update a model": a new head trains on DeBERTa-v3's and ModernBERT's frozen features and the
+/// result loads and answers in the new labels.
+#[test]
+fn a_new_head_trains_on_deberta_and_modernbert_features() {
+    let tmp = tempfile::tempdir().unwrap();
+    let topics = [
+        ("food", ["The soup was cold.", "I ordered pasta.", "The bread was fresh.", "Dinner was salty."]),
+        (
+            "travel",
+            ["Our flight left on time.", "We took the train.", "The hotel was near the beach.", "We flew to Rome."],
+        ),
+        (
+            "politics",
+            [
+                "The senate passed the bill.",
+                "The minister resigned.",
+                "Voters went to the polls.",
+                "The party lost seats.",
+            ],
+        ),
+    ];
+    let mut csv = String::from("text,label\n");
+    for copy in 0..4 {
+        for (label, texts) in &topics {
+            for text in texts {
+                csv.push_str(&format!("\"{text} {copy}\",{label}\n"));
+            }
+        }
+    }
+    let data = tmp.path().join("topics.csv");
+    std::fs::write(&data, csv).unwrap();
+    for base in ["deberta-v3-cls", "modernbert-cls"] {
+        let out = tmp.path().join(format!("{base}-topics"));
+        let base_dir = common::fixture_model(base);
+        let (ok, _, err) = modeldeck(&[
+            "train",
+            "--base",
+            base_dir.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{base}: {err}");
+        let (ok, stdout, err) =
+            modeldeck(&["predict", "--model", out.to_str().unwrap(), "--text", "The soup was cold.", "--json"]);
+        assert!(ok, "{base}: {err}");
+        let json: Value = serde_json::from_str(&stdout).unwrap();
+        let labels: Vec<&str> =
+            json["model"]["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+        assert_eq!(labels, ["food", "politics", "travel"], "{base}");
+        let total: f64 = json["predictions"].as_array().unwrap().iter().map(|p| p["score"].as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-5, "{base}: {json}");
+    }
+}
