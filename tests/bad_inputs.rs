@@ -3,49 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn copy_model(name: &str, dest: &Path) -> PathBuf {
-    let dir = dest.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in walk(&common::fixture_model(name)) {
-        let rel = entry.strip_prefix(common::fixture_model(name)).unwrap();
-        let target = dir.join(rel);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(&entry, &target).unwrap();
-    }
-    dir
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
-}
-
-/// Runs the CLI; returns (success, stdout, stderr).
-fn modeldeck(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_modeldeck")).args(args).env("HF_HUB_OFFLINE", "1").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-/// Asserts a failure with one line on stderr containing every `needle`.
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let (ok, _, err) = modeldeck(args);
-    assert!(!ok, "expected failure for {args:?}");
-    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
-    assert_eq!(err.trim().lines().count(), 1, "one line expected for {args:?}: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: `{n}` not in: {err}");
-    }
-}
+use common::{copy_model, fails_with, modeldeck};
 
 fn predict_text(dir: &Path) -> Vec<String> {
     vec!["predict".into(), "--model".into(), dir.display().to_string(), "--text".into(), "hello there".into()]

@@ -249,6 +249,18 @@ fn replace_text(harness: &mut Harness<'_, ModelDeckApp>, label: &str, text: &str
     harness.step();
 }
 
+/// Steps until A shows exactly `labels`, each with its score in `want` (same order) within 1e-4.
+fn wait_for_scores(harness: &mut Harness<'_, ModelDeckApp>, what: &str, labels: &[&str], want: Vec<f64>) {
+    wait_until(harness, what, |h| {
+        let Some(answer) = h.state().answer(Slot::A) else { return false };
+        let shown = answer.labels().unwrap_or_default();
+        shown.len() == labels.len()
+            && shown.iter().all(|s| {
+                labels.iter().position(|l| *l == s.label).is_some_and(|i| (s.score as f64 - want[i]).abs() < 1e-4)
+            })
+    });
+}
+
 /// The Playground's candidate labels and template reach CLIP: the scores are the transformers
 /// pipeline's for the default, a custom and the identity template (tests/fixtures/reference).
 #[test]
@@ -277,27 +289,17 @@ fn zero_shot_labels_and_template_from_the_playground_match_transformers() {
     wait_until(&mut harness, "the first-start sample", |h| answered(h, Slot::A, "sample chelsea"));
 
     // A's shown scores are, label by label, the reference's.
-    let check = |harness: &mut Harness<'_, ModelDeckApp>, what: &str, labels: &[&str], want: Vec<f64>| {
-        wait_until(harness, what, |h| {
-            let Some(answer) = h.state().answer(Slot::A) else { return false };
-            let shown = answer.labels().unwrap_or_default();
-            shown.len() == labels.len()
-                && shown.iter().all(|s| {
-                    labels.iter().position(|l| *l == s.label).is_some_and(|i| (s.score as f64 - want[i]).abs() < 1e-4)
-                })
-        });
-    };
     let labels = ["cat", "dog", "coffee cup"];
     replace_text(&mut harness, "Candidate labels", "cat, dog, coffee cup");
-    check(&mut harness, "the default template's scores", &labels, want(None, &labels));
+    wait_for_scores(&mut harness, "the default template's scores", &labels, want(None, &labels));
 
     replace_text(&mut harness, "Template", "a photo of a {}.");
-    check(&mut harness, "a custom template's scores", &labels, want(Some("a photo of a {}."), &labels));
+    wait_for_scores(&mut harness, "a custom template's scores", &labels, want(Some("a photo of a {}."), &labels));
 
     let sentences = ["a cat on a sofa", "a dog in the rain", "a cup of coffee"];
     replace_text(&mut harness, "Candidate labels", "a cat on a sofa, a dog in the rain, a cup of coffee");
     replace_text(&mut harness, "Template", "{}");
-    check(&mut harness, "the identity template's scores", &sentences, want(Some("{}"), &sentences));
+    wait_for_scores(&mut harness, "the identity template's scores", &sentences, want(Some("{}"), &sentences));
 
     // A template without a placeholder is explained, not run.
     replace_text(&mut harness, "Template", "a photo");
@@ -786,16 +788,6 @@ fn zero_shot_text_from_the_playground_matches_the_pipeline() {
     wait_until(&mut harness, "the NLI model", |h| h.state().card(Slot::A).is_some());
     assert_eq!(harness.state().card(Slot::A).unwrap().task, modeldeck::model::Task::ZeroShotTextClassification);
 
-    let check = |harness: &mut Harness<'_, ModelDeckApp>, what: &str, labels: &[&str], want: Vec<f64>| {
-        wait_until(harness, what, |h| {
-            let Some(answer) = h.state().answer(Slot::A) else { return false };
-            let shown = answer.labels().unwrap_or_default();
-            shown.len() == labels.len()
-                && shown.iter().all(|s| {
-                    labels.iter().position(|l| *l == s.label).is_some_and(|i| (s.score as f64 - want[i]).abs() < 1e-4)
-                })
-        });
-    };
     let text = "The service was terrible, the food arrived cold, and nobody apologized.";
     harness.get_by_label("Text input (Ctrl+Enter runs)").focus();
     harness.step();
@@ -805,11 +797,11 @@ fn zero_shot_text_from_the_playground_matches_the_pipeline() {
     harness.step();
     let labels = ["travel", "food", "movies", "politics", "a complaint about bad service"];
     replace_text(&mut harness, "Text labels", &labels.join(", "));
-    check(&mut harness, "single-label scores", &labels, case(text, &labels, None, false));
+    wait_for_scores(&mut harness, "single-label scores", &labels, case(text, &labels, None, false));
 
     harness.get_by_label("Several labels can be true").click();
     harness.step();
-    check(&mut harness, "multi-label scores", &labels, case(text, &labels, None, true));
+    wait_for_scores(&mut harness, "multi-label scores", &labels, case(text, &labels, None, true));
 
     // A hypothesis template without a placeholder is explained, not run.
     replace_text(&mut harness, "Hypothesis", "no placeholder");

@@ -5,41 +5,17 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use common::hub_server::{HubServer, RepoSpec};
+use common::{copy_model, fails_with, modeldeck};
 use modeldeck::model::{self, Request, Response};
 use modeldeck::source::{self, ModelSource, ResolveOptions};
 use serde_json::Value;
 
-fn modeldeck(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_modeldeck")).args(args).env("HF_HUB_OFFLINE", "1").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let (ok, _, err) = modeldeck(args);
-    assert!(!ok, "expected failure for {args:?}");
-    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
-    assert_eq!(err.trim().lines().count(), 1, "one line expected for {args:?}: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: `{n}` not in: {err}");
-    }
-}
-
 fn reference(name: &str) -> Value {
     let path = common::root().join(format!("tests/fixtures/reference/{name}.json"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn copy_model(name: &str, dest: &Path) -> PathBuf {
-    let dir = dest.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(common::fixture_model(name)).unwrap().flatten() {
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
-    dir
 }
 
 /// Every zero-shot case of the NLI references through `modeldeck predict --json`: the labels in

@@ -14,7 +14,7 @@ use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::layers::{self, Activation, Encoder, EncoderSpec};
 use super::text::TextEncoder;
 use super::weights::Weights;
-use super::{prompts, softmax, Batch, ModelError, Network, Request, Response, Scores, Task};
+use super::{softmax, Batch, ModelError, Network, Request, Response, Scores};
 use crate::source::ModelFiles;
 
 /// The pipeline's default `hypothesis_template`.
@@ -240,26 +240,9 @@ fn argmax(seq: &[u32]) -> usize {
 
 impl Network for ClipZeroShot {
     fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
-        let Request::ZeroShot { images, labels, template } = request else {
-            return Err(ModelError::WrongInput {
-                task: Task::ZeroShotImageClassification,
-                expected: "an image with candidate labels",
-                given: if matches!(request, Request::Texts { .. }) { "text alone" } else { "images without labels" },
-            });
-        };
-        let labels: Vec<String> = labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
-        if labels.is_empty() {
-            return Err(ModelError::Input("zero-shot classification needs at least one candidate label".into()));
-        }
-        let prompts = prompts(template.unwrap_or(HYPOTHESIS_TEMPLATE), &labels)?;
-        let mut batch = super::image_batch(
-            &self.preprocessor,
-            &Request::Images(images),
-            &self.device,
-            Task::ZeroShotImageClassification,
-        )?;
-        batch.text = Some(self.tokenizer.encode(&prompts, None, &self.device)?);
-        Ok(batch)
+        super::zero_shot_image_batch(&self.preprocessor, request, |prompts| {
+            self.tokenizer.encode(prompts, None, &self.device)
+        })
     }
 
     fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
@@ -273,13 +256,7 @@ impl Network for ClipZeroShot {
     fn zero_shot_embeddings(&self, batch: &Batch) -> Result<(Tensor, Tensor), ModelError> {
         let pixels = super::take_pixels(batch)?;
         let text = batch.text.as_ref().ok_or_else(|| ModelError::Input("no candidate labels".into()))?;
-        let (_, _, h, w) = pixels.dims4()?;
-        if (h, w) != (self.image_size, self.image_size) {
-            return Err(ModelError::Input(format!(
-                "preprocessing produced {w}x{h} images but the vision tower expects {0}x{0}",
-                self.image_size
-            )));
-        }
+        super::expect_square_pixels(pixels, self.image_size)?;
         Ok((self.image_embeddings(pixels)?, self.text_embeddings(&text.ids, &text.input_ids)?))
     }
 
@@ -290,6 +267,7 @@ impl Network for ClipZeroShot {
 
 #[cfg(test)]
 mod tests {
+    use super::super::prompts;
     use super::*;
 
     #[test]

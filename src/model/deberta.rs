@@ -17,17 +17,17 @@
 //! position terms; post-norm layers as BERT; the context pooler (dense + activation on the first
 //! token) before the classifier.
 
-use candle_core::{Device, Module, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::{Embedding, Linear};
 use serde::Deserialize;
 
-use super::bert::{take_text, text_batch};
 use super::config::{defaults, Architecture, ModelConfig};
+use super::head::{TextBackbone, TextClassifier};
 use super::kernels::{self, Act, Dense, MatRef};
-use super::layers::{Activation, Norm};
+use super::layers::{Activation, EncoderSpec, LayerRest, BERT_NAMES};
 use super::text::{EncodedBatch, TextEncoder};
 use super::weights::Weights;
-use super::{Batch, ModelError, Network, Request, Response, Task};
+use super::ModelError;
 use crate::source::ModelFiles;
 
 /// config.json of a DeBERTa-v2/v3 model (transformers' `DebertaV2Config`); the optional fields
@@ -120,11 +120,8 @@ struct DebertaLayer {
     /// Query, key and value in one product.
     qkv: Dense,
     positions: Option<PositionTerms>,
-    attn_out: Dense,
-    attn_norm: Norm,
-    ffn_in: Dense,
-    ffn_out: Dense,
-    ffn_norm: Norm,
+    /// Output projection, MLP and layer norms: BERT's, under BERT's names.
+    rest: LayerRest,
 }
 
 /// Distances between tokens as indices into the relative embeddings.
@@ -199,7 +196,8 @@ impl Embeddings {
     }
 }
 
-pub struct DebertaClassifier {
+/// Embeddings, encoder and context pooler; [`TextClassifier`] adds the classifier.
+pub struct DebertaBackbone {
     embeddings: Embeddings,
     layers: Vec<DebertaLayer>,
     relative: Option<RelativePositions>,
@@ -211,13 +209,14 @@ pub struct DebertaClassifier {
     act: Act,
     pooler: Dense,
     pooler_act: Act,
-    classifier: Linear,
-    sigmoid: bool,
-    text: TextEncoder,
 }
 
-impl DebertaClassifier {
-    pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
+impl DebertaBackbone {
+    pub fn load(
+        files: &ModelFiles,
+        config: &ModelConfig,
+        weights: &Weights,
+    ) -> Result<TextClassifier<Self>, ModelError> {
         let cfg: DebertaConfig = config.parse()?;
         if cfg.conv_kernel_size > 0 {
             return Err(config.error(format!(
@@ -247,7 +246,7 @@ impl DebertaClassifier {
         let pos = if relative.is_some() { cfg.pos_att_type.clone() } else { PosAttType::default() };
         let scale_factor = 1 + pos.c2p as usize + pos.p2c as usize;
         let text = TextEncoder::load(files, cfg.max_position_embeddings, Some(cfg.pad_token_id.unwrap_or(0) as u32))?;
-        let built = (move || -> candle_core::Result<Self> {
+        let built = (move || -> candle_core::Result<TextClassifier<Self>> {
             let d = vb.pp("deberta");
             let h = cfg.hidden_size;
             let e = d.pp("embeddings");
@@ -280,6 +279,16 @@ impl DebertaClassifier {
                 None => None,
             };
             let all = heads * head_size;
+            let spec = EncoderSpec {
+                hidden: h,
+                heads,
+                intermediate: cfg.intermediate_size,
+                layers: cfg.num_hidden_layers,
+                eps: cfg.layer_norm_eps,
+                activation: cfg.hidden_act,
+                pre_norm: false,
+                qkv_bias: true,
+            };
             let layers = (0..cfg.num_hidden_layers)
                 .map(|i| {
                     let l = enc.pp("layer").pp(i);
@@ -308,22 +317,15 @@ impl DebertaClassifier {
                         }
                         None => None,
                     };
-                    let norm = |prefix: &str| -> candle_core::Result<Norm> {
-                        Norm::from_layer_norm(&candle_nn::layer_norm(h, cfg.layer_norm_eps, l.pp(prefix))?)
-                    };
                     Ok(DebertaLayer {
                         qkv: Dense::stacked(&[q, k, v])?,
                         positions,
-                        attn_out: Dense::load(&l.pp("attention.output.dense"), all, h, true)?,
-                        attn_norm: norm("attention.output.LayerNorm")?,
-                        ffn_in: Dense::load(&l.pp("intermediate.dense"), h, cfg.intermediate_size, true)?,
-                        ffn_out: Dense::load(&l.pp("output.dense"), cfg.intermediate_size, h, true)?,
-                        ffn_norm: norm("output.LayerNorm")?,
+                        rest: LayerRest::load(&l, &BERT_NAMES, all, &spec)?,
                     })
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
             let pooled = cfg.pooler_hidden_size.unwrap_or(h);
-            Ok(Self {
+            let backbone = Self {
                 embeddings,
                 layers,
                 relative,
@@ -332,10 +334,13 @@ impl DebertaClassifier {
                 scale_factor,
                 hidden: h,
                 act: cfg.hidden_act.kernel(),
-                pooler: Dense::from_linear(&candle_nn::linear(h, pooled, vb.pp("pooler.dense"))?)?,
+                pooler: Dense::load(&vb.pp("pooler.dense"), h, pooled, true)?,
                 pooler_act: cfg.pooler_hidden_act.kernel(),
+            };
+            Ok(TextClassifier {
+                backbone,
                 classifier: candle_nn::linear(pooled, classes.len(), vb.pp("classifier"))?,
-                sigmoid: classes.use_sigmoid,
+                use_sigmoid: classes.use_sigmoid,
                 text,
             })
         })();
@@ -356,17 +361,7 @@ impl DebertaClassifier {
             let qkv = layer.qkv.forward(&x, Act::None);
             let context = self.attention(layer, &qkv, b, t, key_mask.as_deref(), indices.as_deref());
             kernels::recycle(qkv);
-            let attn = layer.attn_out.forward(&context, Act::None);
-            kernels::recycle(context);
-            let n = &layer.attn_norm;
-            kernels::add_layer_norm_in_place(&mut x, &attn, &n.gamma, &n.beta, n.eps);
-            kernels::recycle(attn);
-            let inner = layer.ffn_in.forward(&x, self.act);
-            let ffn = layer.ffn_out.forward(&inner, Act::None);
-            kernels::recycle(inner);
-            let n = &layer.ffn_norm;
-            kernels::add_layer_norm_in_place(&mut x, &ffn, &n.gamma, &n.beta, n.eps);
-            kernels::recycle(ffn);
+            layer.rest.post_norm(&mut x, context, self.act);
         }
         Ok(x)
     }
@@ -481,18 +476,9 @@ impl DebertaClassifier {
     }
 }
 
-impl Network for DebertaClassifier {
-    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
-        text_batch(&self.text, request, &Device::Cpu, Task::TextClassification)
-    }
-
-    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
-        let logits = self.classifier.forward(&self.features(batch)?)?;
-        super::scores_from_logits(&logits, self.sigmoid)
-    }
-
-    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
-        let text = take_text(batch)?;
+impl TextBackbone for DebertaBackbone {
+    /// The context pooler's output: dense and activation on each text's first token.
+    fn features(&self, text: &EncodedBatch) -> Result<Tensor, ModelError> {
         let (b, t) = text.input_ids.dims2()?;
         let x = self.encode(text)?;
         let h = self.hidden;
@@ -503,14 +489,6 @@ impl Network for DebertaClassifier {
         kernels::recycle(x);
         let pooled = self.pooler.forward(&first, self.pooler_act);
         Ok(kernels::tensor(pooled, &[b, self.pooler.outputs])?)
-    }
-
-    fn head_names(&self) -> Option<(&'static str, &'static str)> {
-        Some(("classifier.weight", "classifier.bias"))
-    }
-
-    fn text_encoder(&self) -> Option<&TextEncoder> {
-        Some(&self.text)
     }
 }
 

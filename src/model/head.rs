@@ -63,6 +63,43 @@ impl ClassificationHead {
     }
 }
 
+/// The part of a text classifier before its final linear layer.
+pub(crate) trait TextBackbone: Send + Sync {
+    /// Tokenized texts → what the classifier reads, `(batch, features)`.
+    fn features(&self, text: &super::text::EncodedBatch) -> Result<Tensor, ModelError>;
+}
+
+/// A text classifier: the checkpoint's tokenizer, a backbone and its linear `classifier`
+/// (DeBERTa-v2/v3, ModernBERT).
+pub(crate) struct TextClassifier<B> {
+    pub backbone: B,
+    pub classifier: Linear,
+    pub use_sigmoid: bool,
+    pub text: super::TextEncoder,
+}
+
+impl<B: TextBackbone> Network for TextClassifier<B> {
+    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
+        super::bert::text_batch(&self.text, request, &Device::Cpu, Task::TextClassification)
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
+        super::scores_from_logits(&self.classifier.forward(&self.features(batch)?)?, self.use_sigmoid)
+    }
+
+    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
+        self.backbone.features(super::bert::take_text(batch)?)
+    }
+
+    fn head_names(&self) -> Option<HeadNames> {
+        Some(CLASSIFIER)
+    }
+
+    fn text_encoder(&self) -> Option<&super::TextEncoder> {
+        Some(&self.text)
+    }
+}
+
 /// The part of an image classifier before its head.
 pub(crate) trait ImageBackbone: Send + Sync {
     /// Preprocessed pixels `(batch, 3, h, w)` → pooled features `(batch, width)` row-major, and

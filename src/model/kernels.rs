@@ -788,6 +788,13 @@ impl AttnMask {
         Ok(Self { data: to_vec(mask)?, batch: mb, rows: mr, seq })
     }
 
+    /// From values laid out `(batch, rows, seq)` row-major, `rows` 1 (the same for every query)
+    /// or `seq`.
+    pub(crate) fn from_rows(data: Vec<f32>, batch: usize, rows: usize, seq: usize) -> Self {
+        assert_eq!(data.len(), batch * rows * seq, "attention mask size");
+        Self { data, batch, rows, seq }
+    }
+
     /// The additive mask of query row `i` in sequence `b`.
     #[inline]
     pub(crate) fn row(&self, b: usize, i: usize) -> &[f32] {

@@ -118,11 +118,48 @@ pub struct EncoderSpec {
 struct EncoderLayer {
     /// Query, key and value stacked into one `(3 * hidden, hidden)` product.
     qkv: Dense,
+    rest: LayerRest,
+}
+
+/// What a transformer layer has besides its attention: the output projection, the MLP and their
+/// two layer norms (under `names`' `attn_out`, `attn_norm`, `ffn_in`, `ffn_out`, `ffn_norm`).
+pub(crate) struct LayerRest {
     attn_out: Dense,
     attn_norm: Norm,
     ffn_in: Dense,
     ffn_out: Dense,
     ffn_norm: Norm,
+}
+
+impl LayerRest {
+    /// `context` is the attention's output width (`heads * head size`, usually `hidden`).
+    pub fn load(vb: &VarBuilder, names: &LayerNames, context: usize, spec: &EncoderSpec) -> Result<Self> {
+        let (h, eps) = (spec.hidden, spec.eps);
+        let norm = |name: &str| Norm::from_layer_norm(&candle_nn::layer_norm(h, eps, vb.pp(name))?);
+        Ok(Self {
+            attn_out: Dense::load(&vb.pp(names.attn_out), context, h, true)?,
+            attn_norm: norm(names.attn_norm)?,
+            ffn_in: Dense::load(&vb.pp(names.ffn_in), h, spec.intermediate, true)?,
+            ffn_out: Dense::load(&vb.pp(names.ffn_out), spec.intermediate, h, true)?,
+            ffn_norm: norm(names.ffn_norm)?,
+        })
+    }
+
+    /// A post-norm (BERT) layer after its attention: `x = norm(x + out(context))`, then
+    /// `x = norm(x + mlp(x))`, in place. Takes `context` and hands its buffer back.
+    pub fn post_norm(&self, x: &mut [f32], context: Vec<f32>, act: Act) {
+        let attn = self.attn_out.forward(&context, Act::None);
+        kernels::recycle(context);
+        let n = &self.attn_norm;
+        kernels::add_layer_norm_in_place(x, &attn, &n.gamma, &n.beta, n.eps);
+        kernels::recycle(attn);
+        let inner = self.ffn_in.forward(x, act);
+        let ffn = self.ffn_out.forward(&inner, Act::None);
+        kernels::recycle(inner);
+        let n = &self.ffn_norm;
+        kernels::add_layer_norm_in_place(x, &ffn, &n.gamma, &n.beta, n.eps);
+        kernels::recycle(ffn);
+    }
 }
 
 /// A layer norm's parameters as plain vectors for the fused kernels.
@@ -181,11 +218,7 @@ impl Encoder {
                 let qkv = [vb.pp(names.query), vb.pp(names.key), vb.pp(names.value)];
                 Ok(EncoderLayer {
                     qkv: Dense::load_stacked(&qkv, h, h, spec.qkv_bias)?,
-                    attn_out: Dense::load(&vb.pp(names.attn_out), h, h, true)?,
-                    attn_norm: Norm::from_layer_norm(&candle_nn::layer_norm(h, spec.eps, vb.pp(names.attn_norm))?)?,
-                    ffn_in: Dense::load(&vb.pp(names.ffn_in), h, spec.intermediate, true)?,
-                    ffn_out: Dense::load(&vb.pp(names.ffn_out), spec.intermediate, h, true)?,
-                    ffn_norm: Norm::from_layer_norm(&candle_nn::layer_norm(h, spec.eps, vb.pp(names.ffn_norm))?)?,
+                    rest: LayerRest::load(&vb, names, h, &spec)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -230,18 +263,19 @@ impl Encoder {
             n
         };
         if self.spec.pre_norm {
-            let n = normed(&x, &layer.attn_norm);
+            let rest = &layer.rest;
+            let n = normed(&x, &rest.attn_norm);
             let qkv = layer.qkv.forward(&n, Act::None);
             kernels::recycle(n);
             let context = kernels::attention(&qkv, b, t, heads, h, mask);
             kernels::recycle(qkv);
-            let y = layer.attn_out.forward_with(&context, Act::None, Some(&x));
+            let y = rest.attn_out.forward_with(&context, Act::None, Some(&x));
             kernels::recycle(context);
             kernels::recycle(x);
-            let n = normed(&y, &layer.ffn_norm);
-            let inner = layer.ffn_in.forward(&n, act);
+            let n = normed(&y, &rest.ffn_norm);
+            let inner = rest.ffn_in.forward(&n, act);
             kernels::recycle(n);
-            let out = layer.ffn_out.forward_with(&inner, Act::None, Some(&y));
+            let out = rest.ffn_out.forward_with(&inner, Act::None, Some(&y));
             kernels::recycle(inner);
             kernels::recycle(y);
             out
@@ -249,17 +283,7 @@ impl Encoder {
             let qkv = layer.qkv.forward(&x, Act::None);
             let context = kernels::attention(&qkv, b, t, heads, h, mask);
             kernels::recycle(qkv);
-            let attn = layer.attn_out.forward(&context, Act::None);
-            kernels::recycle(context);
-            let n = &layer.attn_norm;
-            kernels::add_layer_norm_in_place(&mut x, &attn, &n.gamma, &n.beta, n.eps);
-            kernels::recycle(attn);
-            let inner = layer.ffn_in.forward(&x, act);
-            let ffn = layer.ffn_out.forward(&inner, Act::None);
-            kernels::recycle(inner);
-            let n = &layer.ffn_norm;
-            kernels::add_layer_norm_in_place(&mut x, &ffn, &n.gamma, &n.beta, n.eps);
-            kernels::recycle(ffn);
+            layer.rest.post_norm(&mut x, context, act);
             x
         }
     }

@@ -314,8 +314,8 @@ fn build_network(
         Architecture::Clip => Box::new(clip::ClipZeroShot::load(files, config, weights)?),
         Architecture::Cnn => Box::new(cnn::CnnClassifier::load(files, config, weights)?),
         Architecture::SentenceClassifier => Box::new(bert::SentenceClassifier::load(files, config, weights)?),
-        Architecture::DebertaV2 => Box::new(deberta::DebertaClassifier::load(files, config, weights)?),
-        Architecture::ModernBert => Box::new(modernbert::ModernBertClassifier::load(files, config, weights)?),
+        Architecture::DebertaV2 => Box::new(deberta::DebertaBackbone::load(files, config, weights)?),
+        Architecture::ModernBert => Box::new(modernbert::ModernBertBackbone::load(files, config, weights)?),
         Architecture::Siglip => Box::new(siglip::SiglipZeroShot::load(files, config, weights)?),
     })
 }
@@ -368,6 +368,48 @@ pub(crate) fn prompts(template: &str, labels: &[String]) -> Result<Vec<String>, 
             "the zero-shot template `{template}` has {n} `{{}}`; it takes exactly one, where the label goes"
         ))),
     }
+}
+
+/// The candidate labels of a zero-shot request, trimmed and without blanks; none left is an error.
+pub(crate) fn candidate_labels(labels: &[String]) -> Result<Vec<String>, ModelError> {
+    let labels: Vec<String> = labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    if labels.is_empty() {
+        return Err(ModelError::Input("zero-shot classification needs at least one candidate label".into()));
+    }
+    Ok(labels)
+}
+
+/// A zero-shot image request as a batch: its images preprocessed and its prompts (each candidate
+/// label in the request's template, "This is a photo of {}." by default) tokenized by `encode`,
+/// the one step in which CLIP and SigLIP differ.
+pub(crate) fn zero_shot_image_batch(
+    preprocessor: &ImagePreprocessor,
+    request: &Request,
+    encode: impl FnOnce(&[String]) -> Result<text::EncodedBatch, ModelError>,
+) -> Result<Batch, ModelError> {
+    let task = Task::ZeroShotImageClassification;
+    let Request::ZeroShot { images, labels, template } = request else {
+        return Err(ModelError::WrongInput {
+            task,
+            expected: "an image with candidate labels",
+            given: if matches!(request, Request::Images(_)) { "images without labels" } else { "text" },
+        });
+    };
+    let prompts = prompts(template.unwrap_or(ZERO_SHOT_TEMPLATE), &candidate_labels(labels)?)?;
+    let mut batch = image_batch(preprocessor, &Request::Images(images), &Device::Cpu, task)?;
+    batch.text = Some(encode(&prompts)?);
+    Ok(batch)
+}
+
+/// Checks that preprocessing made the `size` x `size` images a vision tower takes.
+pub(crate) fn expect_square_pixels(pixels: &Tensor, size: usize) -> Result<(), ModelError> {
+    let (_, _, h, w) = pixels.dims4()?;
+    if (h, w) != (size, size) {
+        return Err(ModelError::Input(format!(
+            "preprocessing produced {w}x{h} images but the vision tower expects {size}x{size}"
+        )));
+    }
+    Ok(())
 }
 
 /// Preprocesses the images of a request for an image model.

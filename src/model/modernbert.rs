@@ -11,17 +11,17 @@
 //! `local_attention / 2` tokens each side), a GeGLU MLP, a final norm, then cls or mean pooling,
 //! the prediction head (dense, activation, norm) and the classifier.
 
-use candle_core::{Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_core::{Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
-use super::bert::{take_text, text_batch};
 use super::config::{defaults, Architecture, ModelConfig};
+use super::head::{TextBackbone, TextClassifier};
 use super::kernels::{self, Act, AttnMask, Dense};
 use super::layers::{Activation, Norm};
 use super::text::{EncodedBatch, TextEncoder};
 use super::weights::Weights;
-use super::{Batch, ModelError, Network, Request, Response, Task};
+use super::ModelError;
 use crate::source::ModelFiles;
 
 /// config.json of a ModernBERT model (transformers' `ModernBertConfig`); optional fields default
@@ -100,7 +100,8 @@ struct ModernBertLayer {
     theta: f64,
 }
 
-pub struct ModernBertClassifier {
+/// Embeddings, layers, pooling and the prediction head; [`TextClassifier`] adds the classifier.
+pub struct ModernBertBackbone {
     embeddings: Embedding,
     embed_norm: LayerNorm,
     layers: Vec<ModernBertLayer>,
@@ -112,13 +113,14 @@ pub struct ModernBertClassifier {
     head_dense: Dense,
     head_act: Act,
     head_norm: Norm,
-    classifier: Linear,
-    sigmoid: bool,
-    text: TextEncoder,
 }
 
-impl ModernBertClassifier {
-    pub fn load(files: &ModelFiles, config: &ModelConfig, weights: &Weights) -> Result<Self, ModelError> {
+impl ModernBertBackbone {
+    pub fn load(
+        files: &ModelFiles,
+        config: &ModelConfig,
+        weights: &Weights,
+    ) -> Result<TextClassifier<Self>, ModelError> {
         let cfg: ModernBertConfig = config.parse()?;
         if let Some(scaling) = cfg.rope_scaling.as_ref().filter(|s| !s.is_null()) {
             return Err(config.error(format!("field `rope_scaling`: {scaling} is not supported (default RoPE only)")));
@@ -142,7 +144,7 @@ impl ModernBertClassifier {
         };
         let vb = weights.builder();
         let m = vb.pp("model");
-        let built = (move || -> candle_core::Result<Self> {
+        let built = (move || -> candle_core::Result<TextClassifier<Self>> {
             let layers = (0..cfg.num_hidden_layers)
                 .map(|i| {
                     let l = m.pp("layers").pp(i);
@@ -164,7 +166,7 @@ impl ModernBertClassifier {
                     })
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
-            Ok(Self {
+            let backbone = Self {
                 embeddings: candle_nn::embedding(cfg.vocab_size, h, m.pp("embeddings.tok_embeddings"))?,
                 embed_norm: norm(m.pp("embeddings.norm"))?,
                 layers,
@@ -173,11 +175,14 @@ impl ModernBertClassifier {
                 hidden: h,
                 act: cfg.hidden_activation.kernel(),
                 pooling: cfg.classifier_pooling,
-                head_dense: Dense::from_linear(&candle_nn::linear_b(h, h, cfg.classifier_bias, vb.pp("head.dense"))?)?,
+                head_dense: Dense::load(&vb.pp("head.dense"), h, h, cfg.classifier_bias)?,
                 head_act: cfg.classifier_activation.kernel(),
                 head_norm: Norm::from_layer_norm(&norm(vb.pp("head.norm"))?)?,
+            };
+            Ok(TextClassifier {
+                backbone,
                 classifier: candle_nn::linear(h, classes.len(), vb.pp("classifier"))?,
-                sigmoid: classes.use_sigmoid,
+                use_sigmoid: classes.use_sigmoid,
                 text,
             })
         })();
@@ -196,7 +201,7 @@ impl ModernBertClassifier {
         let mut rotaries: Vec<(f64, Rotary)> = Vec::new();
         for layer in &self.layers {
             if !masks.iter().any(|(w, _)| *w == layer.window) {
-                masks.push((layer.window, attention_mask(&keep, b, t, layer.window, batch.has_padding)?));
+                masks.push((layer.window, attention_mask(&keep, b, t, layer.window, batch.has_padding)));
             }
             if !rotaries.iter().any(|(theta, _)| *theta == layer.theta) {
                 rotaries.push((layer.theta, Rotary::new(layer.theta, d, t)));
@@ -258,17 +263,11 @@ fn geglu(wi: &[f32], width: usize, act: Act) -> Vec<f32> {
 
 /// The additive mask of one kind of layer: padding keys, and for sliding-window layers the keys
 /// more than `window` tokens away. `None` when nothing is masked.
-fn attention_mask(
-    keep: &[f32],
-    b: usize,
-    t: usize,
-    window: Option<usize>,
-    padded: bool,
-) -> candle_core::Result<Option<AttnMask>> {
+fn attention_mask(keep: &[f32], b: usize, t: usize, window: Option<usize>, padded: bool) -> Option<AttnMask> {
     let outside = |i: usize, j: usize| window.is_some_and(|w| i.abs_diff(j) > w);
     let windowed = (0..t).any(|i| (0..t).any(|j| outside(i, j)));
     if !padded && !windowed {
-        return Ok(None);
+        return None;
     }
     let rows = if windowed { t } else { 1 };
     let mut data = Vec::with_capacity(b * rows * t);
@@ -285,8 +284,7 @@ fn attention_mask(
             ));
         }
     }
-    let tensor = Tensor::from_vec(data, (b, 1, rows, t), &Device::Cpu)?;
-    AttnMask::from_tensor(&tensor, b, t).map(Some)
+    Some(AttnMask::from_rows(data, b, rows, t))
 }
 
 /// Rotary position embedding tables (transformers' default RoPE, `rotate_half` layout).
@@ -332,18 +330,9 @@ impl Rotary {
     }
 }
 
-impl Network for ModernBertClassifier {
-    fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
-        text_batch(&self.text, request, &Device::Cpu, Task::TextClassification)
-    }
-
-    fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
-        let logits = self.classifier.forward(&self.features(batch)?)?;
-        super::scores_from_logits(&logits, self.sigmoid)
-    }
-
-    fn features(&self, batch: &Batch) -> Result<Tensor, ModelError> {
-        let text = take_text(batch)?;
+impl TextBackbone for ModernBertBackbone {
+    /// The pooled final hidden states (first token or masked mean) through the prediction head.
+    fn features(&self, text: &EncodedBatch) -> Result<Tensor, ModelError> {
         let (b, t) = text.input_ids.dims2()?;
         let x = self.encode(text)?;
         let h = self.hidden;
@@ -365,14 +354,6 @@ impl Network for ModernBertClassifier {
         let mut y = self.head_dense.forward(&pooled, self.head_act);
         self.head_norm.apply(&mut y);
         Ok(kernels::tensor(y, &[b, h])?)
-    }
-
-    fn head_names(&self) -> Option<(&'static str, &'static str)> {
-        Some(("classifier.weight", "classifier.bias"))
-    }
-
-    fn text_encoder(&self) -> Option<&TextEncoder> {
-        Some(&self.text)
     }
 }
 
@@ -401,13 +382,13 @@ mod tests {
     #[test]
     fn sliding_window_masks_far_keys_and_padding() {
         let keep = [1.0, 1.0, 1.0, 1.0, 0.0];
-        let mask = attention_mask(&keep, 1, 5, Some(1), true).unwrap().unwrap();
+        let mask = attention_mask(&keep, 1, 5, Some(1), true).unwrap();
         let tensor_rows: Vec<Vec<f32>> = (0..5).map(|i| mask_row(&mask, i)).collect();
         assert_eq!(tensor_rows[0], vec![0.0, 0.0, f32::MIN, f32::MIN, f32::MIN]);
         assert_eq!(tensor_rows[2], vec![f32::MIN, 0.0, 0.0, 0.0, f32::MIN]);
         // A window wider than the sequence and no padding: nothing to mask.
-        assert!(attention_mask(&[1.0; 3], 1, 3, Some(4), false).unwrap().is_none());
-        assert!(attention_mask(&[1.0; 3], 1, 3, None, false).unwrap().is_none());
+        assert!(attention_mask(&[1.0; 3], 1, 3, Some(4), false).is_none());
+        assert!(attention_mask(&[1.0; 3], 1, 3, None, false).is_none());
     }
 
     fn mask_row(mask: &AttnMask, i: usize) -> Vec<f32> {

@@ -92,16 +92,9 @@ impl Network for ZeroShotText {
         if texts.is_empty() {
             return Err(ModelError::Input("no text given".into()));
         }
-        let labels: Vec<String> = labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
-        if labels.is_empty() {
-            return Err(ModelError::Input("zero-shot classification needs at least one candidate label".into()));
-        }
+        let labels = super::candidate_labels(labels)?;
         let hypotheses = prompts(template.unwrap_or(HYPOTHESIS_TEMPLATE), &labels)?;
-        let pairs: Vec<(&str, &str)> =
-            texts.iter().flat_map(|t| hypotheses.iter().map(move |h| (t.as_str(), h.as_str()))).collect();
-        let mut text = self.encoder()?.encode_pairs(&pairs, &candle_core::Device::Cpu)?;
-        // One length per text (each text's pairs share its premise).
-        text.lengths = text.lengths.iter().step_by(labels.len()).copied().collect();
+        let text = self.encoder()?.encode_pairs(texts, &hypotheses, &candle_core::Device::Cpu)?;
         Ok(Batch {
             size: texts.len(),
             pixel_values: None,

@@ -25,7 +25,7 @@ use super::image::{ImagePreprocessor, ProcessorFamily};
 use super::layers::{self, Activation, Encoder, EncoderSpec};
 use super::text::TextEncoder;
 use super::weights::Weights;
-use super::{prompts, sigmoid, Batch, ModelError, Network, Request, Response, Scores, Task};
+use super::{sigmoid, Batch, ModelError, Network, Request, Response, Scores};
 use crate::source::ModelFiles;
 
 /// The pipeline pads every prompt to this many tokens for SigLIP.
@@ -309,26 +309,9 @@ fn tokenizer_gives_mask(files: &ModelFiles) -> bool {
 
 impl Network for SiglipZeroShot {
     fn prepare(&self, request: &Request) -> Result<Batch, ModelError> {
-        let Request::ZeroShot { images, labels, template } = request else {
-            return Err(ModelError::WrongInput {
-                task: Task::ZeroShotImageClassification,
-                expected: "an image with candidate labels",
-                given: if matches!(request, Request::Images(_)) { "images without labels" } else { "text" },
-            });
-        };
-        let labels: Vec<String> = labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
-        if labels.is_empty() {
-            return Err(ModelError::Input("zero-shot classification needs at least one candidate label".into()));
-        }
-        let prompts = prompts(template.unwrap_or(super::ZERO_SHOT_TEMPLATE), &labels)?;
-        let mut batch = super::image_batch(
-            &self.preprocessor,
-            &Request::Images(images),
-            &Device::Cpu,
-            Task::ZeroShotImageClassification,
-        )?;
-        batch.text = Some(self.tokenizer.encode_padded(&prompts, self.text_length, &Device::Cpu)?);
-        Ok(batch)
+        super::zero_shot_image_batch(&self.preprocessor, request, |prompts| {
+            self.tokenizer.encode_padded(prompts, self.text_length, &Device::Cpu)
+        })
     }
 
     fn forward(&self, batch: &Batch) -> Result<Response, ModelError> {
@@ -342,13 +325,7 @@ impl Network for SiglipZeroShot {
     fn zero_shot_embeddings(&self, batch: &Batch) -> Result<(Tensor, Tensor), ModelError> {
         let pixels = super::take_pixels(batch)?;
         let text = batch.text.as_ref().ok_or_else(|| ModelError::Input("no candidate labels".into()))?;
-        let (_, _, h, w) = pixels.dims4()?;
-        if (h, w) != (self.image_size, self.image_size) {
-            return Err(ModelError::Input(format!(
-                "pixel values are {w}x{h}; this model takes {0}x{0}",
-                self.image_size
-            )));
-        }
+        super::expect_square_pixels(pixels, self.image_size)?;
         let images = self.image_embeddings(pixels)?;
         let texts = self.text_embeddings(text)?;
         if images.dim(D::Minus1)? != texts.dim(D::Minus1)? {

@@ -197,48 +197,57 @@ impl TextEncoder {
         self.padded(ids, None, lengths, pad_to, device)
     }
 
-    /// Tokenizes (premise, hypothesis) pairs as transformers' tokenizers do with
-    /// `truncation="only_first"` (the zero-shot-classification pipeline): special tokens for a pair,
-    /// and a premise too long for the model cut from its end so that the hypothesis stays whole.
-    /// `lengths` describe the premises.
-    pub fn encode_pairs(&self, pairs: &[(&str, &str)], device: &Device) -> Result<EncodedBatch, ModelError> {
-        if pairs.is_empty() {
+    /// Tokenizes every (premise, hypothesis) pair, premise-major (the pairs of premise `i` are rows
+    /// `i * hypotheses.len()..`), as transformers' tokenizers do with `truncation="only_first"` (the
+    /// zero-shot-classification pipeline): special tokens for a pair, and a premise too long for the
+    /// model cut from its end so that the hypothesis stays whole. `lengths` has one entry per premise.
+    pub fn encode_pairs(
+        &self,
+        premises: &[String],
+        hypotheses: &[String],
+        device: &Device,
+    ) -> Result<EncodedBatch, ModelError> {
+        if premises.is_empty() || hypotheses.is_empty() {
             return Err(ModelError::Input("no text given".into()));
         }
         let budget = self.char_budget(self.max_len);
         let tokenize = |text: &str| {
             self.tokenizer.encode(text, false).map_err(|e| ModelError::Input(format!("cannot tokenize the text: {e}")))
         };
-        let mut ids = Vec::with_capacity(pairs.len());
-        let mut type_ids = Vec::with_capacity(pairs.len());
-        let mut lengths = Vec::with_capacity(pairs.len());
-        for &(premise, hypothesis) in pairs {
+        // Each text and each hypothesis is tokenized once; a pair clones the two encodings.
+        let hypotheses = hypotheses.iter().map(|h| Ok((h, tokenize(h)?))).collect::<Result<Vec<_>, ModelError>>()?;
+        let pairs = premises.len() * hypotheses.len();
+        let (mut ids, mut type_ids) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+        let mut lengths = Vec::with_capacity(premises.len());
+        for premise in premises {
             if premise.trim().is_empty() {
                 return Err(ModelError::Input("empty text: there is nothing to run the model on".into()));
             }
             let kept = truncate_chars(premise, budget);
-            let mut first = tokenize(kept)?;
-            lengths.push(self.length(premise, kept, &first));
-            let second = tokenize(hypothesis)?;
-            let total = first.len() + second.len() + self.added_pair_tokens;
-            if total > self.max_len {
-                let excess = total - self.max_len;
-                if excess >= first.len() {
-                    return Err(ModelError::Input(format!(
-                        "the hypothesis \"{hypothesis}\" takes {} of the model's {} tokens, leaving none for the text; use a shorter label or template",
-                        second.len() + self.added_pair_tokens,
-                        self.max_len
-                    )));
+            let whole = tokenize(kept)?;
+            lengths.push(self.length(premise, kept, &whole));
+            for (hypothesis, second) in &hypotheses {
+                let mut first = whole.clone();
+                let total = first.len() + second.len() + self.added_pair_tokens;
+                if total > self.max_len {
+                    let excess = total - self.max_len;
+                    if excess >= first.len() {
+                        return Err(ModelError::Input(format!(
+                            "the hypothesis \"{hypothesis}\" takes {} of the model's {} tokens, leaving none for the text; use a shorter label or template",
+                            second.len() + self.added_pair_tokens,
+                            self.max_len
+                        )));
+                    }
+                    first.truncate(first.len() - excess, 0, TruncationDirection::Right);
+                    drop(first.take_overflowing());
                 }
-                first.truncate(first.len() - excess, 0, TruncationDirection::Right);
-                drop(first.take_overflowing());
+                let encoding = self
+                    .tokenizer
+                    .post_process(first, Some(second.clone()), true)
+                    .map_err(|e| ModelError::Input(format!("cannot tokenize the text pair: {e}")))?;
+                ids.push(encoding.get_ids().to_vec());
+                type_ids.push(encoding.get_type_ids().to_vec());
             }
-            let encoding = self
-                .tokenizer
-                .post_process(first, Some(second), true)
-                .map_err(|e| ModelError::Input(format!("cannot tokenize the text pair: {e}")))?;
-            ids.push(encoding.get_ids().to_vec());
-            type_ids.push(encoding.get_type_ids().to_vec());
         }
         let types = type_ids.iter().flatten().any(|&t| t != 0).then_some(type_ids);
         self.padded(ids, types, lengths, 0, device)

@@ -4,7 +4,7 @@
 pub mod http_stub;
 pub mod hub_server;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -89,5 +89,51 @@ pub fn peers_python() -> Option<PathBuf> {
             eprintln!("skipping: {e} (set MODELDECK_REQUIRE_PEERS=1 to make this a failure)");
             None
         }
+    }
+}
+
+/// A copy of fixture model `name` (subfolders too) in `dest`, to break.
+pub fn copy_model(name: &str, dest: &Path) -> PathBuf {
+    let dir = dest.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in walk(&fixture_model(name)) {
+        let rel = entry.strip_prefix(fixture_model(name)).unwrap();
+        let target = dir.join(rel);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &target).unwrap();
+    }
+    dir
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Runs the CLI; returns (success, stdout, stderr).
+pub fn modeldeck(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modeldeck"))
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Asserts a failure with one line on stderr containing every `needle`.
+pub fn fails_with(args: &[&str], needles: &[&str]) {
+    let (ok, _, err) = modeldeck(args);
+    assert!(!ok, "expected failure for {args:?}");
+    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line expected for {args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: `{n}` not in: {err}");
     }
 }
