@@ -26,22 +26,17 @@ fn at(base: usize, offset: usize) -> *const f32 {
 }
 
 fn main() -> candle_core::Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let shapes: Vec<(usize, usize, usize)> = if args.len() >= 3 {
-        args.chunks(3).filter(|c| c.len() == 3).map(|c| (c[0], c[1], c[2])).collect()
-    } else {
-        vec![
-            (512, 512, 512),
-            (2048, 384, 1152),
-            (2048, 384, 1536),
-            (2048, 1536, 384),
-            (197, 768, 2304),
-            (197, 3072, 768),
-            (3136, 576, 64),
-            (49, 1024, 2048),
-            (17, 384, 1152),
-        ]
-    };
+    let shapes = common::shapes(vec![
+        (512, 512, 512),
+        (2048, 384, 1152),
+        (2048, 384, 1536),
+        (2048, 1536, 384),
+        (197, 768, 2304),
+        (197, 3072, 768),
+        (3136, 576, 64),
+        (49, 1024, 2048),
+        (17, 384, 1152),
+    ]);
     let threads = candle_core::utils::get_num_threads();
     println!("threads {threads}");
     println!(

@@ -333,6 +333,10 @@ struct SimulateArgs {
     /// (Kayenta's effectSize.allowedIncrease).
     #[arg(long, default_value_t = modeldeck::deploy::canary::DEFAULT_ALLOWED_INCREASE)]
     latency_allowed_increase: f64,
+    /// Canary: a significant latency increase of at most this many milliseconds also passes,
+    /// whatever its ratio (0: the ratio alone decides).
+    #[arg(long, default_value_t = modeldeck::deploy::canary::DEFAULT_ALLOWED_MS)]
+    latency_allowed_ms: f64,
     /// Canary: keep replaying after the promotion or rollback (until --max-requests or the data ends).
     #[arg(long)]
     keep_going: bool,
@@ -1109,6 +1113,7 @@ fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
                     tolerance: args.latency_tolerance,
                 },
                 latency_allowed_increase: args.latency_allowed_increase,
+                latency_allowed_ms: args.latency_allowed_ms,
                 max_error_increase: args.max_error_increase,
                 max_accuracy_drop: args.max_accuracy_drop,
             };

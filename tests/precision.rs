@@ -118,19 +118,21 @@ fn int8_and_bf16_digit_models_agree_with_f32_on_the_test_split() {
     }
 }
 
-fn cli(args: &[&str], portable: bool) -> serde_json::Value {
+/// Runs the CLI with `MODELDECK_KERNELS` set to `kernels` (`None`: the kernels this CPU picks).
+fn cli(args: &[&str], kernels: Option<&str>) -> serde_json::Value {
     let mut command = Command::new(env!("CARGO_BIN_EXE_modeldeck"));
     command.args(args);
-    if portable {
-        command.env("MODELDECK_KERNELS", "portable");
-    }
+    match kernels {
+        Some(k) => command.env("MODELDECK_KERNELS", k),
+        None => command.env_remove("MODELDECK_KERNELS"),
+    };
     let out = command.output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
-fn forced_portable_kernels_give_the_native_int8_answers_exactly_and_bf16_closely() {
+fn every_kernel_gives_the_native_int8_answers_exactly_and_bf16_closely() {
     let image = common::root().join("assets/digits/test/3");
     let image = std::fs::read_dir(&image).unwrap().next().unwrap().unwrap().path();
     let image = image.to_str().unwrap();
@@ -147,8 +149,7 @@ fn forced_portable_kernels_give_the_native_int8_answers_exactly_and_bf16_closely
             "10",
             "--json",
         ];
-        let native = cli(&args, false);
-        let portable = cli(&args, true);
+        let native = cli(&args, None);
         let scores = |v: &serde_json::Value| -> Vec<(String, f64)> {
             v["predictions"]
                 .as_array()
@@ -157,15 +158,27 @@ fn forced_portable_kernels_give_the_native_int8_answers_exactly_and_bf16_closely
                 .map(|s| (s["label"].as_str().unwrap().to_string(), s["score"].as_f64().unwrap()))
                 .collect()
         };
-        let (a, b) = (scores(&native), scores(&portable));
+        let a = scores(&native);
         assert_eq!(a.len(), 10, "{native}");
-        if precision == "int8" {
-            // Integer products: the same bits whichever kernel ran.
-            assert_eq!(a, b, "int8 native vs portable");
-        } else {
-            for ((la, sa), (lb, sb)) in a.iter().zip(&b) {
-                assert!(la == lb || (sa - sb).abs() < 1e-6, "{la} vs {lb}");
-                assert!((sa - sb).abs() < 1e-5, "bf16 native {sa} vs portable {sb}");
+        // The AVX-512 kernels without AMX, and the portable ones (on a CPU without AVX-512 or
+        // AMX, these are what the native run already used).
+        for forced in ["avx512", "portable"] {
+            let other = cli(&args, Some(forced));
+            let b = scores(&other);
+            let kernel = other["model"]["kernel"].as_str().unwrap_or_default().to_string();
+            assert!(kernel.starts_with(precision), "{forced}: {other}");
+            assert!(!kernel.contains("AMX"), "{forced}: {kernel}");
+            if forced == "portable" {
+                assert!(kernel.contains("portable"), "{kernel}");
+            }
+            if precision == "int8" {
+                // Integer products: the same bits whichever kernel ran.
+                assert_eq!(a, b, "int8 native vs {forced}");
+            } else {
+                for ((la, sa), (lb, sb)) in a.iter().zip(&b) {
+                    assert!(la == lb || (sa - sb).abs() < 1e-6, "{la} vs {lb}");
+                    assert!((sa - sb).abs() < 1e-5, "bf16 native {sa} vs {forced} {sb}");
+                }
             }
         }
     }
@@ -187,7 +200,7 @@ fn compare_takes_a_precision_per_arm_and_remote_models_refuse_one() {
             test.to_str().unwrap(),
             "--json",
         ],
-        false,
+        None,
     );
     assert_eq!(v["a"]["model"]["precision"], "f32", "{v}");
     assert_eq!(v["b"]["model"]["precision"], "int8");

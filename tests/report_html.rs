@@ -55,6 +55,7 @@ fn card(name: &str, labels: &[String]) -> ModelCard {
         dtype: "F32".into(),
         precision: modeldeck::model::Precision::F32,
         quantization: modeldeck::model::Precision::F32.scheme().into(),
+        kernel: modeldeck::model::Precision::F32.kernel().into(),
         size_bytes: 4_938_268,
         memory_bytes: 4_938_268,
         load_ms: 12.5,

@@ -369,7 +369,7 @@ impl Dense {
         let (k, n) = (self.inputs, self.outputs);
         let mut out = alloc(rows * n);
         let epilogue = Epilogue { bias: self.bias.as_deref(), residual, act };
-        let per = match split(rows, n, k) {
+        let per = match self.split(rows) {
             Split::Cols(_) => {
                 let mut x = alloc(rows * k);
                 let per_task = rows.div_ceil(threads()).max(1);
@@ -396,8 +396,9 @@ impl Dense {
                 // this task writes them (tasks own disjoint row ranges r0..r1); `out`, `x` and the
                 // weights are distinct allocations.
                 unsafe {
-                    self.block(x.as_ptr(), len, dst.get().add(start * n), 0, n);
-                    epilogue.apply(dst.get(), n, start, start + len, 0, n);
+                    self.block(x.as_ptr(), len, dst.get().add(start * n), 0, n, &mut |a, b| {
+                        epilogue.apply(dst.get(), n, start + a, start + b, 0, n)
+                    });
                 }
             }
             recycle(x);
@@ -425,31 +426,58 @@ impl Dense {
             // write disjoint row ranges or disjoint column ranges, and `x`, `out` and the weights
             // cannot overlap (`x: &[f32]` and `out: &mut [f32]` are both borrowed here).
             unsafe {
-                self.block(x[r0 * k..].as_ptr(), r1 - r0, dst.get().add(r0 * n + c0), c0, c1 - c0);
-                epilogue.apply(dst.get(), n, r0, r1, c0, c1);
+                self.block(x[r0 * k..].as_ptr(), r1 - r0, dst.get().add(r0 * n + c0), c0, c1 - c0, &mut |a, b| {
+                    epilogue.apply(dst.get(), n, r0 + a, r0 + b, c0, c1)
+                });
             }
         };
         let dst = SendPtr(out.as_mut_ptr());
-        match split(rows, n, k) {
+        match self.split(rows) {
             Split::None => block(0, rows, 0, n, dst),
             Split::Rows(per) => par_for(rows.div_ceil(per), |t| block(t * per, ((t + 1) * per).min(rows), 0, n, dst)),
             Split::Cols(per) => par_for(n.div_ceil(per), |t| block(0, rows, t * per, ((t + 1) * per).min(n), dst)),
         }
     }
 
+    /// How a product of `rows` rows is shared among the threads. The AMX kernels convert each
+    /// thread's activations themselves, so a split by columns would convert every row once per
+    /// thread: with enough rows for a few 16-row tiles each, they split by rows instead.
+    fn split(&self, rows: usize) -> Split {
+        let (k, n) = (self.inputs, self.outputs);
+        let amx = match &self.weights {
+            Packed::F32(_) => false,
+            Packed::Bf16(_) => quant::isa(Precision::Bf16) == quant::Isa::Amx,
+            Packed::Int8(_) => quant::isa(Precision::Int8) == quant::Isa::Amx,
+        };
+        match split(rows, n, k) {
+            Split::Cols(_) if amx && rows >= 64 * threads() => Split::Rows(rows.div_ceil(threads())),
+            other => other,
+        }
+    }
+
     /// Single-threaded `dst[i][..cols] = x[i] · Wᵀ[:, c0..c0 + cols]` for `rows` rows; `x` has row
-    /// stride `inputs`, `dst` row stride `outputs`.
+    /// stride `inputs`, `dst` row stride `outputs`. `done(a, b)` is called as rows `a..b` are
+    /// finished, in order, covering all rows once: at the end, or after each 16-row tile for the
+    /// AMX kernels, so that the epilogue finds them still in cache.
     ///
     /// # Safety
     /// `x` must hold `rows x inputs` elements, `dst` `rows` rows of `outputs` from its start, and
     /// `c0 + cols <= outputs`.
-    unsafe fn block(&self, x: *const f32, rows: usize, dst: *mut f32, c0: usize, cols: usize) {
+    unsafe fn block(
+        &self,
+        x: *const f32,
+        rows: usize,
+        dst: *mut f32,
+        c0: usize,
+        cols: usize,
+        done: &mut dyn FnMut(usize, usize),
+    ) {
         let (k, n) = (self.inputs as isize, self.outputs);
         let wt = match &self.weights {
             Packed::F32(wt) => wt,
             // SAFETY: the same contract; `split_for` hands out column ranges from multiples of 16.
-            Packed::Bf16(w) => return w.matmul(x, rows, dst, n, c0, cols, quant::isa(Precision::Bf16)),
-            Packed::Int8(w) => return w.matmul(x, rows, dst, n, c0, cols, quant::isa(Precision::Int8)),
+            Packed::Bf16(w) => return w.matmul(x, rows, dst, n, c0, cols, quant::isa(Precision::Bf16), done),
+            Packed::Int8(w) => return w.matmul(x, rows, dst, n, c0, cols, quant::isa(Precision::Int8), done),
         };
         // SAFETY: `wt` is inputs x outputs, so from column c0 the right-hand view addresses
         // wt[i * n + c0 + j] for i < inputs, j < cols <= outputs - c0; `x` and `dst` are in bounds
@@ -466,6 +494,7 @@ impl Dense {
             false,
             gemm::Parallelism::None,
         );
+        done(0, rows);
     }
 }
 

@@ -23,6 +23,7 @@ pub(crate) mod layers;
 mod modernbert;
 pub mod nli;
 mod pool;
+pub mod amx;
 pub mod quant;
 mod resnet;
 mod siglip;
@@ -59,6 +60,8 @@ pub struct ModelCard {
     pub precision: Precision,
     /// How `precision` stores weights and activations, in words.
     pub quantization: String,
+    /// The kernels that run `precision` on this machine (AMX, AVX-512, portable).
+    pub kernel: String,
     pub size_bytes: u64,
     /// The weights as held in memory for inference (prepared, packed or quantised).
     pub memory_bytes: u64,
@@ -272,6 +275,7 @@ pub fn load_with(files: &ModelFiles, precision: Precision) -> Result<LoadedModel
         dtype: weights.dtype_name(),
         precision,
         quantization: precision.scheme().to_string(),
+        kernel: precision.kernel().to_string(),
         size_bytes: files.size_bytes(),
         memory_bytes: stats.dense_bytes + parameters.saturating_sub(stats.dense_parameters) * 4,
         load_ms: started.elapsed().as_secs_f64() * 1e3,

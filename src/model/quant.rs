@@ -23,6 +23,8 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
+use super::amx;
+
 /// The numeric format of a model's linear and convolution weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -68,6 +70,8 @@ impl Precision {
     pub fn kernel(self) -> &'static str {
         match (self, isa(self)) {
             (Precision::F32, _) => "f32 (gemm)",
+            (Precision::Int8, Isa::Amx) => "int8 AMX + AVX-512 VNNI",
+            (Precision::Bf16, Isa::Amx) => "bf16 AMX + AVX512-BF16",
             (Precision::Int8, Isa::Avx512) => "int8 AVX-512 VNNI",
             (Precision::Bf16, Isa::Avx512) => "bf16 AVX512-BF16",
             (Precision::Int8, _) => "int8 portable",
@@ -100,18 +104,46 @@ pub enum Isa {
     Portable,
     /// AVX-512 VNNI (int8) or AVX512-BF16 (bf16).
     Avx512,
+    /// AMX tiles (`tdpbusd`, `tdpbf16ps`; see `amx`) for products of at least `AMX_MIN_ROWS`
+    /// rows, the AVX-512 kernels for fewer. Only chosen where the CPU also has those.
+    Amx,
 }
 
-/// The kernel for `precision` on this CPU (`MODELDECK_KERNELS=portable` forces the portable one).
+impl Isa {
+    /// The vector kernels that go with this choice (AMX products convert their activations and
+    /// run their few-row products with AVX-512).
+    fn vector(self) -> Isa {
+        match self {
+            Isa::Amx => Isa::Avx512,
+            other => other,
+        }
+    }
+
+    /// The kernel for a product of `rows` rows.
+    fn for_rows(self, rows: usize) -> Isa {
+        if self == Isa::Amx && rows < AMX_MIN_ROWS { Isa::Avx512 } else { self }
+    }
+}
+
+/// Below this many rows a product runs on the AVX-512 kernels even where AMX is there: a tile
+/// holds 16 rows, and for one or two rows the padded tile multiplies mostly zeros while the weight
+/// tiles cost as much to load as the vector kernel's whole pass.
+pub const AMX_MIN_ROWS: usize = 4;
+
+/// The kernel for `precision` on this CPU. `MODELDECK_KERNELS=portable` forces the portable one,
+/// `MODELDECK_KERNELS=avx512` the AVX-512 ones without AMX (to compare and to test both).
 pub fn isa(precision: Precision) -> Isa {
     static DETECTED: OnceLock<(Isa, Isa)> = OnceLock::new();
     let (int8, bf16) = *DETECTED.get_or_init(|| {
-        let forced = std::env::var("MODELDECK_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("portable"));
-        if forced {
+        let forced = std::env::var("MODELDECK_KERNELS").unwrap_or_default().to_ascii_lowercase();
+        if forced == "portable" {
             return (Isa::Portable, Isa::Portable);
         }
         #[cfg(target_arch = "x86_64")]
         {
+            if forced != "avx512" && super::amx::available() {
+                return (Isa::Amx, Isa::Amx);
+            }
             let avx512 =
                 std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw");
             let vnni = avx512 && std::arch::is_x86_feature_detected!("avx512vnni");
@@ -192,7 +224,9 @@ const MR8: usize = 4;
 const NR8: usize = 3;
 
 /// A weight `(n, k)` quantised per output channel and packed for the kernels: blocks of 16
-/// output columns, each `k4 = ceil(k / 4)` groups of 16 x 4 bytes (`[nb][k4][16][4]`), zero padded.
+/// output columns, each `k4` groups of 16 x 4 bytes (`[nb][k4][16][4]`), zero padded; `k4` is
+/// `ceil(k / 4)` rounded up to whole groups of `GROUP` inputs, so that a block is also a column of
+/// AMX tiles (16 rows of 64 bytes per group).
 pub struct Int8Weights {
     pub k: usize,
     pub n: usize,
@@ -209,7 +243,7 @@ impl Int8Weights {
     /// From a weight as PyTorch stores it, `(n, k)` row-major.
     pub fn quantize(weight: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(weight.len(), n * k);
-        let k4 = k.div_ceil(4);
+        let k4 = k.div_ceil(4).next_multiple_of(GROUP4);
         let blocks = n.div_ceil(NB);
         let width = blocks * NB;
         let groups = k.div_ceil(GROUP).max(1);
@@ -260,6 +294,7 @@ impl Int8Weights {
 
     /// `dst[r][c] = x[r] · W[c0 + c]ᵀ` for `rows` rows of `x` (row stride `k`) and `cols`
     /// columns from `c0` (a multiple of 16), `dst` with row stride `dst_rs`. Single-threaded.
+    /// `done(a, b)` is called as rows `a..b` are finished, in order, covering every row once.
     ///
     /// # Safety
     /// `x` must hold `rows * k` elements and `dst` `rows` rows of `dst_rs >= cols` from its start;
@@ -274,20 +309,44 @@ impl Int8Weights {
         c0: usize,
         cols: usize,
         isa: Isa,
+        done: &mut dyn FnMut(usize, usize),
     ) {
         assert!(c0.is_multiple_of(NB) && c0 + cols <= self.n);
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             let lda = self.k4 * 4;
             let groups = self.k.div_ceil(GROUP).max(1);
-            let (a, sx) = s.int8(rows, lda, groups);
+            let isa = isa.for_rows(rows);
+            // AMX reads whole tiles of 16 rows: the rows past `rows` are quantised zeros.
+            let padded = if isa == Isa::Amx { rows.next_multiple_of(amx::TILE) } else { rows };
+            let (a, sx) = s.int8(padded, lda, groups);
+            // AMX multiplies signed bytes by signed bytes; the vector kernels take unsigned
+            // activations offset by 128 (`vpdpbusd`).
+            let offset = if isa == Isa::Amx { 0 } else { 128 };
             for r in 0..rows {
                 // SAFETY: row r < rows of `x` holds k elements by the contract.
                 let row = std::slice::from_raw_parts(x.add(r * self.k), self.k);
-                quantize_row(row, &mut a[r * lda..(r + 1) * lda], &mut sx[r * groups..(r + 1) * groups], isa);
+                let (out, scales) = (&mut a[r * lda..(r + 1) * lda], &mut sx[r * groups..(r + 1) * groups]);
+                quantize_row(row, out, scales, offset, isa.vector());
             }
+            a[rows * lda..].fill(offset as u8);
+            sx[rows * groups..].fill(0.0);
             let width = self.scale.len();
             let end = (c0 + cols).div_ceil(NB);
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Amx && self.k > 0 {
+                let b0 = c0 / NB;
+                let lhs = amx::Lhs { a: a.as_ptr(), lda, rows };
+                let scales = amx::Int8Scales { scales: sx.as_ptr(), groups, scale: self.scale.as_ptr().add(b0 * NB) };
+                let out = amx::Out { dst, dst_rs, c0, c1: c0 + cols };
+                // SAFETY: Isa::Amx is only chosen when `amx::available()`; `a` holds `padded`
+                // rows of lda = 4 · k4 bytes (padding zeros, scales finite); the packed blocks
+                // b0..end and their scales are in bounds (c0 + cols <= n); `dst` holds rows x cols
+                // by the contract.
+                amx::int8_matmul(&lhs, self.data.as_ptr().add(b0 * self.k4 * NB * 4), self.k4, b0, end, &scales, &out, done);
+                return;
+            }
+            let isa = isa.vector();
             let mut tile = [[0f32; NB * NR8]; MR8];
             for b0 in (c0 / NB..end).step_by(NR8) {
                 let nr = NR8.min(end - b0);
@@ -307,6 +366,7 @@ impl Int8Weights {
                     store_tile(&tile[..mr], dst.add(r0 * dst_rs), dst_rs, c0, cols, b0, nr);
                 }
             }
+            done(0, rows);
         });
     }
 }
@@ -353,28 +413,29 @@ fn quantize_one(v: f32, inv: f32) -> i8 {
     (((v * inv).clamp(-127.0, 127.0) + SHIFT) - SHIFT) as i8
 }
 
-/// Quantises one activation row into `out` (offset by 128, padded with 128 to `out.len()`),
-/// one scale per group of `GROUP` values into `scales`.
-fn quantize_row(row: &[f32], out: &mut [u8], scales: &mut [f32], isa: Isa) {
+/// Quantises one activation row into `out` (each byte the quantised value plus `offset`, 128 for
+/// the unsigned bytes of `vpdpbusd` or 0 for signed ones; padded with quantised zeros to
+/// `out.len()`), one scale per group of `GROUP` values into `scales`.
+fn quantize_row(row: &[f32], out: &mut [u8], scales: &mut [f32], offset: i32, isa: Isa) {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
         // SAFETY: Isa::Avx512 for int8 is only chosen when the CPU has AVX-512 F/BW.
-        return unsafe { quantize_row_avx512(row, out, scales) };
+        return unsafe { quantize_row_avx512(row, out, scales, offset) };
     }
     let _ = isa;
-    quantize_row_portable(row, out, scales)
+    quantize_row_portable(row, out, scales, offset)
 }
 
 #[inline(always)]
-fn quantize_row_portable(row: &[f32], out: &mut [u8], scales: &mut [f32]) {
+fn quantize_row_portable(row: &[f32], out: &mut [u8], scales: &mut [f32], offset: i32) {
     for ((chunk, o), scale) in row.chunks(GROUP).zip(out.chunks_mut(GROUP)).zip(scales.iter_mut()) {
         let (s, inv) = symmetric_scale(chunk);
         *scale = s;
         for (o, &v) in o.iter_mut().zip(chunk) {
-            *o = (quantize_one(v, inv) as i32 + 128) as u8;
+            *o = (quantize_one(v, inv) as i32 + offset) as u8;
         }
     }
-    out[row.len()..].fill(128);
+    out[row.len()..].fill(offset as u8);
 }
 
 /// `quantize_row_portable` in AVX-512, with the same results bit for bit: the same product by
@@ -383,11 +444,11 @@ fn quantize_row_portable(row: &[f32], out: &mut [u8], scales: &mut [f32]) {
 /// `f32::max`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn quantize_row_avx512(row: &[f32], out: &mut [u8], scales: &mut [f32]) {
+unsafe fn quantize_row_avx512(row: &[f32], out: &mut [u8], scales: &mut [f32], offset: i32) {
     use std::arch::x86_64::*;
     let lo = _mm512_set1_ps(-127.0);
     let hi = _mm512_set1_ps(127.0);
-    let bias = _mm512_set1_epi32(128);
+    let bias = _mm512_set1_epi32(offset);
     for ((chunk, o), scale) in row.chunks(GROUP).zip(out.chunks_mut(GROUP)).zip(scales.iter_mut()) {
         let mask = |v: usize| -> __mmask16 {
             let n = chunk.len().saturating_sub(v * 16).min(16);
@@ -414,7 +475,7 @@ unsafe fn quantize_row_avx512(row: &[f32], out: &mut [u8], scales: &mut [f32]) {
             _mm512_mask_cvtepi32_storeu_epi8(o.as_mut_ptr().add(v * 16) as *mut _, m, q);
         }
     }
-    out[row.len()..].fill(128);
+    out[row.len()..].fill(offset as u8);
 }
 
 /// The quantised rows a micro-kernel reads: `lda` bytes per row, `groups` scales per row.
@@ -587,7 +648,8 @@ unsafe fn int8_tile_vnni<const R: usize, const C: usize>(
 // ---------------------------------------------------------------------------------------------
 // bf16
 
-/// A weight `(n, k)` rounded to bf16 and packed as `[nb][k2][16][2]` (`k2 = ceil(k / 2)`).
+/// A weight `(n, k)` rounded to bf16 and packed as `[nb][k2][16][2]` (`k2 = ceil(k / 2)` rounded
+/// up to a multiple of 16, zero padded: a block is then also a column of AMX tiles).
 pub struct Bf16Weights {
     pub k: usize,
     pub n: usize,
@@ -613,7 +675,7 @@ pub fn from_bf16(v: u16) -> f32 {
 impl Bf16Weights {
     pub fn new(weight: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(weight.len(), n * k);
-        let k2 = k.div_ceil(2);
+        let k2 = k.div_ceil(2).next_multiple_of(16);
         let blocks = n.div_ceil(NB);
         let mut data = vec![0u16; blocks * k2 * NB * 2];
         use rayon::prelude::*;
@@ -658,21 +720,36 @@ impl Bf16Weights {
         c0: usize,
         cols: usize,
         isa: Isa,
+        done: &mut dyn FnMut(usize, usize),
     ) {
         assert!(c0.is_multiple_of(NB) && c0 + cols <= self.n);
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             let lda = self.k2 * 2;
-            let a = s.bf16(rows, lda);
+            let isa = isa.for_rows(rows);
+            // AMX reads whole tiles of 16 rows: the rows past `rows` are zeros.
+            let padded = if isa == Isa::Amx { rows.next_multiple_of(16) } else { rows };
+            let a = s.bf16(padded, lda);
             for r in 0..rows {
                 // SAFETY: row r < rows of `x` holds k elements by the contract.
                 let row = std::slice::from_raw_parts(x.add(r * self.k), self.k);
                 let out = &mut a[r * lda..(r + 1) * lda];
-                for (o, &v) in out.iter_mut().zip(row) {
-                    *o = to_bf16(v);
-                }
+                round_row(row, &mut out[..self.k], isa.vector());
                 out[self.k..].fill(0);
             }
+            a[rows * lda..].fill(0);
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Amx {
+                let (b0, b1) = (c0 / NB, (c0 + cols).div_ceil(NB));
+                let lhs = amx::Lhs { a: a.as_ptr() as *const u8, lda: lda * 2, rows };
+                let out = amx::Out { dst, dst_rs, c0, c1: c0 + cols };
+                // SAFETY: Isa::Amx is only chosen when `amx::available()`; `a` holds `padded`
+                // rows of lda values (zero padded), k2 is a multiple of 16, blocks b0..b1 are in
+                // the packing (c0 + cols <= n), and `dst` holds rows x cols by the contract.
+                amx::bf16_matmul(&lhs, self.data.as_ptr().add(b0 * self.k2 * NB * 2), self.k2, b0, b1, &out, done);
+                return;
+            }
+            let isa = isa.vector();
             let mut tile = [[0f32; NB * NR]; MR];
             for b0 in (c0 / NB..(c0 + cols).div_ceil(NB)).step_by(NR) {
                 let nr = NR.min((c0 + cols).div_ceil(NB) - b0);
@@ -684,7 +761,39 @@ impl Bf16Weights {
                     store_tile(&tile[..mr], dst.add(r0 * dst_rs), dst_rs, c0, cols, b0, nr);
                 }
             }
+            done(0, rows);
         });
+    }
+}
+
+/// Rounds `row` to bf16 into `out` (same length): `vcvtne2ps2bf16` where the CPU has it (round to
+/// nearest even as `to_bf16`; it reads denormal inputs as zero), else `to_bf16`.
+fn round_row(row: &[f32], out: &mut [u16], isa: Isa) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        // SAFETY: Isa::Avx512 for bf16 is only chosen when the CPU has AVX512-BF16.
+        return unsafe { round_row_avx512(row, out) };
+    }
+    let _ = isa;
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = to_bf16(v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn round_row_avx512(row: &[f32], out: &mut [u16]) {
+    use std::arch::x86_64::*;
+    let n = row.len().min(out.len());
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n elements of both.
+        let v = _mm512_cvtneps_pbh(_mm512_loadu_ps(row.as_ptr().add(i)));
+        _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut _, std::mem::transmute::<__m256bh, __m256i>(v));
+        i += 16;
+    }
+    for (o, &v) in out[i..n].iter_mut().zip(&row[i..n]) {
+        *o = to_bf16(v);
     }
 }
 
@@ -855,6 +964,9 @@ mod tests {
         if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512bw") {
             v.push(Isa::Avx512);
         }
+        if amx::available() {
+            v.push(Isa::Amx);
+        }
         v
     }
 
@@ -887,7 +999,12 @@ mod tests {
     fn int8_products_equal_the_exact_integer_reference_on_every_kernel() {
         // Odd sizes: partial column blocks, k not a multiple of 4, every row remainder.
         for &(rows, k, n) in
+            // 150 rows: two AMX row chunks, odd 16-row tiles at the end; 33 and 48 rows: one pair of
+            // tiles and a half-filled one.
             &[(1, 3, 5), (7, 33, 70), (13, 384, 1536 / 8), (2, 1, 16), (6, 64, 64), (19, 130, 97), (5, 1536, 40)]
+                .into_iter()
+                .chain([(150, 200, 70), (33, 64, 32), (48, 129, 48)])
+                .collect::<Vec<_>>()
         {
             let w = data(n * k, 1 + k as u64, 0.3);
             let x = data(rows * k, 7 + n as u64, 2.0);
@@ -897,8 +1014,15 @@ mod tests {
                 // Whole width, and a column range from a block boundary (as a thread gets).
                 for (c0, cols) in [(0, n), (16.min(n / 16 * 16), n - 16.min(n / 16 * 16))] {
                     let mut out = vec![f32::NAN; rows * cols];
+                    // Finished rows are reported in order, each once.
+                    let mut finished = 0;
+                    let mut done = |a: usize, b: usize| {
+                        assert!(a == finished && b > a && b <= rows, "{isa:?}: rows {a}..{b} after {finished}");
+                        finished = b;
+                    };
                     // SAFETY: x is rows x k, out rows x cols, c0 + cols = n.
-                    unsafe { q.matmul(x.as_ptr(), rows, out.as_mut_ptr(), cols, c0, cols, isa) };
+                    unsafe { q.matmul(x.as_ptr(), rows, out.as_mut_ptr(), cols, c0, cols, isa, &mut done) };
+                    assert_eq!(finished, rows, "{isa:?}");
                     for r in 0..rows {
                         for c in 0..cols {
                             assert_eq!(
@@ -922,7 +1046,7 @@ mod tests {
         let q = Int8Weights::quantize(&w, n, k);
         let mut out = vec![0f32; rows * n];
         // SAFETY: as above.
-        unsafe { q.matmul(x.as_ptr(), rows, out.as_mut_ptr(), n, 0, n, isa(Precision::Int8)) };
+        unsafe { q.matmul(x.as_ptr(), rows, out.as_mut_ptr(), n, 0, n, isa(Precision::Int8), &mut |_, _| {}) };
         for r in 0..rows {
             for c in 0..n {
                 let exact: f32 = (0..k).map(|kk| x[r * k + kk] * w[c * k + kk]).sum();
@@ -941,15 +1065,24 @@ mod tests {
         if std::arch::is_x86_feature_detected!("avx512bf16") {
             kernels.push(Isa::Avx512);
         }
-        for &(rows, k, n) in &[(1, 3, 5), (7, 33, 70), (13, 384, 64), (19, 129, 97)] {
+        if amx::available() {
+            kernels.push(Isa::Amx);
+        }
+        for &(rows, k, n) in &[(1, 3, 5), (7, 33, 70), (13, 384, 64), (19, 129, 97), (150, 200, 70), (33, 64, 32)] {
             let w = data(n * k, 11 + k as u64, 0.3);
             let x = data(rows * k, 5 + n as u64, 2.0);
             let b = Bf16Weights::new(&w, n, k);
             let wr = b.unpacked();
             for isa in &kernels {
                 let mut out = vec![f32::NAN; rows * n];
+                let mut finished = 0;
+                let mut done = |a: usize, b: usize| {
+                    assert!(a == finished && b > a && b <= rows, "{isa:?}: rows {a}..{b} after {finished}");
+                    finished = b;
+                };
                 // SAFETY: x is rows x k, out rows x n.
-                unsafe { b.matmul(x.as_ptr(), rows, out.as_mut_ptr(), n, 0, n, *isa) };
+                unsafe { b.matmul(x.as_ptr(), rows, out.as_mut_ptr(), n, 0, n, *isa, &mut done) };
+                assert_eq!(finished, rows, "{isa:?}");
                 for r in 0..rows {
                     for c in 0..n {
                         // f64 sums of the bf16-rounded operands: only the f32 accumulation differs.
@@ -1002,11 +1135,15 @@ mod tests {
             let lda = len.div_ceil(4) * 4 + 8;
             let groups = len.div_ceil(GROUP);
             let (mut want, mut want_s) = (vec![0u8; lda], vec![0f32; groups]);
-            quantize_row_portable(row, &mut want, &mut want_s);
+            quantize_row_portable(row, &mut want, &mut want_s, 128);
             for isa in isas() {
                 let (mut got, mut got_s) = (vec![7u8; lda], vec![0f32; groups]);
-                quantize_row(row, &mut got, &mut got_s, isa);
+                quantize_row(row, &mut got, &mut got_s, 128, isa.vector());
                 assert_eq!(got, want, "{isa:?}, {len} values");
+                // Signed (AMX's): the same values without the offset.
+                let mut signed = vec![7u8; lda];
+                quantize_row(row, &mut signed, &mut got_s, 0, isa.vector());
+                assert!(signed.iter().zip(&want).all(|(s, w)| s.wrapping_add(128) == *w), "{isa:?} signed");
                 assert_eq!(
                     got_s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     want_s.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
@@ -1021,7 +1158,7 @@ mod tests {
         let mut out = [f32::NAN; 2];
         let x = [0.0f32, 1e30, -1e30, 3.0];
         // SAFETY: one row of 4, two outputs.
-        unsafe { q.matmul(x.as_ptr(), 1, out.as_mut_ptr(), 2, 0, 2, Isa::Portable) };
+        unsafe { q.matmul(x.as_ptr(), 1, out.as_mut_ptr(), 2, 0, 2, Isa::Portable, &mut |_, _| {}) };
         assert_eq!(out, [0.0, 0.0]);
         assert_eq!("INT8".parse::<Precision>(), Ok(Precision::Int8));
         assert!("fp8".parse::<Precision>().is_err());

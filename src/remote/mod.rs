@@ -96,6 +96,7 @@ pub fn load(spec: &RemoteSpec) -> Result<LoadedModel, ModelError> {
         dtype: card.dtype,
         precision: crate::model::Precision::F32,
         quantization: "decided by the server".into(),
+        kernel: "the server's".into(),
         size_bytes: 0,
         memory_bytes: 0,
         load_ms: started.elapsed().as_secs_f64() * 1e3,

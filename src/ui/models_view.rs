@@ -271,7 +271,7 @@ fn card_ui(ui: &mut egui::Ui, slot: Slot, card: &crate::model::ModelCard) {
             None => {
                 row("Parameters", format_count(card.parameters));
                 row("Stored as", card.dtype.clone());
-                row("Runs in", format!("{} ({})", card.precision, card.precision.kernel()));
+                row("Runs in", format!("{} ({})", card.precision, card.kernel));
                 if let Some(short) = card.precision.short_scheme() {
                     row("Scheme", short.into()).on_hover_text(&card.quantization);
                 }
