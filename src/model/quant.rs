@@ -319,10 +319,14 @@ impl Int8Weights {
             let isa = isa.for_rows(rows);
             // AMX reads whole tiles of 16 rows: the rows past `rows` are quantised zeros.
             let padded = if isa == Isa::Amx { rows.next_multiple_of(amx::TILE) } else { rows };
+            // AMX multiplies signed bytes by signed bytes (the padding rows zero, then laid out
+            // by `amx::tile_rows`); the vector kernels take unsigned activations offset by 128
+            // (`vpdpbusd`).
+            let amx = isa == Isa::Amx;
+            let offset = if amx { 0 } else { 128 };
+            // The tiling buffer is the scratch's own, lent out while `a` borrows the scratch.
+            let mut tiling = if amx { std::mem::take(&mut s.tiling) } else { Vec::new() };
             let (a, sx) = s.int8(padded, lda, groups);
-            // AMX multiplies signed bytes by signed bytes; the vector kernels take unsigned
-            // activations offset by 128 (`vpdpbusd`).
-            let offset = if isa == Isa::Amx { 0 } else { 128 };
             for r in 0..rows {
                 // SAFETY: row r < rows of `x` holds k elements by the contract.
                 let row = std::slice::from_raw_parts(x.add(r * self.k), self.k);
@@ -331,6 +335,10 @@ impl Int8Weights {
             }
             a[rows * lda..].fill(offset as u8);
             sx[rows * groups..].fill(0.0);
+            #[cfg(target_arch = "x86_64")]
+            if amx {
+                amx::tile_rows(a, lda, &mut tiling);
+            }
             let width = self.scale.len();
             let end = (c0 + cols).div_ceil(NB);
             #[cfg(target_arch = "x86_64")]
@@ -344,6 +352,7 @@ impl Int8Weights {
                 // b0..end and their scales are in bounds (c0 + cols <= n); `dst` holds rows x cols
                 // by the contract.
                 amx::int8_matmul(&lhs, self.data.as_ptr().add(b0 * self.k4 * NB * 4), self.k4, b0, end, &scales, &out, done);
+                s.tiling = tiling;
                 return;
             }
             let isa = isa.vector();
@@ -729,6 +738,9 @@ impl Bf16Weights {
             let isa = isa.for_rows(rows);
             // AMX reads whole tiles of 16 rows: the rows past `rows` are zeros.
             let padded = if isa == Isa::Amx { rows.next_multiple_of(16) } else { rows };
+            // AMX: the padding rows zero, then laid out by `amx::tile_rows`.
+            let amx = isa == Isa::Amx;
+            let mut tiling = if amx { std::mem::take(&mut s.tiling) } else { Vec::new() };
             let a = s.bf16(padded, lda);
             for r in 0..rows {
                 // SAFETY: row r < rows of `x` holds k elements by the contract.
@@ -739,7 +751,10 @@ impl Bf16Weights {
             }
             a[rows * lda..].fill(0);
             #[cfg(target_arch = "x86_64")]
-            if isa == Isa::Amx {
+            if amx {
+                // SAFETY: any u16 is two valid bytes; the slice covers the same memory.
+                let bytes = std::slice::from_raw_parts_mut(a.as_mut_ptr() as *mut u8, a.len() * 2);
+                amx::tile_rows(bytes, lda * 2, &mut tiling);
                 let (b0, b1) = (c0 / NB, (c0 + cols).div_ceil(NB));
                 let lhs = amx::Lhs { a: a.as_ptr() as *const u8, lda: lda * 2, rows };
                 let out = amx::Out { dst, dst_rs, c0, c1: c0 + cols };
@@ -747,6 +762,7 @@ impl Bf16Weights {
                 // rows of lda values (zero padded), k2 is a multiple of 16, blocks b0..b1 are in
                 // the packing (c0 + cols <= n), and `dst` holds rows x cols by the contract.
                 amx::bf16_matmul(&lhs, self.data.as_ptr().add(b0 * self.k2 * NB * 2), self.k2, b0, b1, &out, done);
+                s.tiling = tiling;
                 return;
             }
             let isa = isa.vector();
@@ -918,6 +934,8 @@ struct Scratch {
     bytes: Vec<u8>,
     scales: Vec<f32>,
     halves: Vec<u16>,
+    /// One 16-row tile of activations while `amx::tile_rows` rearranges it.
+    tiling: Vec<u8>,
 }
 
 impl Scratch {
