@@ -679,9 +679,9 @@ impl Canary {
                     KayentaVerdict::High if within && by_ratio => {
                         format!("pass: B is slower but within the allowed increase (ratio {ratio:.3} ≤ {allowed})")
                     }
-                    KayentaVerdict::High if within => format!(
-                        "pass: B is slower but by no more than the allowed {allowed_ms} ms (ratio {ratio:.3})"
-                    ),
+                    KayentaVerdict::High if within => {
+                        format!("pass: B is slower but by no more than the allowed {allowed_ms} ms (ratio {ratio:.3})")
+                    }
                     KayentaVerdict::High => {
                         format!("fail: B is slower (ratio {ratio:.3}, allowed {allowed} or +{allowed_ms} ms)")
                     }

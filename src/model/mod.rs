@@ -9,6 +9,7 @@
 //! outside the quantised kernels). Zero-shot text classification ([`nli`]) wraps whichever text
 //! classifier family the NLI checkpoint is.
 
+pub mod amx;
 mod bert;
 mod clip;
 pub mod cnn;
@@ -23,7 +24,6 @@ pub(crate) mod layers;
 mod modernbert;
 pub mod nli;
 mod pool;
-pub mod amx;
 pub mod quant;
 mod resnet;
 mod siglip;

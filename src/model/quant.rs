@@ -121,7 +121,11 @@ impl Isa {
 
     /// The kernel for a product of `rows` rows.
     fn for_rows(self, rows: usize) -> Isa {
-        if self == Isa::Amx && rows < AMX_MIN_ROWS { Isa::Avx512 } else { self }
+        if self == Isa::Amx && rows < AMX_MIN_ROWS {
+            Isa::Avx512
+        } else {
+            self
+        }
     }
 }
 
@@ -250,17 +254,19 @@ impl Int8Weights {
         let mut scale = vec![1.0f32; width];
         let mut data = vec![0i8; blocks * k4 * NB * 4];
         use rayon::prelude::*;
-        data.par_chunks_mut(k4 * NB * 4).zip(scale.par_chunks_mut(NB)).enumerate().for_each(|(nb, (block, scales))| {
-            for j in 0..NB.min(n.saturating_sub(nb * NB)) {
-                let col = nb * NB + j;
-                let row = &weight[col * k..(col + 1) * k];
-                let (s, inv) = symmetric_scale(row);
-                scales[j] = s;
-                for (kk, &w) in row.iter().enumerate() {
-                    block[((kk / 4) * NB + j) * 4 + kk % 4] = quantize_one(w, inv);
+        data.par_chunks_mut((k4 * NB * 4).max(1)).zip(scale.par_chunks_mut(NB)).enumerate().for_each(
+            |(nb, (block, scales))| {
+                for j in 0..NB.min(n.saturating_sub(nb * NB)) {
+                    let col = nb * NB + j;
+                    let row = &weight[col * k..(col + 1) * k];
+                    let (s, inv) = symmetric_scale(row);
+                    scales[j] = s;
+                    for (kk, &w) in row.iter().enumerate() {
+                        block[((kk / 4) * NB + j) * 4 + kk % 4] = quantize_one(w, inv);
+                    }
                 }
-            }
-        });
+            },
+        );
         let mut w = Self { k, n, k4, data, scale, offset: Vec::new() };
         let mut offset = vec![0i32; groups * width];
         for col in 0..n {
@@ -322,7 +328,8 @@ impl Int8Weights {
             // AMX multiplies signed bytes by signed bytes (the padding rows zero, then laid out
             // by `amx::tile_rows`); the vector kernels take unsigned activations offset by 128
             // (`vpdpbusd`).
-            let amx = isa == Isa::Amx;
+            // (No tiles for an empty product.)
+            let amx = isa == Isa::Amx && self.k > 0;
             let offset = if amx { 0 } else { 128 };
             // The tiling buffer is the scratch's own, lent out while `a` borrows the scratch.
             let mut tiling = if amx { std::mem::take(&mut s.tiling) } else { Vec::new() };
@@ -342,7 +349,7 @@ impl Int8Weights {
             let width = self.scale.len();
             let end = (c0 + cols).div_ceil(NB);
             #[cfg(target_arch = "x86_64")]
-            if isa == Isa::Amx && self.k > 0 {
+            if amx {
                 let b0 = c0 / NB;
                 let lhs = amx::Lhs { a: a.as_ptr(), lda, rows };
                 let scales = amx::Int8Scales { scales: sx.as_ptr(), groups, scale: self.scale.as_ptr().add(b0 * NB) };
@@ -351,7 +358,16 @@ impl Int8Weights {
                 // rows of lda = 4 · k4 bytes (padding zeros, scales finite); the packed blocks
                 // b0..end and their scales are in bounds (c0 + cols <= n); `dst` holds rows x cols
                 // by the contract.
-                amx::int8_matmul(&lhs, self.data.as_ptr().add(b0 * self.k4 * NB * 4), self.k4, b0, end, &scales, &out, done);
+                amx::int8_matmul(
+                    &lhs,
+                    self.data.as_ptr().add(b0 * self.k4 * NB * 4),
+                    self.k4,
+                    b0,
+                    end,
+                    &scales,
+                    &out,
+                    done,
+                );
                 s.tiling = tiling;
                 return;
             }
@@ -688,7 +704,7 @@ impl Bf16Weights {
         let blocks = n.div_ceil(NB);
         let mut data = vec![0u16; blocks * k2 * NB * 2];
         use rayon::prelude::*;
-        data.par_chunks_mut(k2 * NB * 2).enumerate().for_each(|(nb, block)| {
+        data.par_chunks_mut((k2 * NB * 2).max(1)).enumerate().for_each(|(nb, block)| {
             for j in 0..NB.min(n.saturating_sub(nb * NB)) {
                 let col = nb * NB + j;
                 for (kk, &w) in weight[col * k..(col + 1) * k].iter().enumerate() {
@@ -738,8 +754,9 @@ impl Bf16Weights {
             let isa = isa.for_rows(rows);
             // AMX reads whole tiles of 16 rows: the rows past `rows` are zeros.
             let padded = if isa == Isa::Amx { rows.next_multiple_of(16) } else { rows };
-            // AMX: the padding rows zero, then laid out by `amx::tile_rows`.
-            let amx = isa == Isa::Amx;
+            // AMX: the padding rows zero, then laid out by `amx::tile_rows` (no tiles for an
+            // empty product).
+            let amx = isa == Isa::Amx && self.k > 0;
             let mut tiling = if amx { std::mem::take(&mut s.tiling) } else { Vec::new() };
             let a = s.bf16(padded, lda);
             for r in 0..rows {
@@ -1019,10 +1036,18 @@ mod tests {
         for &(rows, k, n) in
             // 150 rows: two AMX row chunks, odd 16-row tiles at the end; 33 and 48 rows: one pair of
             // tiles and a half-filled one.
-            &[(1, 3, 5), (7, 33, 70), (13, 384, 1536 / 8), (2, 1, 16), (6, 64, 64), (19, 130, 97), (5, 1536, 40)]
-                .into_iter()
-                .chain([(150, 200, 70), (33, 64, 32), (48, 129, 48)])
-                .collect::<Vec<_>>()
+            &[
+                (1, 3, 5),
+                (7, 33, 70),
+                (13, 384, 1536 / 8),
+                (2, 1, 16),
+                (6, 64, 64),
+                (19, 130, 97),
+                (5, 1536, 40),
+            ]
+            .into_iter()
+            .chain([(150, 200, 70), (33, 64, 32), (48, 129, 48)])
+            .collect::<Vec<_>>()
         {
             let w = data(n * k, 1 + k as u64, 0.3);
             let x = data(rows * k, 7 + n as u64, 2.0);
@@ -1178,6 +1203,20 @@ mod tests {
         // SAFETY: one row of 4, two outputs.
         unsafe { q.matmul(x.as_ptr(), 1, out.as_mut_ptr(), 2, 0, 2, Isa::Portable, &mut |_, _| {}) };
         assert_eq!(out, [0.0, 0.0]);
+        // No inputs at all (a degenerate layer): zeros from every kernel, AMX's row counts too.
+        let (q, b) = (Int8Weights::quantize(&[], 3, 0), Bf16Weights::new(&[], 3, 0));
+        for isa in isas() {
+            for rows in [1, 20] {
+                let mut out = vec![f32::NAN; rows * 3];
+                // SAFETY: x holds rows x 0 elements (none are read), out rows x 3.
+                unsafe { q.matmul([].as_ptr(), rows, out.as_mut_ptr(), 3, 0, 3, isa, &mut |_, _| {}) };
+                assert!(out.iter().all(|v| *v == 0.0), "int8 {isa:?} {rows}: {out:?}");
+                out.fill(f32::NAN);
+                // SAFETY: as above.
+                unsafe { b.matmul([].as_ptr(), rows, out.as_mut_ptr(), 3, 0, 3, isa, &mut |_, _| {}) };
+                assert!(out.iter().all(|v| *v == 0.0), "bf16 {isa:?} {rows}: {out:?}");
+            }
+        }
         assert_eq!("INT8".parse::<Precision>(), Ok(Precision::Int8));
         assert!("fp8".parse::<Precision>().is_err());
     }
