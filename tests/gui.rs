@@ -748,6 +748,7 @@ fn the_models_view_loads_a_as_f32_and_the_same_model_as_int8_in_b_and_both_answe
     assert!(b.memory_bytes < a.memory_bytes, "int8 {} vs f32 {} in memory", b.memory_bytes, a.memory_bytes);
     // Each card says how its slot runs; B's names the scheme (in full on hover).
     assert!(has_text(&harness, "Runs in"));
+    assert!(b.kernel.starts_with("int8") && has_text(&harness, &b.kernel), "B runs in {}", b.kernel);
     assert!(has_text(&harness, "int8 weights per channel, activations per row and 64 inputs"));
     assert_eq!(harness.query_all_by_label("Scheme").count(), 1, "only the reduced-precision card has a scheme row");
 

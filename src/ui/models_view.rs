@@ -271,7 +271,8 @@ fn card_ui(ui: &mut egui::Ui, slot: Slot, card: &crate::model::ModelCard) {
             None => {
                 row("Parameters", format_count(card.parameters));
                 row("Stored as", card.dtype.clone());
-                row("Runs in", format!("{} ({})", card.precision, card.kernel));
+                // The kernel's name starts with the precision ("int8 AMX + AVX-512 VNNI").
+                row("Runs in", card.kernel.clone());
                 if let Some(short) = card.precision.short_scheme() {
                     row("Scheme", short.into()).on_hover_text(&card.quantization);
                 }
