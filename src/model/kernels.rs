@@ -457,8 +457,8 @@ impl Dense {
 
     /// Single-threaded `dst[i][..cols] = x[i] · Wᵀ[:, c0..c0 + cols]` for `rows` rows; `x` has row
     /// stride `inputs`, `dst` row stride `outputs`. `done(a, b)` is called as rows `a..b` are
-    /// finished, in order, covering all rows once: at the end, or after each 16-row tile for the
-    /// AMX kernels, so that the epilogue finds them still in cache.
+    /// finished, in order, covering all rows once: at the end, or for the AMX kernels after each
+    /// 16-row tile (int8) or 128-row chunk (bf16), so that the epilogue finds them still in cache.
     ///
     /// # Safety
     /// `x` must hold `rows x inputs` elements, `dst` `rows` rows of `outputs` from its start, and
