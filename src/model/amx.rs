@@ -20,6 +20,9 @@
 #[cfg(target_arch = "x86_64")]
 pub use imp::*;
 
+/// Rows (and 4-byte columns) of every tile: all eight are configured as 16 x 64 bytes.
+pub const TILE: usize = 16;
+
 #[cfg(not(target_arch = "x86_64"))]
 pub fn available() -> bool {
     false
@@ -27,6 +30,7 @@ pub fn available() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
+    use super::TILE;
     use std::arch::asm;
     use std::arch::x86_64::*;
 
@@ -78,8 +82,6 @@ mod imp {
         false
     }
 
-    /// Rows (and 4-byte columns) of every tile: all eight are configured as 16 x 64 bytes.
-    pub const TILE: usize = 16;
 
     #[repr(C, align(64))]
     struct Config([u8; 64]);
