@@ -513,6 +513,10 @@ fn the_deploy_view_promotes_a_canary_rolls_back_a_slow_one_on_approval_and_runs_
     assert!(harness.state().deploy_form().manual, "the approval box is ticked");
     replace_text(&mut harness, "delay", "2");
     assert_eq!(harness.state().deploy_form().delay_ms, 2.0);
+    // The latency gate's absolute allowance is the form's too (0.05 ms unless changed).
+    assert_eq!(harness.state().deploy_form().allowed_ms, 0.05);
+    replace_text(&mut harness, "or ms", "0.1");
+    assert_eq!(harness.state().deploy_form().allowed_ms, 0.1);
     harness.get_by_label("Start").click();
     wait_long(&mut harness, "a proposed rollback", Duration::from_secs(120), |h| {
         canary_phase(h) == Some(Phase::AwaitingApproval)

@@ -1000,33 +1000,32 @@ mod tests {
     #[test]
     fn a_significant_but_small_slowdown_is_within_the_allowed_increase() {
         // B is 5 % slower, consistently: Kayenta says High, the effect size lets it pass.
-        let mut c = Canary::new(plan(&[5.0], 200, false), false, 0);
-        feed(&mut c, 200, (1.0, 1.05), 0.0, (0.0, 0.0));
-        let d = c.check(1).unwrap();
-        let lat = d.gates.iter().find(|g| g.gate == "latency").unwrap();
+        let lat = latency_gate(plan(&[5.0], 200, false), (1.0, 1.05));
         assert_eq!(lat.kayenta.as_ref().unwrap().verdict, KayentaVerdict::High);
         assert_eq!(lat.verdict, GateVerdict::Pass, "{}", lat.summary);
         assert!(lat.summary.contains("within the allowed increase"), "{}", lat.summary);
+    }
+
+    /// The latency gate of one check after 200 answers per arm at `lat` (A, B) ms.
+    fn latency_gate(plan: CanaryPlan, lat: (f64, f64)) -> GateResult {
+        let mut c = Canary::new(plan, false, 0);
+        feed(&mut c, 200, lat, 0.0, (0.0, 0.0));
+        let d = c.check(1).unwrap();
+        d.gates.iter().find(|g| g.gate == "latency").unwrap().clone()
     }
 
     #[test]
     fn a_slowdown_of_microseconds_passes_on_the_absolute_allowance_only() {
         // B 30 µs slower than A's ~0.045 ms median (ratio ~1.67), consistently: significant,
         // over the 1.1 ratio, within the 0.05 ms allowance.
-        let mut c = Canary::new(plan(&[5.0], 200, false), false, 0);
-        feed(&mut c, 200, (0.0, 0.030), 0.0, (0.0, 0.0));
-        let d = c.check(1).unwrap();
-        let lat = d.gates.iter().find(|g| g.gate == "latency").unwrap();
+        let lat = latency_gate(plan(&[5.0], 200, false), (0.0, 0.030));
         assert_eq!(lat.kayenta.as_ref().unwrap().verdict, KayentaVerdict::High);
         assert_eq!(lat.verdict, GateVerdict::Pass, "{}", lat.summary);
         assert!(lat.summary.contains("no more than the allowed 0.05 ms"), "{}", lat.summary);
         // Without the allowance, Kayenta's ratio alone fails it.
         let mut strict = plan(&[5.0], 200, false);
         strict.gates.latency_allowed_ms = 0.0;
-        let mut c = Canary::new(strict, false, 0);
-        feed(&mut c, 200, (0.0, 0.030), 0.0, (0.0, 0.0));
-        let d = c.check(1).unwrap();
-        let lat = d.gates.iter().find(|g| g.gate == "latency").unwrap();
+        let lat = latency_gate(strict, (0.0, 0.030));
         assert_eq!(lat.verdict, GateVerdict::Fail, "{}", lat.summary);
     }
 

@@ -82,7 +82,6 @@ mod imp {
         false
     }
 
-
     #[repr(C, align(64))]
     struct Config([u8; 64]);
 

@@ -50,6 +50,7 @@ pub struct DeployForm {
     pub min_requests: u64,
     pub min_labels: u64,
     pub allowed_increase: f64,
+    pub allowed_ms: f64,
     pub max_error_increase: f64,
     pub max_accuracy_drop: f64,
     pub threshold: u32,
@@ -74,6 +75,7 @@ impl Default for DeployForm {
             min_requests: 50,
             min_labels: 50,
             allowed_increase: gates.latency_allowed_increase,
+            allowed_ms: gates.latency_allowed_ms,
             max_error_increase: gates.max_error_increase,
             max_accuracy_drop: gates.max_accuracy_drop,
             threshold: crate::deploy::canary::DEFAULT_THRESHOLD,
@@ -105,6 +107,7 @@ impl DeployForm {
                     min_requests: self.min_requests,
                     min_labels: self.min_labels,
                     latency_allowed_increase: self.allowed_increase,
+                    latency_allowed_ms: self.allowed_ms,
                     max_error_increase: self.max_error_increase,
                     max_accuracy_drop: self.max_accuracy_drop,
                     ..Gates::default()
@@ -374,6 +377,16 @@ impl DeployView {
                             .prefix("x"),
                     )
                     .on_hover_text("B may be this much slower (ratio) even when Kayenta finds it significantly slower")
+                    .labelled_by(label.id);
+                    let label = ui.label("or ms");
+                    ui.add(
+                        egui::DragValue::new(&mut self.form.allowed_ms)
+                            .range(0.0..=10_000.0)
+                            .speed(0.01)
+                            .prefix("+")
+                            .suffix(" ms"),
+                    )
+                    .on_hover_text("…or by at most this many milliseconds, whatever the ratio (0: the ratio alone)")
                     .labelled_by(label.id);
                     let label = ui.label("error bound");
                     ui.add(
