@@ -25,6 +25,7 @@ mod modernbert;
 pub mod nli;
 mod pool;
 pub mod quant;
+pub mod sgemm;
 mod resnet;
 mod siglip;
 mod spm;

@@ -69,6 +69,7 @@ impl Precision {
     /// The kernel that runs this precision on this CPU.
     pub fn kernel(self) -> &'static str {
         match (self, isa(self)) {
+            (Precision::F32, _) if super::sgemm::available() => "f32 AVX-512 (weights packed at load)",
             (Precision::F32, _) => "f32 (gemm)",
             (Precision::Int8, Isa::Amx) => "int8 AMX + AVX-512 VNNI",
             (Precision::Bf16, Isa::Amx) => "bf16 AMX + AVX512-BF16",
