@@ -76,7 +76,7 @@ pub fn alloc_zeroed_huge(len: usize) -> Vec<f32> {
 }
 
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(v: &[f32]) {
+pub(crate) fn advise_huge_pages<T>(v: &[T]) {
     const HUGE: usize = 2 << 20;
     let start = v.as_ptr() as usize;
     let end = start + std::mem::size_of_val(v);
@@ -92,7 +92,7 @@ fn advise_huge_pages(v: &[f32]) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_: &[f32]) {}
+pub(crate) fn advise_huge_pages<T>(_: &[T]) {}
 
 /// Recycled scratch buffers. Fresh multi-megabyte allocations come from the kernel as untouched
 /// pages, and faulting them in cost ~8% of a forward pass; activations have the same sizes from

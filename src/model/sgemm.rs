@@ -59,19 +59,28 @@ impl F32Weights {
     /// From `weight`, `n x k` row-major, in one pass.
     pub fn new(weight: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(weight.len(), n * k);
-        let blocks = n.div_ceil(NB);
-        let mut data = vec![Lane([0.0; NB]); blocks * k];
+        let len = n.div_ceil(NB) * k;
+        // Written once, in place: a fresh allocation of this size is untouched memory, advised
+        // onto huge pages before the first write (4 KiB faults were most of a cold load).
+        let mut data: Vec<Lane> = Vec::with_capacity(len);
+        super::kernels::advise_huge_pages(data.spare_capacity_mut());
         use rayon::prelude::*;
-        // One block (k x 16, at most a few hundred KiB) per task: its 16 source rows are read
-        // in order while the block's lines are filled.
-        data.par_chunks_mut(k.max(1)).enumerate().for_each(|(b, block)| {
-            for j in 0..NB.min(n - b * NB) {
-                let col = &weight[(b * NB + j) * k..(b * NB + j + 1) * k];
-                for (lane, &w) in block.iter_mut().zip(col) {
-                    lane.0[j] = w;
+        // One block (k x 16, at most a few hundred KiB) per task, lane by lane: its 16 source
+        // rows are read in step.
+        data.spare_capacity_mut()[..len].par_chunks_mut(k.max(1)).enumerate().for_each(|(b, block)| {
+            let cols = NB.min(n - b * NB);
+            let src = &weight[b * NB * k..(b * NB + cols) * k];
+            for (p, lane) in block.iter_mut().enumerate() {
+                let mut values = [0f32; NB];
+                for (j, v) in values[..cols].iter_mut().enumerate() {
+                    *v = src[j * k + p];
                 }
+                lane.write(Lane(values));
             }
         });
+        // SAFETY: the chunks cover all `len` lanes (blocks of k, the last one too, as len is a
+        // multiple of k), each written above.
+        unsafe { data.set_len(len) };
         Self { k, n, data }
     }
 
