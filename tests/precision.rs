@@ -132,11 +132,11 @@ fn cli(args: &[&str], kernels: Option<&str>) -> serde_json::Value {
 }
 
 #[test]
-fn every_kernel_gives_the_native_int8_answers_exactly_and_bf16_closely() {
+fn every_kernel_gives_the_native_int8_answers_exactly_and_f32_and_bf16_closely() {
     let image = common::root().join("assets/digits/test/3");
     let image = std::fs::read_dir(&image).unwrap().next().unwrap().unwrap().path();
     let image = image.to_str().unwrap();
-    for precision in ["int8", "bf16"] {
+    for precision in ["int8", "bf16", "f32"] {
         let args = [
             "predict",
             "--model",
@@ -177,7 +177,7 @@ fn every_kernel_gives_the_native_int8_answers_exactly_and_bf16_closely() {
             } else {
                 for ((la, sa), (lb, sb)) in a.iter().zip(&b) {
                     assert!(la == lb || (sa - sb).abs() < 1e-6, "{la} vs {lb}");
-                    assert!((sa - sb).abs() < 1e-5, "bf16 native {sa} vs {forced} {sb}");
+                    assert!((sa - sb).abs() < 1e-5, "{precision} native {sa} vs {forced} {sb}");
                 }
             }
         }

@@ -70,7 +70,7 @@ impl Precision {
     pub fn kernel(self) -> &'static str {
         match (self, isa(self)) {
             (Precision::F32, _) if super::sgemm::available() => "f32 AVX-512 (weights packed at load)",
-            (Precision::F32, _) => "f32 (gemm)",
+            (Precision::F32, _) => "f32 portable (gemm crate)",
             (Precision::Int8, Isa::Amx) => "int8 AMX + AVX-512 VNNI",
             (Precision::Bf16, Isa::Amx) => "bf16 AMX + AVX512-BF16",
             (Precision::Int8, Isa::Avx512) => "int8 AVX-512 VNNI",
