@@ -229,7 +229,7 @@ enum Packed {
     /// `Wᵀ`: `inputs x outputs`, row-major, for `gemm` (CPUs without AVX-512F).
     F32(Vec<f32>),
     /// Packed once for the AVX-512 kernel (`sgemm`).
-    F32Packed(sgemm::F32Weights),
+    F32Blocks(sgemm::F32Weights),
     Bf16(quant::Bf16Weights),
     Int8(quant::Int8Weights),
 }
@@ -254,7 +254,7 @@ impl Dense {
             assert_eq!(b.len(), outputs);
         }
         let weights = match precision {
-            Precision::F32 if sgemm::available() => Packed::F32Packed(sgemm::F32Weights::new(weight, outputs, inputs)),
+            Precision::F32 if sgemm::available() => Packed::F32Blocks(sgemm::F32Weights::new(weight, outputs, inputs)),
             Precision::F32 => Packed::F32(transpose(weight, outputs, inputs)),
             Precision::Bf16 => Packed::Bf16(quant::Bf16Weights::new(weight, outputs, inputs)),
             Precision::Int8 => Packed::Int8(quant::Int8Weights::quantize(weight, outputs, inputs)),
@@ -332,7 +332,7 @@ impl Dense {
 
     pub fn precision(&self) -> Precision {
         match self.weights {
-            Packed::F32(_) | Packed::F32Packed(_) => Precision::F32,
+            Packed::F32(_) | Packed::F32Blocks(_) => Precision::F32,
             Packed::Bf16(_) => Precision::Bf16,
             Packed::Int8(_) => Precision::Int8,
         }
@@ -342,7 +342,7 @@ impl Dense {
     pub fn bytes(&self) -> usize {
         let weights = match &self.weights {
             Packed::F32(w) => w.len() * 4,
-            Packed::F32Packed(w) => w.bytes(),
+            Packed::F32Blocks(w) => w.bytes(),
             Packed::Bf16(w) => w.bytes(),
             Packed::Int8(w) => w.bytes(),
         };
@@ -450,7 +450,7 @@ impl Dense {
     fn split(&self, rows: usize) -> Split {
         let (k, n) = (self.inputs, self.outputs);
         let amx = match &self.weights {
-            Packed::F32(_) | Packed::F32Packed(_) => false,
+            Packed::F32(_) | Packed::F32Blocks(_) => false,
             Packed::Bf16(_) => quant::isa(Precision::Bf16) == quant::Isa::Amx,
             Packed::Int8(_) => quant::isa(Precision::Int8) == quant::Isa::Amx,
         };
@@ -480,7 +480,7 @@ impl Dense {
         let (k, n) = (self.inputs as isize, self.outputs);
         let wt = match &self.weights {
             Packed::F32(wt) => wt,
-            Packed::F32Packed(w) => {
+            Packed::F32Blocks(w) => {
                 // SAFETY: the same contract; `F32Weights` exists only where `sgemm::available()`,
                 // and column ranges start at multiples of 16 (`split_for`).
                 w.matmul(x, rows, dst, n, c0, cols);

@@ -290,7 +290,10 @@ mod tests {
                 for j in 0..cols {
                     let want: f64 = (0..k).map(|p| x[r * k + p] as f64 * w[(c0 + j) * k + p] as f64).sum();
                     let got = out[r * width + 1 + j] as f64;
-                    assert!((got - want).abs() <= 1e-5 * (k as f64).sqrt().max(1.0), "{rows}x{k}x{n} [{r}][{j}]: {got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (k as f64).sqrt().max(1.0),
+                        "{rows}x{k}x{n} [{r}][{j}]: {got} vs {want}"
+                    );
                 }
             }
         }
