@@ -135,12 +135,17 @@ impl Isa {
 /// tiles cost as much to load as the vector kernel's whole pass.
 pub const AMX_MIN_ROWS: usize = 4;
 
+/// `MODELDECK_KERNELS`, lower-cased (empty when unset): `portable` or `avx512` to force kernels.
+pub(crate) fn forced_kernels() -> String {
+    std::env::var("MODELDECK_KERNELS").unwrap_or_default().to_ascii_lowercase()
+}
+
 /// The kernel for `precision` on this CPU. `MODELDECK_KERNELS=portable` forces the portable one,
 /// `MODELDECK_KERNELS=avx512` the AVX-512 ones without AMX (to compare and to test both).
 pub fn isa(precision: Precision) -> Isa {
     static DETECTED: OnceLock<(Isa, Isa)> = OnceLock::new();
     let (int8, bf16) = *DETECTED.get_or_init(|| {
-        let forced = std::env::var("MODELDECK_KERNELS").unwrap_or_default().to_ascii_lowercase();
+        let forced = forced_kernels();
         if forced == "portable" {
             return (Isa::Portable, Isa::Portable);
         }

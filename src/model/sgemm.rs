@@ -42,8 +42,7 @@ pub struct F32Weights {
 pub fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        let forced = std::env::var("MODELDECK_KERNELS").unwrap_or_default().to_ascii_lowercase();
-        if forced == "portable" {
+        if super::quant::forced_kernels() == "portable" {
             return false;
         }
         #[cfg(target_arch = "x86_64")]
@@ -95,7 +94,6 @@ impl F32Weights {
     /// # Safety
     /// `available()` must be true; `x` must hold `rows x k` elements and `dst` `rows` rows of
     /// `dst_rs` (from column `c0`'s offset, `cols` of them), not overlapping `x`.
-    #[allow(clippy::too_many_arguments)]
     pub unsafe fn matmul(&self, x: *const f32, rows: usize, dst: *mut f32, dst_rs: usize, c0: usize, cols: usize) {
         assert!(c0.is_multiple_of(NB) && c0 + cols <= self.n);
         let k = self.k;
